@@ -1,0 +1,501 @@
+package authgate
+
+import (
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("authgate", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("authgate", parseHandlerDirective)
+	// Before the other auth directives and request_header, so that
+	// request_header and reverse_proxy's header_up can use the
+	// {http.auth.user.*} placeholders; before handle, route, respond,
+	// reverse_proxy and file_server.
+	httpcaddyfile.RegisterDirectiveOrder("authgate", httpcaddyfile.Before, "basic_auth")
+}
+
+// parseGlobalOption parses the global `authgate` block:
+//
+//	{
+//		authgate {
+//			session_keys <key> [<old key>...]
+//			cookie {
+//				name      <name>
+//				domain    <domain>
+//				path      <path>
+//				same_site lax|strict|none
+//			}
+//			session_lifetime <duration>
+//			refresh_skew     <duration>
+//			auth_host        <host>
+//			allowed_redirect_domains <domain>...
+//			path_prefix      <path>
+//			provider <name> {
+//				# see parseProvider
+//			}
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("the authgate global option may appear only once")
+	}
+	app := new(App)
+	d.Next() // the option name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		ok, err := parseSetting(d, &app.Settings, seen)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, d.Errf("unrecognized subdirective %s", d.Val())
+		}
+	}
+	return httpcaddyfile.App{Name: "authgate", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseSetting parses one subdirective shared by the global block and the
+// handler. It reports false when the name is not a setting.
+func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bool, error) {
+	name := d.Val()
+	once := func() error {
+		if seen[name] {
+			return d.Errf("%s may be given only once", name)
+		}
+		seen[name] = true
+		return nil
+	}
+	switch name {
+	case "session_keys":
+		if err := once(); err != nil {
+			return true, err
+		}
+		s.SessionKeys = d.RemainingArgs()
+		if len(s.SessionKeys) == 0 {
+			return true, d.Err("session_keys needs at least one key")
+		}
+	case "cookie":
+		if err := once(); err != nil {
+			return true, err
+		}
+		if d.NextArg() {
+			return true, d.ArgErr()
+		}
+		s.Cookie = new(CookieConfig)
+		cseen := map[string]bool{}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			sub := d.Val()
+			if cseen[sub] {
+				return true, d.Errf("cookie %s may be given only once", sub)
+			}
+			cseen[sub] = true
+			var dst *string
+			switch sub {
+			case "name":
+				dst = &s.Cookie.Name
+			case "domain":
+				dst = &s.Cookie.Domain
+			case "path":
+				dst = &s.Cookie.Path
+			case "same_site":
+				dst = &s.Cookie.SameSite
+			default:
+				return true, d.Errf("unrecognized cookie subdirective %s", sub)
+			}
+			if err := oneArg(d, dst); err != nil {
+				return true, err
+			}
+		}
+		switch strings.ToLower(s.Cookie.SameSite) {
+		case "", "lax", "strict", "none":
+		default:
+			return true, d.Errf("cookie same_site must be lax, strict or none, not %q", s.Cookie.SameSite)
+		}
+	case "session_lifetime", "refresh_skew":
+		if err := once(); err != nil {
+			return true, err
+		}
+		var raw string
+		if err := oneArg(d, &raw); err != nil {
+			return true, err
+		}
+		dur, err := caddy.ParseDuration(raw)
+		if err != nil || dur <= 0 {
+			return true, d.Errf("%s: %q is not a positive duration", name, raw)
+		}
+		if name == "session_lifetime" {
+			s.SessionLifetime = caddy.Duration(dur)
+		} else {
+			s.RefreshSkew = caddy.Duration(dur)
+		}
+	case "auth_host":
+		if err := once(); err != nil {
+			return true, err
+		}
+		if err := oneArg(d, &s.AuthHost); err != nil {
+			return true, err
+		}
+	case "allowed_redirect_domains":
+		if err := once(); err != nil {
+			return true, err
+		}
+		s.AllowedRedirectDomains = d.RemainingArgs()
+		if len(s.AllowedRedirectDomains) == 0 {
+			return true, d.ArgErr()
+		}
+	case "path_prefix":
+		if err := once(); err != nil {
+			return true, err
+		}
+		if err := oneArg(d, &s.PathPrefix); err != nil {
+			return true, err
+		}
+	case "provider":
+		if !d.NextArg() {
+			return true, d.Err("provider needs a name")
+		}
+		pname := d.Val()
+		if d.NextArg() {
+			return true, d.ArgErr()
+		}
+		if _, dup := s.Providers[pname]; dup {
+			return true, d.Errf("provider %s is defined twice", pname)
+		}
+		pc, err := parseProvider(d)
+		if err != nil {
+			return true, err
+		}
+		if s.Providers == nil {
+			s.Providers = map[string]*ProviderConfig{}
+		}
+		s.Providers[pname] = pc
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+// parseProvider parses a provider block:
+//
+//	provider <name> {
+//		issuer          <url>          # OpenID Connect (discovery)
+//		authorize_url   <url>          # plain OAuth 2.0 ...
+//		token_url       <url>
+//		userinfo_url    <url>
+//		revoke_url      <url>
+//		end_session_url <url>
+//		jwks_url        <url>
+//		redirect_url    <url>
+//		client_id       <id>
+//		client_secret   <secret>
+//		scopes          <scope>...
+//		timeout         <duration>
+//		default_expires_in <duration>
+//		token_request   form|json|query
+//		client_auth     basic|body
+//		state   off
+//		pkce    off
+//		refresh off
+//		authorize_param rename <standard> <theirs> | omit <name>... | set <name> <value>
+//		token_param     rename <standard> <theirs> | omit <name>... | set <name> <value>
+//		callback_param  code|state|error <theirs>
+//		claim user|email|preferred_username|name|groups <path>
+//	}
+func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
+	pc := new(ProviderConfig)
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		repeatable := name == "authorize_param" || name == "token_param" || name == "callback_param" || name == "claim"
+		if !repeatable {
+			if seen[name] {
+				return nil, d.Errf("provider option %s may be given only once", name)
+			}
+			seen[name] = true
+		}
+		strField := map[string]*string{
+			"issuer": &pc.Issuer, "client_id": &pc.ClientID, "client_secret": &pc.ClientSecret,
+			"authorize_url": &pc.AuthorizeURL, "token_url": &pc.TokenURL, "userinfo_url": &pc.UserinfoURL,
+			"revoke_url": &pc.RevokeURL, "end_session_url": &pc.EndSessionURL, "jwks_url": &pc.JWKSURL,
+			"redirect_url": &pc.RedirectURL,
+		}
+		if dst, ok := strField[name]; ok {
+			if err := oneArg(d, dst); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		switch name {
+		case "scopes":
+			pc.Scopes = d.RemainingArgs()
+			if len(pc.Scopes) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "timeout", "default_expires_in":
+			var raw string
+			if err := oneArg(d, &raw); err != nil {
+				return nil, err
+			}
+			dur, err := caddy.ParseDuration(raw)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("%s: %q is not a positive duration", name, raw)
+			}
+			if name == "timeout" {
+				pc.Timeout = caddy.Duration(dur)
+			} else {
+				pc.DefaultExpiresIn = caddy.Duration(dur)
+			}
+		case "token_request":
+			if err := oneArg(d, &pc.Dialect.TokenEncoding); err != nil {
+				return nil, err
+			}
+			switch pc.Dialect.TokenEncoding {
+			case "form", "json", "query":
+			default:
+				return nil, d.Errf("token_request must be form, json or query, not %q", pc.Dialect.TokenEncoding)
+			}
+		case "client_auth":
+			if err := oneArg(d, &pc.Dialect.ClientAuth); err != nil {
+				return nil, err
+			}
+			if pc.Dialect.ClientAuth != "basic" && pc.Dialect.ClientAuth != "body" {
+				return nil, d.Errf("client_auth must be basic or body, not %q", pc.Dialect.ClientAuth)
+			}
+		case "state", "pkce", "refresh":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return nil, err
+			}
+			if v != "off" && v != "on" {
+				return nil, d.Errf("%s takes on or off, not %q", name, v)
+			}
+			off := v == "off"
+			switch name {
+			case "state":
+				pc.Dialect.NoState = off
+			case "pkce":
+				pc.Dialect.NoPKCE = off
+			case "refresh":
+				pc.Dialect.NoRefresh = off
+			}
+		case "authorize_param", "token_param":
+			dst := &pc.Dialect.AuthorizeParams
+			if name == "token_param" {
+				dst = &pc.Dialect.TokenParams
+			}
+			if err := parseParamRewrite(d, dst); err != nil {
+				return nil, err
+			}
+		case "callback_param":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Err("callback_param takes code|state|error and the provider's name for it")
+			}
+			switch args[0] {
+			case "code":
+				pc.Dialect.Callback.Code = args[1]
+			case "state":
+				pc.Dialect.Callback.State = args[1]
+			case "error":
+				pc.Dialect.Callback.Error = args[1]
+			default:
+				return nil, d.Errf("callback_param: unknown parameter %q (code, state or error)", args[0])
+			}
+		case "claim":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Err("claim takes a field (user, email, preferred_username, name, groups) and a path")
+			}
+			if _, err := parseClaimPath(args[1]); err != nil {
+				return nil, d.Errf("claim %s: %v", args[0], err)
+			}
+			switch args[0] {
+			case "user":
+				pc.Claims.User = args[1]
+			case "email":
+				pc.Claims.Email = args[1]
+			case "preferred_username":
+				pc.Claims.PreferredUsername = args[1]
+			case "name":
+				pc.Claims.Name = args[1]
+			case "groups":
+				pc.Claims.Groups = args[1]
+			default:
+				return nil, d.Errf("claim: unknown field %q (user, email, preferred_username, name, groups)", args[0])
+			}
+		default:
+			return nil, d.Errf("unrecognized subdirective %s", name)
+		}
+	}
+	if pc.Issuer == "" && (pc.AuthorizeURL == "" || pc.TokenURL == "") {
+		return nil, d.Err("provider needs issuer, or authorize_url and token_url")
+	}
+	if pc.ClientID == "" {
+		return nil, d.Err("provider needs client_id")
+	}
+	return pc, nil
+}
+
+func parseParamRewrite(d *caddyfile.Dispenser, p *ParamRewrite) error {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.Errf("%s takes rename <standard> <theirs>, omit <name>... or set <name> <value>", name)
+	}
+	switch args[0] {
+	case "rename":
+		if len(args) != 3 {
+			return d.Errf("%s rename takes the standard name and the provider's name", name)
+		}
+		if p.Rename == nil {
+			p.Rename = map[string]string{}
+		}
+		p.Rename[args[1]] = args[2]
+	case "omit":
+		if len(args) < 2 {
+			return d.Errf("%s omit takes at least one name", name)
+		}
+		p.Omit = append(p.Omit, args[1:]...)
+	case "set":
+		if len(args) != 3 {
+			return d.Errf("%s set takes a name and a value", name)
+		}
+		if p.Set == nil {
+			p.Set = map[string]string{}
+		}
+		p.Set[args[1]] = args[2]
+	default:
+		return d.Errf("%s: unknown action %q (rename, omit or set)", name, args[0])
+	}
+	return nil
+}
+
+// parseHandlerDirective parses the site directive:
+//
+//	authgate [<provider>...] {
+//		allow|deny email|domain|user|group <pattern>...
+//		allow|deny claim <path> <pattern>...
+//		header user|email|preferred_username|groups|access_token <Header-Name>
+//		claim_header <Header-Name> <claim path>
+//		pass_access_token
+//		pass_cookie
+//		# and, for a single-site setup, any global setting:
+//		# session_keys, cookie, session_lifetime, provider, ...
+//	}
+func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	d := h.Dispenser
+	hd := new(Handler)
+	d.Next() // directive name
+	hd.ProviderNames = d.RemainingArgs()
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		switch name {
+		case "allow", "deny":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return nil, d.Errf("%s takes a field (email, domain, user, group, claim) and at least one pattern", name)
+			}
+			r := Rule{Action: name, Field: args[0]}
+			switch args[0] {
+			case "email", "domain", "user", "group":
+				r.Values = args[1:]
+			case "claim":
+				if len(args) < 3 {
+					return nil, d.Errf("%s claim takes a claim path and at least one pattern", name)
+				}
+				if _, err := parseClaimPath(args[1]); err != nil {
+					return nil, d.Errf("%s claim: %v", name, err)
+				}
+				r.Claim, r.Values = args[1], args[2:]
+			default:
+				return nil, d.Errf("%s: unknown field %q (email, domain, user, group or claim)", name, args[0])
+			}
+			hd.Rules = append(hd.Rules, r)
+		case "header":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Err("header takes a field (user, email, preferred_username, groups, access_token) and a header name")
+			}
+			var dst *string
+			switch args[0] {
+			case "user":
+				dst = &hd.Headers.User
+			case "email":
+				dst = &hd.Headers.Email
+			case "preferred_username":
+				dst = &hd.Headers.PreferredUsername
+			case "groups":
+				dst = &hd.Headers.Groups
+			case "access_token":
+				dst = &hd.Headers.AccessToken
+			default:
+				return nil, d.Errf("header: unknown field %q", args[0])
+			}
+			if *dst != "" {
+				return nil, d.Errf("header %s may be given only once", args[0])
+			}
+			*dst = args[1]
+		case "claim_header":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Err("claim_header takes a header name and a claim path")
+			}
+			if _, err := parseClaimPath(args[1]); err != nil {
+				return nil, d.Errf("claim_header: %v", err)
+			}
+			if hd.ClaimHeaders == nil {
+				hd.ClaimHeaders = map[string]string{}
+			}
+			if _, dup := hd.ClaimHeaders[args[0]]; dup {
+				return nil, d.Errf("claim_header %s may be given only once", args[0])
+			}
+			hd.ClaimHeaders[args[0]] = args[1]
+		case "pass_access_token", "pass_cookie":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if seen[name] {
+				return nil, d.Errf("%s may be given only once", name)
+			}
+			seen[name] = true
+			if name == "pass_access_token" {
+				hd.PassAccessToken = true
+			} else {
+				hd.PassCookie = true
+			}
+		default:
+			ok, err := parseSetting(d, &hd.Settings, seen)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return nil, d.Errf("unrecognized subdirective %s", name)
+			}
+		}
+	}
+	return hd, nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// Interface guard
+var _ httpcaddyfile.UnmarshalGlobalFunc = parseGlobalOption

@@ -1,0 +1,299 @@
+package authgate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Limits on claims, which come from the provider and end up in cookies and
+// headers.
+const (
+	maxClaimPathLen   = 256
+	maxClaimsJSON     = 48 << 10 // all claims of one session, encoded
+	maxHeaderValueLen = 8 << 10
+)
+
+// ClaimMap says where each identity field is found in the merged ID-token
+// and userinfo claims. A path is dot-separated; `[]` walks every element
+// of an array and `[N]` one element: `person.roles[].role`,
+// `contactInformation.instituteWebmailAddress`, `emails[0]`.
+type ClaimMap struct {
+	// User is the path of the user id. Default: sub.
+	User string `json:"user,omitempty"`
+	// Email is the path of the email address. Default: email.
+	Email string `json:"email,omitempty"`
+	// PreferredUsername is the path of the login name. Default: preferred_username.
+	PreferredUsername string `json:"preferred_username,omitempty"`
+	// Name is the path of the display name. Default: name.
+	Name string `json:"name,omitempty"`
+	// Groups is the path of the groups or roles (a list, or one value).
+	// Default: groups.
+	Groups string `json:"groups,omitempty"`
+}
+
+// Identity is the signed-in user as backends see it.
+type Identity struct {
+	Provider          string
+	ID                string
+	Email             string
+	PreferredUsername string
+	Name              string
+	Groups            []string
+	Claims            map[string]any
+}
+
+// claimPath is a parsed path.
+type claimPath []pathStep
+
+type pathStep struct {
+	key   string
+	all   bool // key[]
+	index int  // key[N]; -1 when not indexed
+}
+
+var errClaimPath = errors.New("invalid claim path")
+
+// parseClaimPath parses a path such as `person.roles[].role`.
+func parseClaimPath(s string) (claimPath, error) {
+	if s == "" || len(s) > maxClaimPathLen {
+		return nil, fmt.Errorf("%w %q: empty or longer than %d", errClaimPath, s, maxClaimPathLen)
+	}
+	var p claimPath
+	for seg := range strings.SplitSeq(s, ".") {
+		st := pathStep{index: -1}
+		key, rest, hasBracket := strings.Cut(seg, "[")
+		st.key = key
+		if key == "" {
+			return nil, fmt.Errorf("%w %q: empty segment", errClaimPath, s)
+		}
+		if hasBracket {
+			inner, ok := strings.CutSuffix(rest, "]")
+			if !ok || strings.ContainsAny(inner, "[]") {
+				return nil, fmt.Errorf("%w %q: bad brackets in %q", errClaimPath, s, seg)
+			}
+			if inner == "" {
+				st.all = true
+			} else {
+				n, err := strconv.Atoi(inner)
+				if err != nil || n < 0 {
+					return nil, fmt.Errorf("%w %q: bad index in %q", errClaimPath, s, seg)
+				}
+				st.index = n
+			}
+		}
+		p = append(p, st)
+	}
+	return p, nil
+}
+
+// eval returns every value the path reaches; arrays at the end are
+// flattened one level, so `groups` yields each group.
+func (p claimPath) eval(claims map[string]any) []any {
+	cur := []any{claims}
+	for _, st := range p {
+		var next []any
+		for _, c := range cur {
+			m, ok := c.(map[string]any)
+			if !ok {
+				continue
+			}
+			v, ok := m[st.key]
+			if !ok || v == nil {
+				continue
+			}
+			switch {
+			case st.all:
+				if arr, ok := v.([]any); ok {
+					next = append(next, arr...)
+				}
+			case st.index >= 0:
+				if arr, ok := v.([]any); ok && st.index < len(arr) {
+					next = append(next, arr[st.index])
+				}
+			default:
+				next = append(next, v)
+			}
+		}
+		cur = next
+		if len(cur) == 0 {
+			return nil
+		}
+	}
+	var out []any
+	for _, v := range cur {
+		if arr, ok := v.([]any); ok {
+			out = append(out, arr...)
+		} else {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// scalarString renders a claim value as text; objects are not scalars.
+func scalarString(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case json.Number:
+		return x.String(), true
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), true
+	case bool:
+		return strconv.FormatBool(x), true
+	}
+	return "", false
+}
+
+// strings returns the scalar values the path reaches.
+func (p claimPath) strings(claims map[string]any) []string {
+	vals := p.eval(claims)
+	out := make([]string, 0, len(vals))
+	for _, v := range vals {
+		if s, ok := scalarString(v); ok && s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// compiledClaimMap holds parsed paths and whether each was set explicitly:
+// an explicit path that resolves to nothing is an error at login.
+type compiledClaimMap struct {
+	user, email, username, name, groups claimPath
+	explicit                            map[string]bool
+}
+
+func compileClaimMap(m ClaimMap) (*compiledClaimMap, error) {
+	c := &compiledClaimMap{explicit: map[string]bool{}}
+	for _, f := range []struct {
+		field, path, def string
+		dst              *claimPath
+	}{
+		{"user", m.User, "sub", &c.user},
+		{"email", m.Email, "email", &c.email},
+		{"preferred_username", m.PreferredUsername, "preferred_username", &c.username},
+		{"name", m.Name, "name", &c.name},
+		{"groups", m.Groups, "groups", &c.groups},
+	} {
+		path := f.path
+		if path == "" {
+			path = f.def
+		} else {
+			c.explicit[f.field] = true
+		}
+		p, err := parseClaimPath(path)
+		if err != nil {
+			return nil, fmt.Errorf("claim %s: %w", f.field, err)
+		}
+		*f.dst = p
+	}
+	return c, nil
+}
+
+// identity maps claims to an Identity. strict (at login) makes an explicit
+// path that resolves to nothing an error; on later requests the stored
+// claims are mapped leniently.
+func (c *compiledClaimMap) identity(provider string, claims map[string]any, strict bool) (*Identity, error) {
+	id := &Identity{Provider: provider, Claims: claims}
+	first := func(field string, p claimPath) (string, error) {
+		vals := p.strings(claims)
+		if len(vals) == 0 {
+			if strict && (field == "user" || c.explicit[field]) {
+				return "", fmt.Errorf("claim %s: path %q found nothing in the provider's claims", field, pathString(p))
+			}
+			return "", nil
+		}
+		return vals[0], nil
+	}
+	var err error
+	if id.ID, err = first("user", c.user); err != nil {
+		return nil, err
+	}
+	if id.Email, err = first("email", c.email); err != nil {
+		return nil, err
+	}
+	if id.PreferredUsername, err = first("preferred_username", c.username); err != nil {
+		return nil, err
+	}
+	if id.Name, err = first("name", c.name); err != nil {
+		return nil, err
+	}
+	id.Groups = c.groups.strings(claims)
+	if strict && c.explicit["groups"] && len(id.Groups) == 0 {
+		return nil, fmt.Errorf("claim groups: path %q found nothing in the provider's claims", pathString(c.groups))
+	}
+	return id, nil
+}
+
+func pathString(p claimPath) string {
+	var b strings.Builder
+	for i, st := range p {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(st.key)
+		switch {
+		case st.all:
+			b.WriteString("[]")
+		case st.index >= 0:
+			b.WriteString("[" + strconv.Itoa(st.index) + "]")
+		}
+	}
+	return b.String()
+}
+
+// sanitizeHeaderValue drops control characters (CR, LF, NUL and the rest)
+// so that no claim can split or smuggle a header, and bounds the length.
+func sanitizeHeaderValue(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			clean = false
+			break
+		}
+	}
+	if !clean {
+		s = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return -1
+			}
+			return r
+		}, s)
+	}
+	if len(s) > maxHeaderValueLen {
+		s = s[:maxHeaderValueLen]
+	}
+	return s
+}
+
+// registeredClaims are JWT bookkeeping, not identity; they are dropped
+// before claims are stored in a session.
+var registeredClaims = []string{"iss", "aud", "exp", "iat", "nbf", "auth_time", "at_hash", "c_hash", "nonce", "jti", "azp", "typ", "session_state", "acr", "amr"}
+
+// mergeClaims combines ID-token and userinfo claims (userinfo wins, as it
+// is fresher) and drops bookkeeping claims. It fails when the result is too
+// large to carry.
+func mergeClaims(idClaims, userinfo map[string]any) (map[string]any, error) {
+	out := make(map[string]any, len(idClaims)+len(userinfo))
+	for k, v := range idClaims {
+		out[k] = v
+	}
+	for k, v := range userinfo {
+		out[k] = v
+	}
+	for _, k := range registeredClaims {
+		delete(out, k)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encoding claims: %w", err)
+	}
+	if len(b) > maxClaimsJSON {
+		return nil, fmt.Errorf("claims are %d bytes, over the %d allowed", len(b), maxClaimsJSON)
+	}
+	return out, nil
+}

@@ -1,0 +1,479 @@
+package authgate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Handler protects a site: requests without a valid session are sent to
+// log in (browsers) or refused with 401 (APIs); requests with one reach
+// the next handler with the user's identity in headers and placeholders.
+//
+// Placeholders set for the rest of the route (and the access log, whose
+// `user_id` is {http.auth.user.id}):
+//
+//	{http.auth.user.id}                  user id (mapped, default sub)
+//	{http.auth.user.email}               email
+//	{http.auth.user.preferred_username}  login name
+//	{http.auth.user.name}                display name
+//	{http.auth.user.groups}              groups, comma-separated
+//	{http.auth.user.provider}            provider name
+//	{http.auth.user.<claim>}             any top-level claim of the session
+//	{http.auth.authgate.reason}          on error responses, the reason code
+type Handler struct {
+	// ProviderNames are the providers this site signs in with. Several
+	// make a sign-in page to choose from. Default: the only provider
+	// configured (an error when there are several).
+	ProviderNames []string `json:"provider_names,omitempty"`
+
+	// Rules decide who may use the site, in order; the first that matches
+	// wins. With no rule, any signed-in user may. When none matches: denied
+	// if there is any allow rule, else allowed.
+	Rules []Rule `json:"rules,omitempty"`
+
+	// Headers names the identity headers sent to the backend.
+	Headers HeaderNames `json:"headers,omitzero"`
+
+	// ClaimHeaders adds headers from claims: header name → claim path.
+	ClaimHeaders map[string]string `json:"claim_headers,omitempty"`
+
+	// PassAccessToken sends the access token to the backend in the
+	// access-token header. Default: false (tokens stay out of backends).
+	PassAccessToken bool `json:"pass_access_token,omitempty"`
+
+	// PassCookie keeps the session cookies in the request to the backend.
+	// Default: false (they are removed).
+	PassCookie bool `json:"pass_cookie,omitempty"`
+
+	// Settings for a single-site configuration, merged over the global
+	// authgate block.
+	Settings
+
+	gw           *gateway
+	providers    []*provider
+	rules        []compiledRule
+	claimHeaders []claimHeader
+	stripNames   []string
+	logger       *zap.Logger
+}
+
+// HeaderNames are the names of the identity headers. Each is removed from
+// the client's request before authgate sets it, so a client cannot forge
+// it; the default names are removed too when others are configured.
+type HeaderNames struct {
+	// User carries the user id. Default: X-Forwarded-User.
+	User string `json:"user,omitempty"`
+	// Email. Default: X-Forwarded-Email.
+	Email string `json:"email,omitempty"`
+	// PreferredUsername. Default: X-Forwarded-Preferred-Username.
+	PreferredUsername string `json:"preferred_username,omitempty"`
+	// Groups, comma-separated. Default: X-Forwarded-Groups.
+	Groups string `json:"groups,omitempty"`
+	// AccessToken, sent only with pass_access_token. Default:
+	// X-Forwarded-Access-Token.
+	AccessToken string `json:"access_token,omitempty"`
+}
+
+var defaultHeaders = HeaderNames{
+	User:              "X-Forwarded-User",
+	Email:             "X-Forwarded-Email",
+	PreferredUsername: "X-Forwarded-Preferred-Username",
+	Groups:            "X-Forwarded-Groups",
+	AccessToken:       "X-Forwarded-Access-Token",
+}
+
+type claimHeader struct {
+	name string
+	path claimPath
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.authgate",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision connects the handler to the shared gateway, or builds its own
+// when it has settings of its own.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	appIface, err := ctx.App("authgate")
+	if err != nil {
+		return fmt.Errorf("loading authgate app: %w", err)
+	}
+	app := appIface.(*App)
+	switch {
+	case !h.Settings.empty():
+		gw, err := newGateway(ctx, app.Settings.merge(h.Settings), h.logger)
+		if err != nil {
+			return err
+		}
+		h.gw = gw
+	case app.gw != nil:
+		h.gw = app.gw
+	default:
+		return errors.New("no authgate settings: configure session_keys and a provider in the global authgate block or in this handler")
+	}
+	names := h.ProviderNames
+	if len(names) == 0 {
+		if len(h.gw.names) != 1 {
+			return fmt.Errorf("several providers are configured (%s): name the ones this site uses", strings.Join(h.gw.names, ", "))
+		}
+		names = h.gw.names
+	}
+	for _, n := range names {
+		p, ok := h.gw.providers[n]
+		if !ok {
+			return fmt.Errorf("provider %q is not configured (have: %s)", n, strings.Join(h.gw.names, ", "))
+		}
+		h.providers = append(h.providers, p)
+	}
+	if h.rules, err = compileRules(h.Rules); err != nil {
+		return err
+	}
+	h.Headers.User = orDefault(h.Headers.User, defaultHeaders.User)
+	h.Headers.Email = orDefault(h.Headers.Email, defaultHeaders.Email)
+	h.Headers.PreferredUsername = orDefault(h.Headers.PreferredUsername, defaultHeaders.PreferredUsername)
+	h.Headers.Groups = orDefault(h.Headers.Groups, defaultHeaders.Groups)
+	h.Headers.AccessToken = orDefault(h.Headers.AccessToken, defaultHeaders.AccessToken)
+	for name, path := range h.ClaimHeaders {
+		p, err := parseClaimPath(path)
+		if err != nil {
+			return fmt.Errorf("claim header %s: %w", name, err)
+		}
+		h.claimHeaders = append(h.claimHeaders, claimHeader{name: http.CanonicalHeaderKey(name), path: p})
+	}
+	slices.SortFunc(h.claimHeaders, func(a, b claimHeader) int { return strings.Compare(a.name, b.name) })
+	for _, n := range []string{
+		defaultHeaders.User, defaultHeaders.Email, defaultHeaders.PreferredUsername, defaultHeaders.Groups, defaultHeaders.AccessToken,
+		h.Headers.User, h.Headers.Email, h.Headers.PreferredUsername, h.Headers.Groups, h.Headers.AccessToken,
+	} {
+		n = http.CanonicalHeaderKey(n)
+		if !slices.Contains(h.stripNames, n) {
+			h.stripNames = append(h.stripNames, n)
+		}
+	}
+	for _, ch := range h.claimHeaders {
+		if !slices.Contains(h.stripNames, ch.name) {
+			h.stripNames = append(h.stripNames, ch.name)
+		}
+	}
+	return nil
+}
+
+// ServeHTTP dispatches: authgate's endpoints, then authenticated
+// pass-through, then the unauthenticated answer.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if rest, ok := strings.CutPrefix(r.URL.Path, h.gw.prefix); ok {
+		switch rest {
+		case "start":
+			return h.serveStart(w, r)
+		case "callback":
+			return h.serveCallback(w, r)
+		case "logout":
+			return h.serveLogout(w, r)
+		case "userinfo":
+			return h.serveUserinfo(w, r)
+		case "auth":
+			return h.serveAuth(w, r)
+		}
+	}
+	for _, n := range h.stripNames {
+		delete(r.Header, n)
+	}
+	id, sess, err := h.authenticate(w, r)
+	if err != nil {
+		return h.unauthenticated(w, r, err)
+	}
+	if !allowed(h.rules, id) {
+		return h.forbidden(w, r, id)
+	}
+	h.forward(r, id, sess)
+	return next.ServeHTTP(w, r)
+}
+
+// Errors of authentication that mean "sign in (again)".
+var (
+	errSessionEnded = errors.New("session ended by the provider")
+)
+
+// authenticate finds the request's session, refreshing its tokens when
+// they are about to expire.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identity, *Session, error) {
+	gw := h.gw
+	raw, present := readChunked(r, gw.cookie.Name)
+	if raw == "" {
+		return nil, nil, errNoSession
+	}
+	e, err := gw.decodeSession(raw)
+	if err != nil {
+		gw.clearCookies(w, r, present)
+		return nil, nil, err
+	}
+	p := gw.providers[e.sess.Provider]
+	if !slices.Contains(h.providers, p) {
+		// A session from another provider of the same gateway does not
+		// sign in here.
+		return nil, nil, errNoSession
+	}
+	now := timeNow()
+	if now.After(time.Unix(e.sess.Created, 0).Add(gw.lifetime)) {
+		gw.clearCookies(w, r, present)
+		return nil, nil, errSessionExpired
+	}
+	if exp := e.sess.Expiry; exp != 0 && !now.Before(time.Unix(exp, 0).Add(-gw.skew)) {
+		expired := !now.Before(time.Unix(exp, 0))
+		if p.cfg.Dialect.NoRefresh || e.sess.RefreshToken == "" {
+			if expired {
+				gw.clearCookies(w, r, present)
+				return nil, nil, errSessionExpired
+			}
+		} else {
+			ns, err := gw.refresher.refresh(r.Context(), e.sess, p.timeout(), gw.refreshAt(p))
+			switch {
+			case err == nil:
+				ne, ierr := gw.entryFor(ns, false)
+				if ierr != nil {
+					gw.clearCookies(w, r, present)
+					return nil, nil, ierr
+				}
+				if werr := gw.writeSession(w, r, ns, present); werr != nil {
+					return nil, nil, werr
+				}
+				gw.log(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", ne.identity.ID), zap.String("result", "ok"))
+				return ne.identity, ns, nil
+			case errors.Is(err, errInvalidGrant):
+				gw.clearCookies(w, r, present)
+				gw.log(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "invalid_grant"))
+				return nil, nil, fmt.Errorf("%w: %w", errSessionEnded, err)
+			case !expired:
+				// The token still works for a moment; serve now and let a
+				// later request retry the refresh.
+				gw.log(r, zap.WarnLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "failed, token still valid"), zap.Error(err))
+			default:
+				gw.log(r, zap.WarnLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "failed"), zap.Error(err))
+				return nil, nil, err
+			}
+		}
+	}
+	if e.oldKey {
+		if err := gw.writeSession(w, r, e.sess, present); err != nil {
+			return nil, nil, err
+		}
+	}
+	return e.identity, e.sess, nil
+}
+
+// decodeSession opens a session cookie value, from the cache when it was
+// seen before.
+func (gw *gateway) decodeSession(raw string) (*sessionEntry, error) {
+	if e := gw.sessions.get(raw); e != nil {
+		return e, nil
+	}
+	var s Session
+	oldKey, err := gw.codec.decode(gw.cookie.Name, raw, &s)
+	if err != nil {
+		return nil, err
+	}
+	e, err := gw.entryFor(&s, oldKey)
+	if err != nil {
+		return nil, err
+	}
+	gw.sessions.put(raw, e)
+	return e, nil
+}
+
+// entryFor checks a decoded session and works out its identity.
+func (gw *gateway) entryFor(s *Session, oldKey bool) (*sessionEntry, error) {
+	p, ok := gw.providers[s.Provider]
+	if s.Version != sessionVersion || !ok || s.AccessToken == "" {
+		return nil, errBadSession
+	}
+	id, err := p.claims.identity(s.Provider, s.Claims, false)
+	if err != nil || id.ID == "" {
+		return nil, errBadSession
+	}
+	return &sessionEntry{sess: s, identity: id, oldKey: oldKey}, nil
+}
+
+// refreshAt returns the function that refreshes a session at p.
+func (gw *gateway) refreshAt(p *provider) refreshFunc {
+	return func(ctx context.Context, old *Session) (*Session, error) {
+		st, err := p.state(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ts, err := st.client.refresh(ctx, old.RefreshToken)
+		if err != nil {
+			return nil, err
+		}
+		ns := *old
+		ns.AccessToken = ts.AccessToken
+		if ts.RefreshToken != "" {
+			ns.RefreshToken = ts.RefreshToken
+		}
+		ns.Expiry = 0
+		if !ts.Expiry.IsZero() {
+			ns.Expiry = ts.Expiry.Unix()
+		}
+		if ts.IDToken != "" && st.verifier != nil {
+			// A refreshed ID token must be about the same user; it has no
+			// nonce (OIDC Core §12.2).
+			tok, err := st.verifier.Verify(ctx, ts.IDToken)
+			if err != nil {
+				return nil, fmt.Errorf("verifying refreshed ID token: %w", errProviderBadResponse)
+			}
+			if sub, _ := old.Claims["sub"].(string); sub != "" && tok.Subject != sub {
+				return nil, fmt.Errorf("refreshed ID token is for another subject: %w", errInvalidGrant)
+			}
+			if old.IDToken != "" {
+				ns.IDToken = ts.IDToken
+			}
+		}
+		return &ns, nil
+	}
+}
+
+// writeSession encodes s into the session cookie(s) on w.
+func (gw *gateway) writeSession(w http.ResponseWriter, r *http.Request, s *Session, present []string) error {
+	value, err := gw.codec.encode(gw.cookie.Name, s)
+	if err != nil {
+		return fmt.Errorf("encoding session: %w", err)
+	}
+	maxAge := max(1, int(time.Unix(s.Created, 0).Add(gw.lifetime).Sub(timeNow())/time.Second))
+	return writeChunked(w, gw.cookie, value, maxAge, isHTTPS(r), present)
+}
+
+// clearCookies deletes the named session cookies.
+func (gw *gateway) clearCookies(w http.ResponseWriter, r *http.Request, names []string) {
+	for _, n := range names {
+		gw.cookie.expire(w, n, isHTTPS(r))
+	}
+}
+
+func isHTTPS(r *http.Request) bool { return r.TLS != nil }
+
+// forward hands the identity to the backend: headers, placeholders, and
+// the request without the session cookies.
+func (h *Handler) forward(r *http.Request, id *Identity, sess *Session) {
+	hd := r.Header
+	if id.ID != "" {
+		hd[h.Headers.User] = []string{sanitizeHeaderValue(id.ID)}
+	}
+	if id.Email != "" {
+		hd[h.Headers.Email] = []string{sanitizeHeaderValue(id.Email)}
+	}
+	if id.PreferredUsername != "" {
+		hd[h.Headers.PreferredUsername] = []string{sanitizeHeaderValue(id.PreferredUsername)}
+	}
+	groups := ""
+	if len(id.Groups) > 0 {
+		groups = strings.Join(id.Groups, ",")
+		hd[h.Headers.Groups] = []string{sanitizeHeaderValue(groups)}
+	}
+	if h.PassAccessToken && sess != nil {
+		hd[h.Headers.AccessToken] = []string{sess.AccessToken}
+	}
+	for _, ch := range h.claimHeaders {
+		if vals := ch.path.strings(id.Claims); len(vals) > 0 {
+			hd[ch.name] = []string{sanitizeHeaderValue(strings.Join(vals, ","))}
+		}
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", id.ID)
+		repl.Set("http.auth.user.email", id.Email)
+		repl.Set("http.auth.user.preferred_username", id.PreferredUsername)
+		repl.Set("http.auth.user.name", id.Name)
+		repl.Set("http.auth.user.groups", groups)
+		repl.Set("http.auth.user.provider", id.Provider)
+		claims := id.Claims
+		repl.Map(func(key string) (any, bool) {
+			name, ok := strings.CutPrefix(key, "http.auth.user.")
+			if !ok {
+				return nil, false
+			}
+			v, ok := claims[name]
+			if !ok {
+				return nil, false
+			}
+			if s, ok := scalarString(v); ok {
+				return sanitizeHeaderValue(s), true
+			}
+			return nil, false
+		})
+	}
+	if !h.PassCookie {
+		stripCookies(r, h.gw.cookie.Name)
+	}
+}
+
+// stripCookies removes authgate's cookies (session, chunks, pending
+// logins) from the request's Cookie headers.
+func stripCookies(r *http.Request, base string) {
+	lines := r.Header["Cookie"]
+	found := false
+	for _, l := range lines {
+		if strings.Contains(l, base) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	var kept []string
+	for _, l := range lines {
+		for part := range strings.SplitSeq(l, ";") {
+			p := strings.TrimSpace(part)
+			if p == "" {
+				continue
+			}
+			name, _, _ := strings.Cut(p, "=")
+			if name == base || strings.HasPrefix(name, base+"_") {
+				continue
+			}
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == 0 {
+		delete(r.Header, "Cookie")
+		return
+	}
+	r.Header["Cookie"] = []string{strings.Join(kept, "; ")}
+}
+
+// log writes one structured line with the request id. Values must never
+// include tokens, codes, secrets or cookie values.
+func (gw *gateway) log(r *http.Request, level zapcore.Level, msg string, fields ...zap.Field) {
+	if ce := gw.logger.Check(level, msg); ce != nil {
+		fields = append(fields, zap.String("request_id", requestID(r)))
+		ce.Write(fields...)
+	}
+}
+
+func requestID(r *http.Request) string {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if v, ok := repl.GetString("http.request.uuid"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

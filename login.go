@@ -1,0 +1,416 @@
+package authgate
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+// serveStart begins a login: /oauth2/start?rd=URL[&provider=NAME].
+func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	rd := h.gw.redirects.safeReturnURL(q.Get("rd"), r.Host)
+	name := q.Get("provider")
+	if name == "" {
+		if len(h.providers) > 1 {
+			return h.chooser(w, r, rd)
+		}
+		name = h.providers[0].name
+	}
+	for _, p := range h.providers {
+		if p.name == name {
+			return h.beginLogin(w, r, p, rd)
+		}
+	}
+	return h.fail(w, r, http.StatusBadRequest, "unknown_provider", "This site does not sign in with that provider.")
+}
+
+// beginLogin sends the browser to the provider (or to the auth host),
+// after storing the pending login in its own cookie.
+func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, p *provider, rd string) error {
+	gw := h.gw
+	scheme := "http"
+	if isHTTPS(r) {
+		scheme = "https"
+	}
+	if gw.authHost != "" && !strings.EqualFold(r.Host, gw.authHost) {
+		if strings.HasPrefix(rd, "/") {
+			rd = scheme + "://" + r.Host + rd
+		}
+		target := scheme + "://" + gw.authHost + gw.prefix + "start?" + url.Values{"rd": {rd}, "provider": {p.name}}.Encode()
+		http.Redirect(w, r, target, http.StatusFound)
+		return nil
+	}
+	st, err := p.state(r.Context())
+	if err != nil {
+		return h.providerFailure(w, r, p, "login", err)
+	}
+	login := pendingLogin{
+		ReturnURL:   rd,
+		Provider:    p.name,
+		Issued:      timeNow().Unix(),
+		RedirectURI: orDefault(p.cfg.RedirectURL, scheme+"://"+r.Host+gw.prefix+"callback"),
+	}
+	id := randomString(9)
+	sendState := ""
+	if !p.cfg.Dialect.NoState {
+		login.State = id + "." + randomString(24)
+		sendState = login.State
+	}
+	if !p.cfg.Dialect.NoPKCE {
+		login.Verifier = oauth2.GenerateVerifier()
+	}
+	if st.verifier != nil {
+		login.Nonce = randomString(24)
+	}
+	value, err := gw.codec.encode(gw.cookie.pendingPrefix()+id, &login)
+	if err != nil {
+		return h.fail(w, r, http.StatusInternalServerError, "internal", "Could not start the sign-in.")
+	}
+	gw.prunePending(w, r)
+	pc := gw.cookie.cookie(gw.cookie.pendingPrefix()+id, value, int(pendingLifetime/time.Second), isHTTPS(r))
+	pc.Path = gw.prefix
+	pc.SameSite = http.SameSiteLaxMode
+	http.SetCookie(w, pc)
+	gw.log(r, zap.InfoLevel, "login started", zap.String("provider", p.name))
+	metricLogin(p.name, "started", "")
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, st.client.authCodeURL(login.RedirectURI, sendState, login.Verifier, login.Nonce), http.StatusFound)
+	return nil
+}
+
+// pendingCookie is one decoded pending-login cookie.
+type pendingCookie struct {
+	name  string
+	login *pendingLogin
+}
+
+// pendingLogins returns the request's pending logins that decode, at most
+// maxPendingLogins of them.
+func (gw *gateway) pendingLogins(r *http.Request) (found []pendingCookie, names []string) {
+	prefix := gw.cookie.pendingPrefix()
+	for _, c := range r.Cookies() {
+		if !strings.HasPrefix(c.Name, prefix) {
+			continue
+		}
+		names = append(names, c.Name)
+		if len(found) >= maxPendingLogins || len(names) > 4*maxPendingLogins {
+			continue
+		}
+		var l pendingLogin
+		if _, err := gw.codec.decode(c.Name, c.Value, &l); err != nil {
+			continue
+		}
+		found = append(found, pendingCookie{name: c.Name, login: &l})
+	}
+	return found, names
+}
+
+// prunePending drops the oldest pending logins so that at most
+// maxPendingLogins-1 remain before a new one is added.
+func (gw *gateway) prunePending(w http.ResponseWriter, r *http.Request) {
+	_, names := gw.pendingLogins(r)
+	for i := 0; i+maxPendingLogins-1 < len(names); i++ {
+		gw.expirePending(w, r, names[i])
+	}
+}
+
+func (gw *gateway) expirePending(w http.ResponseWriter, r *http.Request, name string) {
+	c := gw.cookie.cookie(name, "", -1, isHTTPS(r))
+	c.Path = gw.prefix
+	c.SameSite = http.SameSiteLaxMode
+	http.SetCookie(w, c)
+}
+
+// serveCallback finishes a login. It reads as a checklist: find the pending
+// login by state → provider error → RFC 9207 issuer → redeem the code with
+// the PKCE verifier → verify the ID token and nonce → userinfo → map the
+// identity → re-check the return URL → write the session.
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
+	gw := h.gw
+	q := r.URL.Query()
+	pendings, names := gw.pendingLogins(r)
+	var match *pendingCookie
+	var newestStateless *pendingCookie
+	for i := range pendings {
+		pc := &pendings[i]
+		p := gw.providers[pc.login.Provider]
+		if p == nil {
+			continue
+		}
+		if p.cfg.Dialect.NoState {
+			if newestStateless == nil || pc.login.Issued > newestStateless.login.Issued {
+				newestStateless = pc
+			}
+			continue
+		}
+		got := q.Get(p.cfg.Dialect.Callback.state())
+		if got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(pc.login.State)) == 1 {
+			match = pc
+			break
+		}
+	}
+	if match == nil {
+		match = newestStateless
+	}
+	if match == nil {
+		metricLogin("", "failed", "no_pending_login")
+		if len(names) == 0 || len(pendings) == 0 {
+			return h.fail(w, r, http.StatusBadRequest, "login_expired",
+				"This sign-in is not in progress in this browser any more (it took too long, or was already finished). Please start again.")
+		}
+		return h.fail(w, r, http.StatusBadRequest, "state_mismatch",
+			"This sign-in response does not belong to the sign-in this browser started. Please start again.")
+	}
+	// Whatever happens next, this pending login is spent.
+	gw.expirePending(w, r, match.name)
+	login := match.login
+	p := gw.providers[login.Provider]
+	fail := func(status int, reason, msg string, err error) error {
+		gw.log(r, zap.WarnLevel, "login failed", zap.String("provider", p.name), zap.String("reason", reason), zap.Error(err))
+		metricLogin(p.name, "failed", reason)
+		return h.fail(w, r, status, reason, msg)
+	}
+	if timeNow().After(time.Unix(login.Issued, 0).Add(pendingLifetime)) {
+		return fail(http.StatusBadRequest, "login_expired", "This sign-in took too long. Please start again.", nil)
+	}
+	if e := q.Get(p.cfg.Dialect.Callback.errorParam()); e != "" {
+		if e == "access_denied" {
+			return fail(http.StatusForbidden, "sign_in_denied", "The sign-in was cancelled or refused at the identity provider.", nil)
+		}
+		return fail(http.StatusBadGateway, "provider_error", "The identity provider reported an error ("+safeToken(e)+").", nil)
+	}
+	st, err := p.state(r.Context())
+	if err != nil {
+		return h.providerFailure(w, r, p, "login", err)
+	}
+	// RFC 9207: an issuer in the response must be ours exactly, and a
+	// provider that promises it must send it (mix-up defence).
+	if iss, ok := q["iss"]; ok || st.issParam {
+		if !ok || st.issuer == "" || len(iss) != 1 || subtle.ConstantTimeCompare([]byte(iss[0]), []byte(st.issuer)) != 1 {
+			return fail(http.StatusBadRequest, "issuer_mismatch", "The sign-in response came from an unexpected issuer.", nil)
+		}
+	}
+	code := q.Get(p.cfg.Dialect.Callback.code())
+	if code == "" || len(code) > 4096 {
+		return fail(http.StatusBadRequest, "no_code", "The sign-in response carries no authorization code.", nil)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*p.timeout())
+	defer cancel()
+	ts, err := st.client.exchange(ctx, code, login.Verifier, login.RedirectURI)
+	if err != nil {
+		if errors.Is(err, errInvalidGrant) || errors.Is(err, errProviderRejected) {
+			return fail(http.StatusBadRequest, "code_rejected", "The identity provider did not accept this sign-in (it may have expired or been used already). Please start again.", err)
+		}
+		return h.providerFailure(w, r, p, "login", err)
+	}
+	var idClaims map[string]any
+	if st.verifier != nil && (ts.IDToken != "" || scopeHasOpenID(p.scopes())) {
+		if ts.IDToken == "" {
+			return fail(http.StatusBadGateway, "id_token_missing", "The identity provider sent no ID token.", nil)
+		}
+		idClaims, err = st.verifyIDToken(ctx, ts.IDToken, login.Nonce, p.cfg.ClientID)
+		if err != nil {
+			return fail(http.StatusUnauthorized, "id_token_invalid", "The identity provider's ID token could not be verified.", err)
+		}
+	}
+	userinfo, err := st.client.userinfo(ctx, ts.AccessToken)
+	if err != nil {
+		if errors.Is(err, errInvalidGrant) || errors.Is(err, errProviderRejected) || errors.Is(err, errProviderBadResponse) {
+			return fail(http.StatusBadGateway, "userinfo_failed", "The identity provider did not return the user's details.", err)
+		}
+		return h.providerFailure(w, r, p, "login", err)
+	}
+	if idClaims != nil && userinfo != nil {
+		if sub, _ := userinfo["sub"].(string); sub != "" && sub != idClaims["sub"] {
+			return fail(http.StatusBadGateway, "userinfo_failed", "The identity provider's user details are for another user.", nil)
+		}
+	}
+	claims, err := mergeClaims(idClaims, userinfo)
+	if err != nil {
+		return fail(http.StatusBadGateway, "claims_too_large", "The identity provider sent more user details than a session can carry.", err)
+	}
+	id, err := p.claims.identity(p.name, claims, true)
+	if err != nil {
+		return fail(http.StatusBadGateway, "claims_missing", "The identity provider's user details lack a field this site needs.", err)
+	}
+	rd, ok := gw.redirects.check(login.ReturnURL, r.Host)
+	if !ok {
+		return fail(http.StatusBadRequest, "bad_return_url", "The address to return to is not allowed.", nil)
+	}
+	sess := &Session{
+		Version:      sessionVersion,
+		ID:           randomString(16),
+		Provider:     p.name,
+		Created:      timeNow().Unix(),
+		AccessToken:  ts.AccessToken,
+		RefreshToken: ts.RefreshToken,
+		Claims:       claims,
+	}
+	if p.cfg.Dialect.NoRefresh {
+		sess.RefreshToken = ""
+	}
+	if st.endSession != "" {
+		sess.IDToken = ts.IDToken
+	}
+	if !ts.Expiry.IsZero() {
+		sess.Expiry = ts.Expiry.Unix()
+	}
+	_, present := readChunked(r, gw.cookie.Name)
+	if err := gw.writeSession(w, r, sess, present); err != nil {
+		return fail(http.StatusBadGateway, "session_too_large", "The session is too large for cookies.", err)
+	}
+	gw.log(r, zap.InfoLevel, "login", zap.String("provider", p.name), zap.String("user_id", id.ID))
+	metricLogin(p.name, "completed", "")
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, rd, http.StatusFound)
+	return nil
+}
+
+func scopeHasOpenID(scopes []string) bool {
+	for _, s := range scopes {
+		if s == "openid" {
+			return true
+		}
+	}
+	return false
+}
+
+// safeToken keeps a provider's error code printable and short.
+func safeToken(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if b.Len() >= 64 {
+			break
+		}
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' {
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// serveLogout clears every session cookie and pending login, revokes the
+// tokens where the provider can, and ends the provider session where it
+// offers an end-session endpoint.
+func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
+	gw := h.gw
+	rd := gw.redirects.safeReturnURL(r.URL.Query().Get("rd"), r.Host)
+	raw, present := readChunked(r, gw.cookie.Name)
+	gw.clearCookies(w, r, present)
+	if len(present) == 0 {
+		gw.cookie.expire(w, gw.cookie.Name, isHTTPS(r))
+	}
+	_, pendingNames := gw.pendingLogins(r)
+	for _, n := range pendingNames {
+		gw.expirePending(w, r, n)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Clear-Site-Data", `"cookies"`)
+	if raw == "" {
+		http.Redirect(w, r, rd, http.StatusFound)
+		return nil
+	}
+	e, err := gw.decodeSession(raw)
+	if err != nil {
+		http.Redirect(w, r, rd, http.StatusFound)
+		return nil
+	}
+	p := gw.providers[e.sess.Provider]
+	gw.sessions.forget(raw)
+	st, err := p.state(r.Context())
+	if err != nil {
+		gw.log(r, zap.WarnLevel, "logout", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "provider unreachable; cookies cleared"), zap.Error(err))
+		http.Redirect(w, r, rd, http.StatusFound)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.timeout())
+	defer cancel()
+	result := "ok"
+	if err := st.client.revoke(ctx, e.sess.RefreshToken, "refresh_token"); err != nil {
+		result = "revocation failed"
+		gw.log(r, zap.WarnLevel, "revocation failed", zap.String("provider", p.name), zap.Error(err))
+	}
+	if err := st.client.revoke(ctx, e.sess.AccessToken, "access_token"); err != nil {
+		result = "revocation failed"
+		gw.log(r, zap.WarnLevel, "revocation failed", zap.String("provider", p.name), zap.Error(err))
+	}
+	gw.log(r, zap.InfoLevel, "logout", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", result))
+	if st.endSession != "" {
+		target := rd
+		if strings.HasPrefix(target, "/") {
+			scheme := "http"
+			if isHTTPS(r) {
+				scheme = "https"
+			}
+			target = scheme + "://" + r.Host + target
+		}
+		v := url.Values{"client_id": {p.cfg.ClientID}, "post_logout_redirect_uri": {target}}
+		if e.sess.IDToken != "" {
+			v.Set("id_token_hint", e.sess.IDToken)
+		}
+		sep := "?"
+		if strings.Contains(st.endSession, "?") {
+			sep = "&"
+		}
+		http.Redirect(w, r, st.endSession+sep+v.Encode(), http.StatusFound)
+		return nil
+	}
+	http.Redirect(w, r, rd, http.StatusFound)
+	return nil
+}
+
+// userinfoJSON is the identity as /oauth2/userinfo shows it. Tokens are
+// never part of it.
+type userinfoJSON struct {
+	User              string   `json:"user"`
+	Email             string   `json:"email,omitempty"`
+	PreferredUsername string   `json:"preferred_username,omitempty"`
+	Name              string   `json:"name,omitempty"`
+	Groups            []string `json:"groups,omitempty"`
+	Provider          string   `json:"provider"`
+}
+
+func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
+	id, _, err := h.authenticate(w, r)
+	if err != nil {
+		return h.apiUnauthenticated(w, r, err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	return json.NewEncoder(w).Encode(userinfoJSON{
+		User: id.ID, Email: id.Email, PreferredUsername: id.PreferredUsername, Name: id.Name, Groups: id.Groups, Provider: id.Provider,
+	})
+}
+
+// serveAuth is the forward-auth check: 200 with identity headers, 401
+// without a session, 403 when the rules refuse.
+func (h *Handler) serveAuth(w http.ResponseWriter, r *http.Request) error {
+	for _, n := range h.stripNames {
+		delete(r.Header, n)
+	}
+	id, sess, err := h.authenticate(w, r)
+	if err != nil {
+		return h.apiUnauthenticated(w, r, err)
+	}
+	if !allowed(h.rules, id) {
+		return h.forbidden(w, r, id)
+	}
+	h.forward(r, id, sess)
+	for _, n := range h.stripNames {
+		if v, ok := r.Header[n]; ok {
+			w.Header()[n] = v
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	return nil
+}

@@ -1,0 +1,232 @@
+package authgate
+
+import (
+	"encoding/json"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+// wantsHTML reports whether the request is a browser navigation, which
+// gets redirects and pages, as opposed to an API or XHR call, which gets
+// 401 and JSON.
+func wantsHTML(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// unauthenticated answers a request that has no usable session.
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, err error) error {
+	if isProviderFailure(err) {
+		return h.providerFailure(w, r, nil, "refresh", err)
+	}
+	if !wantsHTML(r) {
+		return h.apiUnauthenticated(w, r, err)
+	}
+	rd := r.URL.RequestURI()
+	if len(h.providers) > 1 {
+		http.Redirect(w, r, h.gw.prefix+"start?"+url.Values{"rd": {rd}}.Encode(), http.StatusFound)
+		return nil
+	}
+	return h.beginLogin(w, r, h.providers[0], h.gw.redirects.safeReturnURL(rd, r.Host))
+}
+
+func isProviderFailure(err error) bool {
+	return errors.Is(err, errProviderDown) || errors.Is(err, errProviderTimeout) ||
+		errors.Is(err, errProviderBadResponse) || errors.Is(err, errProviderRejected)
+}
+
+// apiUnauthenticated is the 401 for APIs, with WWW-Authenticate.
+func (h *Handler) apiUnauthenticated(w http.ResponseWriter, r *http.Request, err error) error {
+	if isProviderFailure(err) {
+		return h.providerFailure(w, r, nil, "refresh", err)
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="authgate"`)
+	reason, msg := "unauthenticated", "Sign-in required."
+	switch {
+	case errors.Is(err, errSessionExpired):
+		reason, msg = "session_expired", "The session has expired; sign in again."
+	case errors.Is(err, errSessionEnded):
+		reason, msg = "session_ended", "The identity provider ended the session; sign in again."
+	}
+	return h.failAs(w, r, http.StatusUnauthorized, reason, msg, false)
+}
+
+// providerFailure answers when the provider could not be used: 504 when it
+// stalled, 502 otherwise. The session, if any, is left as it was.
+func (h *Handler) providerFailure(w http.ResponseWriter, r *http.Request, p *provider, op string, err error) error {
+	name := ""
+	if p != nil {
+		name = p.name
+	}
+	h.gw.log(r, zap.ErrorLevel, "provider failure", zap.String("provider", name), zap.String("operation", op), zap.Error(err))
+	if op == "login" {
+		metricLogin(name, "failed", "provider_unavailable")
+	}
+	if errors.Is(err, errProviderTimeout) {
+		return h.fail(w, r, http.StatusGatewayTimeout, "provider_timeout",
+			"The identity provider did not answer in time. Please try again in a moment.")
+	}
+	return h.fail(w, r, http.StatusBadGateway, "provider_unavailable",
+		"The identity provider is not available or sent an answer that cannot be used. Please try again in a moment.")
+}
+
+// forbidden is the 403 for a signed-in user the rules refuse.
+func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, id *Identity) error {
+	h.gw.log(r, zap.InfoLevel, "denied", zap.String("provider", id.Provider), zap.String("user_id", id.ID), zap.String("host", r.Host))
+	metricRequest(r.Host, "denied")
+	who := id.ID
+	if id.Email != "" {
+		who = id.Email
+	}
+	return h.render(w, r, http.StatusForbidden, "forbidden",
+		"You are signed in as "+who+", but this account may not use this site.", who)
+}
+
+// fail writes an error page (HTML) or JSON, with the request id that the
+// log line carries.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, reason, msg string) error {
+	return h.failAs(w, r, status, reason, msg, wantsHTML(r))
+}
+
+func (h *Handler) failAs(w http.ResponseWriter, r *http.Request, status int, reason, msg string, html bool) error {
+	if !html {
+		return h.renderJSON(w, r, status, reason, msg)
+	}
+	return h.render(w, r, status, reason, msg, "")
+}
+
+func (h *Handler) renderJSON(w http.ResponseWriter, r *http.Request, status int, reason, msg string) error {
+	setReason(r, reason)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(map[string]string{"error": reason, "message": msg, "request_id": requestID(r)})
+}
+
+func setReason(r *http.Request, reason string) {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.authgate.reason", reason)
+	}
+}
+
+type pageData struct {
+	Title     string
+	Status    int
+	Reason    string
+	Message   string
+	RequestID string
+	SignedIn  string
+	LogoutURL string
+	RetryURL  string
+	Providers []providerLink
+}
+
+type providerLink struct {
+	Name string
+	URL  string
+}
+
+var pageTitles = map[string]string{
+	"forbidden":            "Access denied",
+	"sign_in_denied":       "Sign-in cancelled",
+	"login_expired":        "Sign-in expired",
+	"state_mismatch":       "Sign-in not recognised",
+	"provider_unavailable": "Sign-in service unavailable",
+	"provider_timeout":     "Sign-in service unavailable",
+	"choose":               "Sign in",
+}
+
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, reason, msg, signedIn string) error {
+	setReason(r, reason)
+	d := pageData{
+		Title: pageTitles[reason], Status: status, Reason: reason, Message: msg,
+		RequestID: requestID(r), SignedIn: signedIn,
+		RetryURL: h.gw.prefix + "start?" + url.Values{"rd": {"/"}}.Encode(),
+	}
+	if d.Title == "" {
+		d.Title = "Sign-in problem"
+	}
+	if signedIn != "" {
+		d.LogoutURL = h.gw.prefix + "logout"
+	}
+	return writePage(w, status, d)
+}
+
+// chooser is the sign-in page of a site with several providers.
+func (h *Handler) chooser(w http.ResponseWriter, r *http.Request, rd string) error {
+	d := pageData{Title: "Sign in", Status: http.StatusOK, Reason: "choose", RequestID: requestID(r),
+		Message: "Choose how to sign in."}
+	for _, p := range h.providers {
+		d.Providers = append(d.Providers, providerLink{
+			Name: p.name,
+			URL:  h.gw.prefix + "start?" + url.Values{"provider": {p.name}, "rd": {rd}}.Encode(),
+		})
+	}
+	return writePage(w, http.StatusOK, d)
+}
+
+func writePage(w http.ResponseWriter, status int, d pageData) error {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	w.WriteHeader(status)
+	return pageTemplate.Execute(w, d)
+}
+
+// pageTemplate is every page a person sees: small, accessible, no external
+// assets.
+var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>
+body{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1d1f23;margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}
+main{background:#fff;border-radius:8px;box-shadow:0 1px 4px rgba(0,0,0,.15);padding:2rem 2.5rem;max-width:32rem;width:100%}
+h1{font-size:1.4rem;margin:0 0 1rem}
+p{line-height:1.5}
+a.button{display:block;text-align:center;background:#1f5fbf;color:#fff;text-decoration:none;padding:.7rem 1rem;border-radius:6px;margin:.6rem 0;font-weight:600}
+a.button:focus,a.button:hover{background:#174a96;outline:3px solid #9bc1ff}
+small{color:#5b616b}
+</style>
+</head>
+<body>
+<main>
+<h1 id="title">{{.Title}}</h1>
+<p id="message">{{.Message}}</p>
+{{- if .Providers}}
+<nav aria-label="Identity providers">
+{{- range .Providers}}
+<a class="button" id="provider-{{.Name}}" href="{{.URL}}">Sign in with {{.Name}}</a>
+{{- end}}
+</nav>
+{{- end}}
+{{- if .LogoutURL}}
+<p><a class="button" id="logout" href="{{.LogoutURL}}">Sign out and use another account</a></p>
+{{- else if ne .Reason "choose"}}
+<p><a class="button" id="retry" href="{{.RetryURL}}">Start again</a></p>
+{{- end}}
+{{- if .RequestID}}
+<p><small>Reference: <code id="request-id">{{.RequestID}}</code> ({{.Reason}})</small></p>
+{{- end}}
+</main>
+</body>
+</html>
+`))

@@ -1,0 +1,166 @@
+package authgate
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// refreshGrace is how long the result of a refresh is kept for requests
+// that still carry the cookie from before it. With rotating refresh tokens
+// those requests would otherwise replay a spent token and be logged out.
+const refreshGrace = 30 * time.Second
+
+// maxGraceEntries bounds the grace table; it is pruned when full.
+const maxGraceEntries = 10000
+
+// refresher makes sure that concurrent requests carrying one session cause
+// one refresh at the provider.
+type refresher struct {
+	group singleflight.Group
+
+	mu    sync.Mutex
+	grace map[[32]byte]graceEntry
+}
+
+type graceEntry struct {
+	sess  *Session
+	until time.Time
+}
+
+func newRefresher() *refresher {
+	return &refresher{grace: map[[32]byte]graceEntry{}}
+}
+
+// refreshFunc performs the actual refresh at the provider.
+type refreshFunc func(ctx context.Context, old *Session) (*Session, error)
+
+// refresh returns a session with fresh tokens for old. Callers with the
+// same refresh token share one call; callers arriving within refreshGrace
+// after it get its result. The provider call is detached from any single
+// request's cancellation so that one client hanging up does not fail the
+// others waiting on it.
+func (rf *refresher) refresh(ctx context.Context, old *Session, timeout time.Duration, do refreshFunc) (*Session, error) {
+	key := sha256.Sum256([]byte(old.Provider + "\x00" + old.RefreshToken))
+	if s := rf.lookup(key); s != nil {
+		return s, nil
+	}
+	ch := rf.group.DoChan(string(key[:]), func() (any, error) {
+		if s := rf.lookup(key); s != nil {
+			return s, nil
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		s, err := do(cctx, old)
+		if err != nil {
+			return nil, err
+		}
+		rf.store(key, s)
+		return s, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*Session), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for refresh: %w", errors.Join(errProviderTimeout, ctx.Err()))
+	}
+}
+
+func (rf *refresher) lookup(key [32]byte) *Session {
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	if e, ok := rf.grace[key]; ok && timeNow().Before(e.until) {
+		return e.sess
+	}
+	return nil
+}
+
+func (rf *refresher) store(key [32]byte, s *Session) {
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	now := timeNow()
+	if len(rf.grace) >= maxGraceEntries {
+		for k, e := range rf.grace {
+			if !now.Before(e.until) {
+				delete(rf.grace, k)
+			}
+		}
+		if len(rf.grace) >= maxGraceEntries {
+			clear(rf.grace) // under attack or overload: forget, never grow
+		}
+	}
+	rf.grace[key] = graceEntry{sess: s, until: now.Add(refreshGrace)}
+}
+
+// sessionCache remembers decoded sessions by their exact cookie value, so
+// that the hot path skips decryption, MAC and JSON decoding. A tampered or
+// different cookie is a different key and goes through full decoding. It
+// is bounded in bytes: two generations, the older dropped when the newer
+// fills half the budget, so memory stays flat however many users there are.
+type sessionCache struct {
+	mu       sync.RWMutex
+	cur, old map[string]*sessionEntry
+	curBytes int
+	budget   int
+}
+
+// sessionCacheSize is the byte budget of the cache.
+const sessionCacheSize = 32 << 20
+
+// sessionEntry is a decoded session with its identity worked out.
+type sessionEntry struct {
+	sess     *Session
+	identity *Identity
+	oldKey   bool // decoded with a retired key: re-encode
+	size     int
+}
+
+func newSessionCache(budget int) *sessionCache {
+	return &sessionCache{cur: map[string]*sessionEntry{}, old: map[string]*sessionEntry{}, budget: budget}
+}
+
+func (c *sessionCache) get(raw string) *sessionEntry {
+	c.mu.RLock()
+	e, ok := c.cur[raw]
+	if !ok {
+		e = c.old[raw]
+	}
+	c.mu.RUnlock()
+	return e
+}
+
+func (c *sessionCache) put(raw string, e *sessionEntry) {
+	e.size = 2*len(raw) + 512 // the key, the decoded tokens, overhead
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.curBytes+e.size > c.budget/2 {
+		c.old = c.cur
+		c.cur = make(map[string]*sessionEntry, len(c.old))
+		c.curBytes = 0
+	}
+	c.cur[raw] = e
+	c.curBytes += e.size
+}
+
+// forget drops a cookie value, so that a logged-out cookie is decoded
+// afresh (and its expiry checked) should it come back.
+func (c *sessionCache) forget(raw string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.cur, raw)
+	delete(c.old, raw)
+}
+
+func (c *sessionCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.cur) + len(c.old)
+}

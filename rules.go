@@ -1,0 +1,137 @@
+package authgate
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Rule allows or denies signed-in users by one attribute.
+type Rule struct {
+	// Action is "allow" or "deny".
+	Action string `json:"action"`
+	// Field is what the rule looks at: "email" (glob on the address),
+	// "domain" (the email's domain, exact or glob), "user" (user id),
+	// "group" (any of the groups) or "claim" (any value at Claim).
+	Field string `json:"field"`
+	// Claim is the claim path, for Field "claim".
+	Claim string `json:"claim,omitempty"`
+	// Values are glob patterns (`*` any run, `?` one character); the rule
+	// matches when any matches. Email and domain compare case-insensitively.
+	Values []string `json:"values"`
+}
+
+type compiledRule struct {
+	allow  bool
+	field  string
+	claim  claimPath
+	values []string
+	fold   bool
+}
+
+func compileRules(rules []Rule) ([]compiledRule, error) {
+	out := make([]compiledRule, 0, len(rules))
+	for i, r := range rules {
+		cr := compiledRule{field: r.Field, values: r.Values}
+		switch r.Action {
+		case "allow":
+			cr.allow = true
+		case "deny":
+		default:
+			return nil, fmt.Errorf("rule %d: action must be allow or deny, not %q", i+1, r.Action)
+		}
+		switch r.Field {
+		case "email", "domain":
+			cr.fold = true
+			for j, v := range cr.values {
+				cr.values[j] = strings.ToLower(v)
+			}
+		case "user", "group":
+		case "claim":
+			p, err := parseClaimPath(r.Claim)
+			if err != nil {
+				return nil, fmt.Errorf("rule %d: %w", i+1, err)
+			}
+			cr.claim = p
+		default:
+			return nil, fmt.Errorf("rule %d: unknown field %q (email, domain, user, group or claim)", i+1, r.Field)
+		}
+		if len(r.Values) == 0 {
+			return nil, fmt.Errorf("rule %d: needs at least one value", i+1)
+		}
+		out = append(out, cr)
+	}
+	return out, nil
+}
+
+// allowed evaluates the rules in order; the first match decides. With no
+// match, the user is denied if any allow rule exists, else allowed.
+func allowed(rules []compiledRule, id *Identity) bool {
+	anyAllow := false
+	for i := range rules {
+		r := &rules[i]
+		anyAllow = anyAllow || r.allow
+		if r.matches(id) {
+			return r.allow
+		}
+	}
+	return !anyAllow
+}
+
+func (r *compiledRule) matches(id *Identity) bool {
+	var subjects []string
+	switch r.field {
+	case "email":
+		subjects = []string{id.Email}
+	case "domain":
+		if at := strings.LastIndexByte(id.Email, '@'); at >= 0 {
+			subjects = []string{id.Email[at+1:]}
+		}
+	case "user":
+		subjects = []string{id.ID}
+	case "group":
+		subjects = id.Groups
+	case "claim":
+		subjects = r.claim.strings(id.Claims)
+	}
+	for _, s := range subjects {
+		if s == "" {
+			continue
+		}
+		if r.fold {
+			s = strings.ToLower(s)
+		}
+		for _, pat := range r.values {
+			if globMatch(pat, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// globMatch matches s against a pattern where `*` is any run of characters
+// (slashes included) and `?` one character. It runs in O(len(p)·len(s)).
+func globMatch(p, s string) bool {
+	px, sx := 0, 0
+	starP, starS := -1, 0
+	for sx < len(s) {
+		switch {
+		case px < len(p) && (p[px] == '?' || p[px] == s[sx]):
+			px++
+			sx++
+		case px < len(p) && p[px] == '*':
+			starP, starS = px, sx
+			px++
+		case starP >= 0:
+			px = starP + 1
+			starS++
+			sx = starS
+		default:
+			return false
+		}
+	}
+	for px < len(p) && p[px] == '*' {
+		px++
+	}
+	return px == len(p)
+}

@@ -1,0 +1,265 @@
+package authgate
+
+import (
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/securecookie"
+)
+
+// Limits on what a client can make us read. A request over them is treated
+// as carrying no session at all.
+const (
+	// maxCookieChunks bounds how many numbered chunks one session may use.
+	maxCookieChunks = 16
+	// maxPendingLogins bounds how many pending-login cookies a browser keeps;
+	// the oldest are dropped when a new login starts.
+	maxPendingLogins = 4
+	// cookieBudget is the size one Set-Cookie header may reach, name,
+	// value and attributes together: browsers accept about 4096 bytes.
+	cookieBudget = 4000
+	// pendingLifetime is how long a started login may take.
+	pendingLifetime = 10 * time.Minute
+	// sessionVersion is written into every session so that a later format
+	// can tell old cookies apart.
+	sessionVersion = 1
+)
+
+// Errors a cookie can decode to. None of them is shown to a user verbatim.
+var (
+	errNoSession      = errors.New("no session cookie")
+	errBadSession     = errors.New("session cookie invalid or tampered")
+	errSessionExpired = errors.New("session lifetime over")
+)
+
+// Session is what a signed-in browser carries, encrypted and authenticated.
+// Claims hold the merged ID-token and userinfo claims; the identity shown to
+// backends is derived from them with the provider's claim mapping.
+type Session struct {
+	Version      int            `json:"v"`
+	ID           string         `json:"i"`
+	Provider     string         `json:"p"`
+	Created      int64          `json:"c"`
+	Expiry       int64          `json:"e,omitempty"` // access token expiry, unix seconds; 0: unknown
+	AccessToken  string         `json:"at"`
+	RefreshToken string         `json:"rt,omitempty"`
+	IDToken      string         `json:"it,omitempty"`
+	Claims       map[string]any `json:"cl"`
+}
+
+// pendingLogin is the short-lived state of one login in progress. It lives
+// in its own cookie so any instance holding the keys can finish the login.
+type pendingLogin struct {
+	State     string `json:"s"`
+	Verifier  string `json:"pv,omitempty"`
+	Nonce     string `json:"n,omitempty"`
+	ReturnURL string `json:"rd"`
+	Provider  string `json:"p"`
+	Issued    int64  `json:"t"`
+	// RedirectURI is the callback URL sent to the provider; the token
+	// request must repeat it exactly.
+	RedirectURI string `json:"ru"`
+}
+
+// cookieCodec encrypts and authenticates cookie values with every
+// configured key: the first encodes, all decode, so keys rotate without
+// logging anybody out.
+type cookieCodec struct {
+	codecs []securecookie.Codec
+}
+
+// jsonSerializer is securecookie's JSON encoder without the reflection of
+// gob: smaller cookies and faster decoding on the hot path.
+type jsonSerializer struct{}
+
+func (jsonSerializer) Serialize(src any) ([]byte, error) { return json.Marshal(src) }
+func (jsonSerializer) Deserialize(src []byte, dst any) error {
+	return json.Unmarshal(src, dst)
+}
+
+// newCookieCodec derives an HMAC and an AES-256 key from each session key
+// with HKDF, so that one secret of any length yields two independent keys.
+func newCookieCodec(keys []string, maxAge time.Duration) (*cookieCodec, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("no session keys")
+	}
+	c := &cookieCodec{}
+	for i, k := range keys {
+		if len(k) < minKeyLength {
+			return nil, fmt.Errorf("session key %d is %d bytes; at least %d are needed", i+1, len(k), minKeyLength)
+		}
+		hashKey, err := hkdf.Key(sha256.New, []byte(k), nil, "authgate cookie hmac", 32)
+		if err != nil {
+			return nil, err
+		}
+		blockKey, err := hkdf.Key(sha256.New, []byte(k), nil, "authgate cookie aes", 32)
+		if err != nil {
+			return nil, err
+		}
+		sc := securecookie.New(hashKey, blockKey)
+		sc.MaxAge(int(maxAge / time.Second))
+		sc.MaxLength(0) // chunking, not truncation, handles size
+		sc.SetSerializer(jsonSerializer{})
+		c.codecs = append(c.codecs, sc)
+	}
+	return c, nil
+}
+
+func (c *cookieCodec) encode(name string, v any) (string, error) {
+	return securecookie.EncodeMulti(name, v, c.codecs[:1]...)
+}
+
+// decode reports, besides the error, whether a key other than the first
+// one opened the value, so that the caller can re-encode it.
+func (c *cookieCodec) decode(name, value string, dst any) (oldKey bool, err error) {
+	if err := c.codecs[0].Decode(name, value, dst); err == nil {
+		return false, nil
+	}
+	if len(c.codecs) > 1 {
+		if err := securecookie.DecodeMulti(name, value, dst, c.codecs[1:]...); err == nil {
+			return true, nil
+		}
+	}
+	return false, errBadSession
+}
+
+// cookieSettings are the attributes every cookie authgate writes carries.
+type cookieSettings struct {
+	Name     string
+	Domain   string
+	Path     string
+	SameSite http.SameSite
+	// Secure is decided per request: off only for plain-http sites.
+}
+
+func (cs cookieSettings) pendingPrefix() string { return cs.Name + "_login_" }
+
+// attrOverhead estimates the bytes that attributes add to a Set-Cookie.
+func (cs cookieSettings) attrOverhead() int {
+	return len("; Path=; Domain=; Max-Age=2147483647; HttpOnly; Secure; SameSite=Lax") +
+		len(cs.Path) + len(cs.Domain)
+}
+
+func (cs cookieSettings) cookie(name, value string, maxAge int, secure bool) *http.Cookie {
+	return &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     cs.Path,
+		Domain:   cs.Domain,
+		MaxAge:   maxAge,
+		Secure:   secure,
+		HttpOnly: true,
+		SameSite: cs.SameSite,
+	}
+}
+
+// expire appends a Set-Cookie that deletes name.
+func (cs cookieSettings) expire(w http.ResponseWriter, name string, secure bool) {
+	http.SetCookie(w, cs.cookie(name, "", -1, secure))
+}
+
+func chunkName(base string, i int) string { return base + "_" + strconv.Itoa(i) }
+
+// readChunked returns the session cookie value from r, joining numbered
+// chunks when the session did not fit one cookie. It also returns the names
+// of every session cookie present, so that writers can clear stale ones.
+func readChunked(r *http.Request, base string) (value string, present []string) {
+	var single string
+	chunks := make(map[int]string)
+	for _, c := range r.Cookies() {
+		if c.Name == base {
+			single = c.Value
+			present = append(present, c.Name)
+			continue
+		}
+		rest, ok := strings.CutPrefix(c.Name, base+"_")
+		if !ok {
+			continue
+		}
+		i, err := strconv.Atoi(rest)
+		if err != nil || i < 0 || i >= maxCookieChunks || strconv.Itoa(i) != rest {
+			continue
+		}
+		chunks[i] = c.Value
+		present = append(present, c.Name)
+	}
+	if single != "" {
+		return single, present
+	}
+	if len(chunks) == 0 {
+		return "", present
+	}
+	var b strings.Builder
+	for i := 0; i < maxCookieChunks; i++ {
+		v, ok := chunks[i]
+		if !ok {
+			break
+		}
+		b.WriteString(v)
+	}
+	return b.String(), present
+}
+
+// splitValue cuts an encoded value into pieces that each fit a Set-Cookie
+// header within cookieBudget.
+func splitValue(cs cookieSettings, value string) ([]string, error) {
+	room := cookieBudget - cs.attrOverhead() - len(cs.Name) - len("=")
+	if len(value) <= room {
+		return []string{value}, nil
+	}
+	room -= len("_15") // chunk names are longer by a suffix
+	n := (len(value) + room - 1) / room
+	if n > maxCookieChunks {
+		return nil, fmt.Errorf("session needs %d cookies, more than the %d allowed", n, maxCookieChunks)
+	}
+	out := make([]string, 0, n)
+	for len(value) > 0 {
+		k := min(room, len(value))
+		out = append(out, value[:k])
+		value = value[k:]
+	}
+	return out, nil
+}
+
+// writeChunked sets the session value on w, as one cookie or as numbered
+// chunks, and deletes any session cookie in present that it did not write.
+func writeChunked(w http.ResponseWriter, cs cookieSettings, value string, maxAge int, secure bool, present []string) error {
+	parts, err := splitValue(cs, value)
+	if err != nil {
+		return err
+	}
+	written := make([]string, 0, len(parts))
+	if len(parts) == 1 {
+		http.SetCookie(w, cs.cookie(cs.Name, parts[0], maxAge, secure))
+		written = append(written, cs.Name)
+	} else {
+		for i, p := range parts {
+			name := chunkName(cs.Name, i)
+			http.SetCookie(w, cs.cookie(name, p, maxAge, secure))
+			written = append(written, name)
+		}
+	}
+	for _, name := range present {
+		if !slices.Contains(written, name) {
+			cs.expire(w, name, secure)
+		}
+	}
+	return nil
+}
+
+// randomString returns n bytes from the system's CSPRNG, base64url-encoded.
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails on supported platforms (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,423 @@
+package authgate
+
+// This file is the only place that speaks OAuth 2.0 to providers. It has no
+// Caddy imports: it takes plain data (endpoints, client credentials, a
+// Dialect) and returns tokens or typed errors.
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// maxProviderBody bounds every response body read from a provider.
+const maxProviderBody = 1 << 20
+
+// Sentinel errors of a conversation with a provider. Callers map them to
+// HTTP statuses; their text is for logs only.
+var (
+	// errInvalidGrant: the provider refused a code or refresh token for
+	// good (RFC 6749 invalid_grant); the session must end.
+	errInvalidGrant = errors.New("provider rejected the grant")
+	// errProviderRejected: the provider answered with another 4xx.
+	errProviderRejected = errors.New("provider rejected the request")
+	// errProviderDown: no answer, a 5xx, or a refused connection.
+	errProviderDown = errors.New("provider unavailable")
+	// errProviderTimeout: the provider did not answer in time.
+	errProviderTimeout = errors.New("provider timed out")
+	// errProviderBadResponse: an answer we cannot use (malformed JSON,
+	// no access token, HTML where JSON was due).
+	errProviderBadResponse = errors.New("provider sent an unusable response")
+)
+
+// tokenSet is what a token endpoint gave us, normalised.
+type tokenSet struct {
+	AccessToken  string
+	RefreshToken string
+	IDToken      string
+	Expiry       time.Time // zero: unknown
+}
+
+// oauthClient talks to one provider's token, userinfo and revocation
+// endpoints with the provider's dialect applied.
+type oauthClient struct {
+	config      oauth2.Config
+	httpClient  *http.Client
+	userinfoURL string
+	revokeURL   string
+	dialect     Dialect
+	// defaultExpiresIn applies when neither expires_in nor a JWT exp says
+	// when an access token ends. Zero: the token is taken to last as long
+	// as the session.
+	defaultExpiresIn time.Duration
+}
+
+type oauthClientConfig struct {
+	ClientID, ClientSecret       string
+	AuthorizeURL, TokenURL       string
+	UserinfoURL, RevokeURL       string
+	Scopes                       []string
+	Dialect                      Dialect
+	Timeout                      time.Duration
+	DefaultExpiresIn             time.Duration
+	Transport                    http.RoundTripper // nil: a fresh transport
+	AuthStyleFromDiscoveryBasic  bool              // the provider lists client_secret_basic
+	AuthStyleFromDiscoveryKnown  bool              // discovery listed methods at all
+	AuthStyleFromDiscoveryPostOK bool              // the provider lists client_secret_post
+}
+
+func newOAuthClient(c oauthClientConfig) *oauthClient {
+	base := c.Transport
+	if base == nil {
+		base = newTransport()
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	style := oauth2.AuthStyleInParams
+	switch c.Dialect.ClientAuth {
+	case "basic":
+		style = oauth2.AuthStyleInHeader
+	case "body":
+		style = oauth2.AuthStyleInParams
+	default:
+		// RFC 6749 §2.3.1 makes Basic the one every server supports;
+		// follow discovery when it says otherwise.
+		if c.AuthStyleFromDiscoveryKnown && !c.AuthStyleFromDiscoveryBasic && c.AuthStyleFromDiscoveryPostOK {
+			style = oauth2.AuthStyleInParams
+		} else if c.AuthStyleFromDiscoveryKnown || c.Dialect.isStandard() {
+			style = oauth2.AuthStyleInHeader
+		}
+	}
+	oc := &oauthClient{
+		config: oauth2.Config{
+			ClientID:     c.ClientID,
+			ClientSecret: c.ClientSecret,
+			Endpoint: oauth2.Endpoint{
+				AuthURL:   c.AuthorizeURL,
+				TokenURL:  c.TokenURL,
+				AuthStyle: style,
+			},
+			Scopes: c.Scopes,
+		},
+		userinfoURL:      c.UserinfoURL,
+		revokeURL:        c.RevokeURL,
+		dialect:          c.Dialect,
+		defaultExpiresIn: c.DefaultExpiresIn,
+	}
+	oc.httpClient = &http.Client{
+		Timeout: timeout,
+		Transport: &dialectTransport{
+			base:     base,
+			tokenURL: c.TokenURL,
+			params:   c.Dialect.TokenParams,
+			encoding: c.Dialect.TokenEncoding,
+		},
+		// A token or userinfo endpoint that redirects is misconfigured;
+		// following it could leak credentials to another host.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return oc
+}
+
+// newTransport is a dedicated transport with bounded timeouts, never
+// http.DefaultTransport, so that a slow provider cannot hold connections
+// of unrelated code.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: 15 * time.Second,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+}
+
+func (c *oauthClient) ctx(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, c.httpClient)
+}
+
+// authCodeURL builds the authorization request, then applies the
+// dialect's renames, omissions and additions.
+func (c *oauthClient) authCodeURL(redirectURI, state, verifier, nonce string) string {
+	conf := c.config
+	conf.RedirectURL = redirectURI
+	var opts []oauth2.AuthCodeOption
+	if verifier != "" {
+		opts = append(opts, oauth2.S256ChallengeOption(verifier))
+	}
+	if nonce != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("nonce", nonce))
+	}
+	raw := conf.AuthCodeURL(state, opts...)
+	if c.dialect.AuthorizeParams.empty() {
+		return raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	c.dialect.AuthorizeParams.apply(q, true)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// exchange redeems an authorization code.
+func (c *oauthClient) exchange(ctx context.Context, code, verifier, redirectURI string) (*tokenSet, error) {
+	conf := c.config
+	conf.RedirectURL = redirectURI
+	var opts []oauth2.AuthCodeOption
+	if verifier != "" {
+		opts = append(opts, oauth2.VerifierOption(verifier))
+	}
+	tok, err := conf.Exchange(c.ctx(ctx), code, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("exchanging code: %w", classify(err))
+	}
+	return c.normalise(tok), nil
+}
+
+// refresh uses a refresh token. A provider that does not rotate refresh
+// tokens returns none, and the old one is kept (x/oauth2 does this).
+func (c *oauthClient) refresh(ctx context.Context, refreshToken string) (*tokenSet, error) {
+	src := c.config.TokenSource(c.ctx(ctx), &oauth2.Token{RefreshToken: refreshToken})
+	tok, err := src.Token()
+	if err != nil {
+		return nil, fmt.Errorf("refreshing token: %w", classify(err))
+	}
+	return c.normalise(tok), nil
+}
+
+func (c *oauthClient) normalise(tok *oauth2.Token) *tokenSet {
+	ts := &tokenSet{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry}
+	if id, ok := tok.Extra("id_token").(string); ok {
+		ts.IDToken = id
+	}
+	if ts.Expiry.IsZero() {
+		if exp, ok := jwtExpiry(tok.AccessToken); ok {
+			ts.Expiry = exp
+		} else if c.defaultExpiresIn > 0 {
+			ts.Expiry = timeNow().Add(c.defaultExpiresIn)
+		}
+	}
+	return ts
+}
+
+// jwtExpiry reads exp from a JWT's payload without verifying it. It is used
+// only to learn when a token the provider just handed us over TLS expires;
+// nothing is authorised on it.
+func jwtExpiry(token string) (time.Time, bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || len(parts[1]) > maxProviderBody {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp json.Number `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.Exp == "" {
+		return time.Time{}, false
+	}
+	secs, err := claims.Exp.Float64()
+	if err != nil || secs <= 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(secs), 0), true
+}
+
+// userinfo fetches the userinfo endpoint with the access token.
+func (c *oauthClient) userinfo(ctx context.Context, accessToken string) (map[string]any, error) {
+	if c.userinfoURL == "" {
+		return nil, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.userinfoURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("userinfo request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+accessToken)
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.httpClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching userinfo: %w", classify(err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxProviderBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading userinfo: %w", errProviderDown)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return nil, fmt.Errorf("userinfo: status %d: %w", resp.StatusCode, errInvalidGrant)
+	case resp.StatusCode >= 500:
+		return nil, fmt.Errorf("userinfo: status %d: %w", resp.StatusCode, errProviderDown)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("userinfo: status %d: %w", resp.StatusCode, errProviderRejected)
+	case len(body) > maxProviderBody:
+		return nil, fmt.Errorf("userinfo: body over %d bytes: %w", maxProviderBody, errProviderBadResponse)
+	}
+	var claims map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&claims); err != nil || claims == nil {
+		return nil, fmt.Errorf("userinfo: not a JSON object: %w", errProviderBadResponse)
+	}
+	return claims, nil
+}
+
+// revoke asks the provider to revoke a token (RFC 7009). x/oauth2 has no
+// revocation support, so the request is built here; it goes through the
+// same transport, so the dialect's encoding and renames apply.
+func (c *oauthClient) revoke(ctx context.Context, token, hint string) error {
+	if c.revokeURL == "" || token == "" {
+		return nil
+	}
+	form := url.Values{"token": {token}, "token_type_hint": {hint}}
+	if c.config.Endpoint.AuthStyle == oauth2.AuthStyleInParams {
+		form.Set("client_id", c.config.ClientID)
+		form.Set("client_secret", c.config.ClientSecret)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.revokeURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return fmt.Errorf("revocation request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if c.config.Endpoint.AuthStyle == oauth2.AuthStyleInHeader {
+		req.SetBasicAuth(url.QueryEscape(c.config.ClientID), url.QueryEscape(c.config.ClientSecret))
+	}
+	resp, err := c.httpClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("revoking token: %w", classify(err))
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxProviderBody))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("revoking token: status %d: %w", resp.StatusCode, errProviderRejected)
+	}
+	return nil
+}
+
+// classify maps x/oauth2 and net/http errors onto our sentinels, keeping
+// the original for the log.
+func classify(err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		status := 0
+		if re.Response != nil {
+			status = re.Response.StatusCode
+		}
+		switch {
+		case re.ErrorCode == "invalid_grant":
+			return fmt.Errorf("%w (status %d)", errInvalidGrant, status)
+		case status >= 500:
+			return fmt.Errorf("%w (status %d)", errProviderDown, status)
+		case status == http.StatusOK || status == 0:
+			return fmt.Errorf("%w: %v", errProviderBadResponse, err)
+		default:
+			return fmt.Errorf("%w (status %d, error %q)", errProviderRejected, status, re.ErrorCode)
+		}
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Errorf("%w: %v", errProviderTimeout, err)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%w: %v", errProviderDown, err)
+	}
+	if errors.Is(err, errInvalidGrant) || errors.Is(err, errProviderDown) || errors.Is(err, errProviderRejected) ||
+		errors.Is(err, errProviderBadResponse) || errors.Is(err, errProviderTimeout) {
+		return err
+	}
+	// x/oauth2 reports unparsable bodies and a missing access_token as
+	// plain errors.
+	return fmt.Errorf("%w: %v", errProviderBadResponse, err)
+}
+
+// dialectTransport rewrites requests to the token endpoint into the
+// provider's dialect: renamed, omitted or added parameters and the
+// encoding the provider wants. x/oauth2 always sends a standard form body;
+// rewriting it here lets x/oauth2 keep doing the exchange and parsing.
+type dialectTransport struct {
+	base     http.RoundTripper
+	tokenURL string
+	params   ParamRewrite
+	encoding string
+}
+
+func (t *dialectTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPost || req.Body == nil || req.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+		return t.base.RoundTrip(req)
+	}
+	isToken := req.URL.String() == t.tokenURL
+	if !isToken && t.encoding == "" && t.params.empty() {
+		return t.base.RoundTrip(req)
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, 64<<10))
+	req.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, err
+	}
+	if isToken {
+		t.params.apply(form, true)
+	} else {
+		t.params.apply(form, false) // revocation: renames and omissions only
+	}
+	out := req.Clone(req.Context())
+	out.Header.Set("Accept", "application/json")
+	switch t.encoding {
+	case "json":
+		obj := make(map[string]string, len(form))
+		for k := range form {
+			obj[k] = form.Get(k)
+		}
+		b, _ := json.Marshal(obj)
+		setBody(out, b)
+		out.Header.Set("Content-Type", "application/json")
+	case "query":
+		q := out.URL.Query()
+		for k, v := range form {
+			q[k] = v
+		}
+		out.URL.RawQuery = q.Encode()
+		setBody(out, nil)
+		out.Header.Del("Content-Type")
+	default:
+		setBody(out, []byte(form.Encode()))
+	}
+	return t.base.RoundTrip(out)
+}
+
+func setBody(r *http.Request, b []byte) {
+	r.ContentLength = int64(len(b))
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
+
+// isJSONContent reports whether a Content-Type names JSON.
+func isJSONContent(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}

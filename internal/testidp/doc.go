@@ -1,0 +1,143 @@
+// Package testidp is a small but strict OpenID Connect / OAuth 2.0
+// authorization server that runs in-process over loopback. It is meant for
+// integration tests of relying parties (auth gateways) and for local demos in
+// which a human signs in through a tiny HTML login form.
+//
+// The server follows the specifications closely (RFC 6749, RFC 6750,
+// RFC 7009, RFC 7636 with S256 only, RFC 8414, RFC 9068 style access tokens,
+// RFC 9207, OpenID Connect Core / Discovery / RP-Initiated Logout /
+// Back-Channel Logout) and is deliberately as picky as Keycloak: exact
+// redirect URI matching, single-use codes (reuse revokes every token issued
+// from the code), PKCE downgrade protection, form-encoded token requests only,
+// one client authentication method per request, duplicate parameters
+// rejected, unknown scopes rejected, and so on.
+//
+// # Quick start
+//
+//	idp, _ := testidp.New(testidp.Options{
+//		Users:     testidp.DemoUsers(),
+//		Clients:   []testidp.Client{{ID: "app", Secret: "s3cret", RedirectURIs: []string{cb}}},
+//		AutoLogin: "alice",
+//	})
+//	_ = idp.Start() // listens on 127.0.0.1:0
+//	defer idp.Close()
+//	issuer := idp.Issuer()
+//
+// For a fixed port, mount [Server.Handler] on your own listener and call
+// [Server.SetIssuer] with the base URL it is reachable at (IssuerPath is
+// appended unless the URL already ends with it).
+//
+// # Endpoints (relative to the issuer)
+//
+//	/.well-known/openid-configuration  (also /.well-known/oauth-authorization-server)
+//	/jwks        JWK set
+//	/authorize   GET/POST authorization endpoint, HTML login form
+//	/token       POST, application/x-www-form-urlencoded only
+//	/userinfo    GET/POST, Bearer access token (RFC 6750 header or form body)
+//	/revoke      POST, RFC 7009
+//	/logout      GET/POST, RP-initiated logout (end_session_endpoint)
+//
+// Client authentication: client_secret_basic or client_secret_post for
+// confidential clients (Client.Secret != ""), "none" for public clients
+// (Client.Secret == ""), which must then use PKCE.
+//
+// Login sessions: unless Options.AutoLogin is set, a successful form login
+// creates a provider session (cookie "testidp_sso") so that a second
+// authorization request is approved without the form (prompt=login forces the
+// form, prompt=none fails with login_required when there is no session).
+// /logout ends the session, revokes every token issued in it and sends
+// back-channel logout tokens to participating clients that registered a
+// BackchannelLogoutURI. With AutoLogin every authorization request creates a
+// fresh session for the AutoLogin user.
+//
+// # Counters
+//
+// [Server.Count] keys: "discovery", "jwks", "authorize" (every request to the
+// authorization endpoint, GET or POST), "login" (login form submissions),
+// "token", "token:authorization_code", "token:refresh_token",
+// "token:unsupported", "userinfo", "revoke", "end_session",
+// "backchannel_logout" (logout tokens sent).
+//
+// # Faults
+//
+// [Server.SetFault] installs one [Fault] per endpoint key. Keys are the
+// counter names: "discovery", "jwks", "authorize", "token",
+// "token:authorization_code", "token:refresh_token", "userinfo", "revoke",
+// "end_session". The token endpoint looks at "token:<grant_type>" first and
+// falls back to "token". Fault.Times > 0 makes the fault apply to that many
+// requests only, after which it clears itself; 0 means until ClearFaults.
+//
+// Generic kinds, usable on every endpoint; nothing is processed (no side
+// effects such as consuming a code) unless noted:
+//
+//	FaultStatus500HTML   500 with an HTML body
+//	FaultHTML200         200 with an HTML body (Content-Type text/html)
+//	FaultRaw             Fault.Status / Fault.ContentType / Fault.Body verbatim
+//	FaultStall           sleep Fault.Delay and then serve normally; with Delay 0
+//	                     block until the client gives up or the server closes
+//	FaultCloseConnection hijack the connection and close it (FIN, no response)
+//	FaultResetConnection hijack and close with SO_LINGER 0 (TCP RST)
+//
+// Response-shaping kinds: the request IS processed normally (a code is
+// consumed, tokens are issued) and only the response is altered:
+//
+//	FaultTextPlain       real body, Content-Type text/plain
+//	FaultTruncatedJSON   real body cut in half (malformed JSON)
+//
+// Token endpoint:
+//
+//	FaultInvalidGrant        400 {"error":"invalid_grant"} without processing
+//	FaultMissingAccessToken  "access_token" removed from the response
+//	FaultExpiresInString     "expires_in" sent as a JSON string ("300")
+//	FaultMissingIDToken      "id_token" removed from the response
+//
+// ID token mutations (token endpoint keys; applied to the id_token it issues):
+//
+//	FaultIDTokenBadSignature       signature does not verify (kid of the real key)
+//	FaultIDTokenAlgNone            alg "none", empty signature
+//	FaultIDTokenWrongIssuer        iss = Fault.Value or "https://wrong-issuer.example"
+//	FaultIDTokenIssuerTrailingSlash iss = issuer + "/"
+//	FaultIDTokenWrongAudience      aud = Fault.Value or "some-other-client"
+//	FaultIDTokenMissingAudience    no aud
+//	FaultIDTokenMissingSub         no sub
+//	FaultIDTokenWrongNonce         nonce = Fault.Value or "wrong-nonce"
+//	FaultIDTokenMissingNonce       no nonce
+//	FaultIDTokenExpired            exp (and iat) one hour in the past
+//	FaultIDTokenNotYetValid        nbf (and iat) one hour in the future
+//	FaultIDTokenUnknownKID         valid signature by a key absent from the JWKS
+//	FaultIDTokenClaims             merge Fault.Claims into the ID token (nil value deletes)
+//
+// Discovery:
+//
+//	FaultDiscoveryWrongIssuer  "issuer" = Fault.Value or "https://wrong-issuer.example"
+//
+// Userinfo (200 responses only):
+//
+//	FaultUserinfoExtraClaims    merge Fault.Claims (default {"unexpected_claim":"surprise"})
+//	FaultUserinfoMissingClaims  drop the comma separated claims in Fault.Value
+//	                            (default "email,name,preferred_username,groups")
+//	FaultUserinfoWrongSub       sub = Fault.Value or "wrong-subject"
+//
+// Authorization response (applied when the server redirects back to the
+// client, after login or on deny):
+//
+//	FaultAuthorizeIss        add iss = Fault.Value, or the real issuer when empty
+//	                         (forces it even with Options.OmitIssParameter)
+//	FaultAuthorizeNoIss      omit iss
+//	FaultAuthorizeNoState    omit state
+//	FaultAuthorizeWrongState state = Fault.Value or "tampered-state"
+//	FaultAuthorizeError      error = Fault.Value or "server_error" instead of a code
+//
+// By default the authorization response carries iss (RFC 9207) and discovery
+// advertises authorization_response_iss_parameter_supported; set
+// Options.OmitIssParameter to turn both off.
+//
+// # Minting tokens
+//
+// [Server.SignJWT] signs arbitrary claims with the current key; [SignOpt]
+// variants: [SignAlgNone], [SignWrongKey], [SignES256], [SignKID],
+// [SignUnpublishedKey], [SignNoKID], [SignHeader].
+//
+// Note for expiry tests with an injected clock: go-oidc's verifier uses its own
+// clock (oidc.Config.Now), so set both.
+package testidp

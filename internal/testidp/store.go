@@ -1,0 +1,247 @@
+package testidp
+
+import (
+	"time"
+)
+
+// Limits keeping the in-memory state bounded even when the injected clock
+// never advances.
+const (
+	maxPending  = 1000
+	maxEntries  = 20000
+	pendingTTL  = 15 * time.Minute
+	pruneEveryN = 64
+)
+
+type authRequest struct {
+	clientID      string
+	redirectURI   string
+	scopes        []string
+	state         string
+	hasState      bool
+	nonce         string
+	hasNonce      bool
+	challenge     string
+	prompt        map[string]bool
+	maxAge        int // -1 when absent
+	loginHint     string
+	expires       time.Time
+	created       time.Time
+	loginAttempts int
+}
+
+type authCode struct {
+	req      *authRequest
+	username string
+	sid      string
+	authTime time.Time
+	expires  time.Time
+	used     bool
+	grantID  string
+}
+
+type grant struct {
+	id       string
+	clientID string
+	username string
+	sid      string
+	scopes   []string
+	nonce    string
+	hasNonce bool
+	authTime time.Time
+	revoked  bool
+	jtis     []string
+	refresh  []string
+	expires  time.Time // latest expiry of anything issued from it
+}
+
+type refreshToken struct {
+	grantID string
+	expires time.Time
+	invalid bool // rotated or revoked
+	rotated bool
+}
+
+type accessRecord struct {
+	grantID  string
+	clientID string
+	expires  time.Time
+	revoked  bool
+}
+
+type session struct {
+	id       string
+	username string
+	authTime time.Time
+	expires  time.Time
+	ended    bool
+	clients  map[string]bool
+}
+
+func (s *Server) newSessionLocked(username string, now time.Time) *session {
+	sess := &session{
+		id:       randomString(16),
+		username: username,
+		authTime: now,
+		expires:  now.Add(s.opts.SessionTTL),
+		clients:  map[string]bool{},
+	}
+	s.sessions[sess.id] = sess
+	s.maybePruneLocked(now)
+	return sess
+}
+
+func (s *Server) activeSessionLocked(sid string, now time.Time) *session {
+	sess := s.sessions[sid]
+	if sess == nil || sess.ended || !now.Before(sess.expires) {
+		return nil
+	}
+	return sess
+}
+
+// revokeGrantLocked invalidates every token issued from a grant.
+func (s *Server) revokeGrantLocked(g *grant) {
+	if g == nil {
+		return
+	}
+	g.revoked = true
+	for _, rt := range g.refresh {
+		if r := s.refresh[rt]; r != nil {
+			r.invalid = true
+		}
+	}
+	for _, j := range g.jtis {
+		if a := s.access[j]; a != nil {
+			a.revoked = true
+		}
+	}
+}
+
+// endSessionLocked ends a session and revokes its grants. It returns the
+// clients that took part (for back-channel logout).
+func (s *Server) endSessionLocked(sess *session) []string {
+	if sess == nil || sess.ended {
+		return nil
+	}
+	sess.ended = true
+	for _, g := range s.grants {
+		if g.sid == sess.id {
+			s.revokeGrantLocked(g)
+		}
+	}
+	var out []string
+	for c := range sess.clients {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s *Server) maybePruneLocked(now time.Time) {
+	s.ops++
+	if s.ops%pruneEveryN != 0 && len(s.pending) <= maxPending && len(s.codes) <= maxEntries &&
+		len(s.access) <= maxEntries && len(s.refresh) <= maxEntries && len(s.sessions) <= maxEntries && len(s.grants) <= maxEntries {
+		return
+	}
+	for k, v := range s.pending {
+		if now.After(v.expires) {
+			delete(s.pending, k)
+		}
+	}
+	for k, v := range s.codes {
+		// Keep used codes around a little longer to detect replays.
+		if now.After(v.expires.Add(s.opts.CodeTTL + time.Minute)) {
+			delete(s.codes, k)
+		}
+	}
+	for k, v := range s.refresh {
+		if now.After(v.expires) {
+			delete(s.refresh, k)
+		}
+	}
+	for k, v := range s.access {
+		if now.After(v.expires) {
+			delete(s.access, k)
+		}
+	}
+	for k, v := range s.grants {
+		if now.After(v.expires) {
+			delete(s.grants, k)
+		}
+	}
+	for k, v := range s.sessions {
+		if v.ended || now.After(v.expires) {
+			delete(s.sessions, k)
+		}
+	}
+	// Hard caps: drop arbitrary entries (map order is random).
+	capMap(s.pending, maxPending)
+	capMap(s.codes, maxEntries)
+	capMap(s.refresh, maxEntries)
+	capMap(s.access, maxEntries)
+	capMap(s.grants, maxEntries)
+	capMap(s.sessions, maxEntries)
+}
+
+func capMap[V any](m map[string]V, limit int) {
+	for k := range m {
+		if len(m) <= limit {
+			return
+		}
+		delete(m, k)
+	}
+}
+
+// IsRevoked reports whether a token issued by this server has been revoked
+// or otherwise invalidated (revocation endpoint, code replay, refresh token
+// rotation, logout). token may be an access token (JWT) or a refresh token.
+// Unknown tokens report false.
+func (s *Server) IsRevoked(token string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.refresh[token]; r != nil {
+		g := s.grants[r.grantID]
+		return r.invalid || (g != nil && g.revoked)
+	}
+	p, err := parseJWT(token)
+	if err != nil {
+		return false
+	}
+	jti, _ := p.claims["jti"].(string)
+	if a := s.access[jti]; a != nil {
+		g := s.grants[a.grantID]
+		return a.revoked || (g != nil && g.revoked)
+	}
+	return false
+}
+
+// EndUserSessions ends every provider session of username (an
+// administrator "sign out everywhere"): tokens issued in them are revoked
+// and back-channel logout tokens are sent. It returns the number of
+// sessions ended and the first back-channel delivery error.
+func (s *Server) EndUserSessions(username string) (int, error) {
+	now := s.now()
+	type bc struct{ client, sub, sid string }
+	var sends []bc
+	n := 0
+	s.mu.Lock()
+	for _, sess := range s.sessions {
+		if sess.username != username || s.activeSessionLocked(sess.id, now) == nil {
+			continue
+		}
+		n++
+		sub := s.subjectLocked(username)
+		for _, c := range s.endSessionLocked(sess) {
+			if cl := s.clients[c]; cl != nil && cl.BackchannelLogoutURI != "" {
+				sends = append(sends, bc{c, sub, sess.id})
+			}
+		}
+	}
+	s.mu.Unlock()
+	var first error
+	for _, b := range sends {
+		if err := s.SendBackchannelLogout(b.client, b.sub, b.sid); err != nil && first == nil {
+			first = err
+		}
+	}
+	return n, first
+}

@@ -1,0 +1,332 @@
+package testidp
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+var pkceRe = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
+
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	grantType := ""
+	if r.Method == http.MethodPost {
+		parsePostForm(r) // errors are reported by s.token
+		grantType = r.PostForm.Get("grant_type")
+	}
+	key := "token:unsupported"
+	switch grantType {
+	case "authorization_code", "refresh_token":
+		key = "token:" + grantType
+	}
+	if grantType == "" {
+		s.count("token")
+	} else {
+		s.count("token", key)
+	}
+	s.runEndpoint(w, r, s.token, key, "token")
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, http.MethodPost)
+		return
+	}
+	if oe := parsePostForm(r); oe != nil {
+		writeOAuthError(w, oe)
+		return
+	}
+	client, oe := s.authenticateClient(r)
+	if oe != nil {
+		writeOAuthError(w, oe)
+		return
+	}
+	var resp map[string]any
+	switch gt := r.PostForm.Get("grant_type"); gt {
+	case "":
+		oe = badRequest("invalid_request", "missing grant_type")
+	case "authorization_code":
+		resp, oe = s.exchangeCode(r, client)
+	case "refresh_token":
+		resp, oe = s.refreshGrant(r, client)
+	default:
+		oe = badRequest("unsupported_grant_type", "unsupported grant_type "+gt)
+	}
+	if oe != nil {
+		writeOAuthError(w, oe)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// authenticateClient implements client_secret_basic, client_secret_post
+// and none (public clients). The form must already be parsed.
+func (s *Server) authenticateClient(r *http.Request) (*Client, *oauthError) {
+	form := r.PostForm
+	basicID, basicSecret, hasBasic := r.BasicAuth()
+	if hasBasic {
+		// RFC 6749 §2.3.1: both are form-urlencoded before Base64.
+		id, err1 := url.QueryUnescape(basicID)
+		sec, err2 := url.QueryUnescape(basicSecret)
+		if err1 != nil || err2 != nil {
+			return nil, &oauthError{status: http.StatusUnauthorized, code: "invalid_client", desc: "malformed Basic credentials", wwwAuth: `Basic realm="testidp"`}
+		}
+		basicID, basicSecret = id, sec
+	} else if h := r.Header.Get("Authorization"); h != "" {
+		return nil, badRequest("invalid_request", "unsupported Authorization scheme")
+	}
+	formID, formSecret := form.Get("client_id"), form.Get("client_secret")
+	var id, secret string
+	method := "none"
+	switch {
+	case hasBasic && form.Has("client_secret"):
+		return nil, badRequest("invalid_request", "multiple client authentication methods used")
+	case hasBasic:
+		if formID != "" && formID != basicID {
+			return nil, badRequest("invalid_request", "client_id does not match the authenticated client")
+		}
+		id, secret, method = basicID, basicSecret, "basic"
+	case form.Has("client_secret"):
+		id, secret, method = formID, formSecret, "post"
+	default:
+		id = formID
+	}
+	unauthorized := func(desc string) *oauthError {
+		e := &oauthError{status: http.StatusUnauthorized, code: "invalid_client", desc: desc}
+		if hasBasic {
+			e.wwwAuth = `Basic realm="testidp"`
+		}
+		return e
+	}
+	if id == "" {
+		return nil, unauthorized("client authentication required")
+	}
+	s.mu.Lock()
+	c := s.clients[id]
+	var cp Client
+	if c != nil {
+		cp = *c
+	}
+	s.mu.Unlock()
+	if c == nil {
+		return nil, unauthorized("unknown client")
+	}
+	if cp.Secret == "" { // public client
+		if secret != "" || method == "post" {
+			return nil, unauthorized("public client must not send a secret")
+		}
+		return &cp, nil
+	}
+	if method == "none" {
+		return nil, unauthorized("client authentication required")
+	}
+	if subtle.ConstantTimeCompare([]byte(secret), []byte(cp.Secret)) != 1 {
+		return nil, unauthorized("invalid client credentials")
+	}
+	return &cp, nil
+}
+
+func s256(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return b64.EncodeToString(sum[:])
+}
+
+func (s *Server) exchangeCode(r *http.Request, client *Client) (map[string]any, *oauthError) {
+	form := r.PostForm
+	code := form.Get("code")
+	if code == "" {
+		return nil, badRequest("invalid_request", "missing code")
+	}
+	now := s.now()
+	issuer := s.issuerFor(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.codes[code]
+	if c == nil {
+		return nil, badRequest("invalid_grant", "invalid authorization code")
+	}
+	if c.used {
+		// RFC 6749 §4.1.2: revoke everything issued from this code.
+		s.revokeGrantLocked(s.grants[c.grantID])
+		return nil, badRequest("invalid_grant", "authorization code already used")
+	}
+	c.used = true
+	if c.req.clientID != client.ID {
+		return nil, badRequest("invalid_grant", "authorization code was issued to another client")
+	}
+	if !now.Before(c.expires) {
+		return nil, badRequest("invalid_grant", "authorization code expired")
+	}
+	if form.Get("redirect_uri") != c.req.redirectURI {
+		return nil, badRequest("invalid_grant", "redirect_uri does not match the authorization request")
+	}
+	verifier := form.Get("code_verifier")
+	if c.req.challenge != "" {
+		if verifier == "" {
+			return nil, badRequest("invalid_grant", "missing code_verifier")
+		}
+		if !pkceRe.MatchString(verifier) {
+			return nil, badRequest("invalid_grant", "malformed code_verifier")
+		}
+		if subtle.ConstantTimeCompare([]byte(s256(verifier)), []byte(c.req.challenge)) != 1 {
+			return nil, badRequest("invalid_grant", "PKCE verification failed")
+		}
+	} else if verifier != "" {
+		return nil, badRequest("invalid_grant", "code_verifier sent but no code_challenge was used")
+	}
+	if c.sid != "" && s.activeSessionLocked(c.sid, now) == nil {
+		return nil, badRequest("invalid_grant", "session not active")
+	}
+	g := &grant{
+		id:       randomString(12),
+		clientID: client.ID,
+		username: c.username,
+		sid:      c.sid,
+		scopes:   c.req.scopes,
+		nonce:    c.req.nonce,
+		hasNonce: c.req.hasNonce,
+		authTime: c.authTime,
+	}
+	s.grants[g.id] = g
+	c.grantID = g.id
+	rt := randomString(32)
+	s.refresh[rt] = &refreshToken{grantID: g.id, expires: now.Add(s.opts.RefreshTokenTTL)}
+	g.refresh = append(g.refresh, rt)
+	resp := s.issueLocked(g, g.scopes, rt, issuer, now, true, "token:authorization_code")
+	s.maybePruneLocked(now)
+	return resp, nil
+}
+
+func (s *Server) refreshGrant(r *http.Request, client *Client) (map[string]any, *oauthError) {
+	form := r.PostForm
+	token := form.Get("refresh_token")
+	if token == "" {
+		return nil, badRequest("invalid_request", "missing refresh_token")
+	}
+	now := s.now()
+	issuer := s.issuerFor(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt := s.refresh[token]
+	if rt == nil {
+		return nil, badRequest("invalid_grant", "invalid refresh token")
+	}
+	g := s.grants[rt.grantID]
+	if g == nil {
+		return nil, badRequest("invalid_grant", "invalid refresh token")
+	}
+	if g.clientID != client.ID {
+		return nil, badRequest("invalid_grant", "refresh token was issued to another client")
+	}
+	if rt.invalid || g.revoked {
+		if rt.rotated && s.opts.RevokeFamilyOnReuse {
+			s.revokeGrantLocked(g)
+		}
+		return nil, badRequest("invalid_grant", "refresh token is no longer valid")
+	}
+	if !now.Before(rt.expires) {
+		return nil, badRequest("invalid_grant", "refresh token expired")
+	}
+	if g.sid != "" && s.activeSessionLocked(g.sid, now) == nil {
+		return nil, badRequest("invalid_grant", "session not active")
+	}
+	scopes := g.scopes
+	if form.Has("scope") {
+		req := strings.Fields(form.Get("scope"))
+		for _, sc := range req {
+			if !slices.Contains(g.scopes, sc) {
+				return nil, badRequest("invalid_scope", "scope exceeds the original grant")
+			}
+		}
+		scopes = req
+	}
+	newRT := token
+	if s.opts.RotateRefreshTokens {
+		rt.invalid = true
+		rt.rotated = true
+		newRT = randomString(32)
+		s.refresh[newRT] = &refreshToken{grantID: g.id, expires: now.Add(s.opts.RefreshTokenTTL)}
+		g.refresh = append(g.refresh, newRT)
+	}
+	resp := s.issueLocked(g, scopes, newRT, issuer, now, false, "token:refresh_token")
+	s.maybePruneLocked(now)
+	return resp, nil
+}
+
+// issueLocked mints the access token (and ID token when openid was
+// granted) for a grant and builds the token response.
+func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer string, now time.Time, withNonce bool, faultKey string) map[string]any {
+	ttl := s.opts.AccessTokenTTL
+	exp := now.Add(ttl)
+	user := s.userClaimsLocked(g.username)
+	jti := randomString(16)
+	scope := strings.Join(scopes, " ")
+
+	at := map[string]any{}
+	for k, v := range user {
+		at[k] = v
+	}
+	at["iss"] = issuer
+	at["aud"] = g.clientID
+	at["azp"] = g.clientID
+	at["client_id"] = g.clientID
+	at["iat"] = now.Unix()
+	at["exp"] = exp.Unix()
+	at["jti"] = jti
+	at["scope"] = scope
+	if g.sid != "" {
+		at["sid"] = g.sid
+	}
+	key := s.current
+	accessToken := encodeJWS(map[string]any{"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}, at, key.signRaw)
+	s.access[jti] = &accessRecord{grantID: g.id, clientID: g.clientID, expires: exp}
+	g.jtis = append(g.jtis, jti)
+	if rtExp := now.Add(s.opts.RefreshTokenTTL); rtExp.After(g.expires) {
+		g.expires = rtExp
+	}
+	if exp.After(g.expires) {
+		g.expires = exp
+	}
+
+	resp := map[string]any{
+		"access_token":  accessToken,
+		"token_type":    s.opts.TokenType,
+		"expires_in":    int64(ttl / time.Second),
+		"refresh_token": refreshTok,
+		"scope":         scope,
+	}
+	if slices.Contains(scopes, "openid") {
+		id := map[string]any{}
+		for k, v := range user {
+			id[k] = v
+		}
+		id["iss"] = issuer
+		id["aud"] = g.clientID
+		id["azp"] = g.clientID
+		id["iat"] = now.Unix()
+		id["exp"] = exp.Unix()
+		id["auth_time"] = g.authTime.Unix()
+		id["jti"] = randomString(16)
+		sum := sha256.Sum256([]byte(accessToken))
+		id["at_hash"] = b64.EncodeToString(sum[:16])
+		if g.sid != "" {
+			id["sid"] = g.sid
+		}
+		if withNonce && g.hasNonce {
+			id["nonce"] = g.nonce
+		}
+		var cfg signConfig
+		if f := s.takeFaultLocked(phaseIDToken, faultKey, "token"); f != nil {
+			cfg = s.mutateIDToken(id, f, issuer, now)
+		}
+		resp["id_token"] = s.signLocked(id, "JWT", cfg)
+	}
+	return resp
+}

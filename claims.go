@@ -13,7 +13,7 @@ import (
 const (
 	maxClaimPathLen   = 256
 	maxClaimsJSON     = 48 << 10 // all claims of one session, encoded
-	maxHeaderValueLen = 8 << 10
+	maxHeaderValueLen = 32 << 10
 )
 
 // ClaimMap says where each identity field is found in the merged ID-token
@@ -265,7 +265,13 @@ func sanitizeHeaderValue(s string) string {
 		}, s)
 	}
 	if len(s) > maxHeaderValueLen {
-		s = s[:maxHeaderValueLen]
+		// Cut at a list separator, never inside a value: half a group
+		// name could be the name of another group.
+		cut := strings.LastIndexByte(s[:maxHeaderValueLen], ',')
+		if cut < 0 {
+			return ""
+		}
+		s = s[:cut]
 	}
 	return s
 }

@@ -338,7 +338,7 @@ func (gw *gateway) refreshAt(p *provider) refreshFunc {
 			if sub, _ := old.Claims["sub"].(string); sub != "" && tok.Subject != sub {
 				return nil, fmt.Errorf("refreshed ID token is for another subject: %w", errInvalidGrant)
 			}
-			if old.IDToken != "" {
+			if old.IDToken != "" && len(ts.IDToken) <= maxIDTokenHint {
 				ns.IDToken = ts.IDToken
 			}
 		}

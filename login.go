@@ -14,6 +14,9 @@ import (
 	"golang.org/x/oauth2"
 )
 
+// maxIDTokenHint is the largest ID token kept in a session for logout.
+const maxIDTokenHint = 2048
+
 // serveStart begins a login: /oauth2/start?rd=URL[&provider=NAME].
 func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
@@ -258,7 +261,9 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if p.cfg.Dialect.NoRefresh {
 		sess.RefreshToken = ""
 	}
-	if st.endSession != "" {
+	if st.endSession != "" && len(ts.IDToken) <= maxIDTokenHint {
+		// Kept only as id_token_hint for the provider's logout; a large
+		// one is left out and logout sends client_id instead.
 		sess.IDToken = ts.IDToken
 	}
 	if !ts.Expiry.IsZero() {

@@ -1,0 +1,278 @@
+package authgate
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/authgate/caddy-authgate/internal/testidp"
+)
+
+// clockOffset moves the package clock (and the test provider's) forward
+// without sleeping: tests add to it to make tokens expire.
+var clockOffset atomic.Int64
+
+func testNow() time.Time { return time.Now().Add(time.Duration(clockOffset.Load())) }
+
+func TestMain(m *testing.M) {
+	timeNow = testNow
+	os.Exit(m.Run())
+}
+
+// advanceClock moves the clock forward for the rest of the test.
+func advanceClock(t *testing.T, d time.Duration) {
+	t.Helper()
+	clockOffset.Add(int64(d))
+	t.Cleanup(func() { clockOffset.Add(-int64(d)) })
+}
+
+const (
+	testKey    = "test-session-key-0123456789abcdef-0123456789"
+	testOldKey = "old-session-key-0123456789abcdef-0123456789!"
+)
+
+// freePort returns a loopback port nobody listens on right now.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// echoed is what the backend saw of a request.
+type echoed struct {
+	Path    string      `json:"path"`
+	Headers http.Header `json:"headers"`
+}
+
+// newBackend starts the "legacy app": it answers with the request's path
+// and headers as JSON.
+func newBackend(t testing.TB) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(echoed{Path: r.URL.Path, Headers: r.Header})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// newIDP starts the test OpenID provider with alice signing in
+// automatically, for a client whose redirect URIs are given.
+func newIDP(t testing.TB, opts testidp.Options, redirectURIs ...string) *testidp.Server {
+	t.Helper()
+	if opts.Users == nil {
+		opts.Users = []testidp.User{{Username: "alice", Password: "alice", Claims: map[string]any{
+			"sub": "alice-sub", "email": "alice@example.test", "name": "Alice Example",
+			"preferred_username": "alice", "groups": []any{"admins", "staff"},
+		}}, {Username: "bob", Password: "bob", Claims: map[string]any{
+			"sub": "bob-sub", "email": "bob@other.test", "name": "Bob Other",
+			"preferred_username": "bob", "groups": []any{"guests"},
+		}}}
+	}
+	if opts.Clients == nil {
+		opts.Clients = []testidp.Client{{ID: "app", Secret: "app-secret", RedirectURIs: redirectURIs}}
+	}
+	if opts.AutoLogin == "" {
+		opts.AutoLogin = "alice"
+	}
+	if opts.Now == nil {
+		opts.Now = testNow
+	}
+	idp, err := testidp.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Close)
+	return idp
+}
+
+// startCaddy loads a Caddyfile into the test process's Caddy (caddytest
+// runs one Caddy per process, on admin port 2999).
+func startCaddy(t testing.TB, caddyfile string) {
+	t.Helper()
+	tester := caddytest.NewTester(t)
+	tester.InitServer(caddyfile, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// globalPrelude is what every test Caddyfile starts with.
+const globalPrelude = `admin localhost:2999
+	auto_https off
+	persist_config off
+	grace_period 1ns
+`
+
+// browser is a cookie-keeping HTTP client that navigates like a browser
+// (Accept: text/html) and follows redirects, recording them.
+type browser struct {
+	t      testing.TB
+	client *http.Client
+	hops   []string
+}
+
+func newBrowser(t testing.TB) *browser {
+	jar, _ := cookiejar.New(nil)
+	b := &browser{t: t}
+	b.client = &http.Client{
+		Jar:     jar,
+		Timeout: 20 * time.Second,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			b.hops = append(b.hops, req.URL.String())
+			if len(via) > 15 {
+				return fmt.Errorf("redirect loop: %v", b.hops)
+			}
+			return nil
+		},
+	}
+	return b
+}
+
+// get navigates to u; it returns the final response with its body read.
+func (b *browser) get(u string, headers ...string) (*http.Response, string) {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	return b.do(req)
+}
+
+func (b *browser) do(req *http.Request) (*http.Response, string) {
+	b.t.Helper()
+	b.hops = nil
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// api sends a request as an API client would (no text/html), without
+// following redirects.
+func (b *browser) api(method, u string, headers ...string) (*http.Response, string) {
+	b.t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	c := *b.client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := c.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// cookies returns the jar's cookies for u.
+func (b *browser) cookies(u string) []*http.Cookie {
+	pu, _ := url.Parse(u)
+	return b.client.Jar.Cookies(pu)
+}
+
+func (b *browser) cookieHeader(u string) string {
+	var parts []string
+	for _, c := range b.cookies(u) {
+		parts = append(parts, c.Name+"="+c.Value)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// backendSaw decodes the backend's echo from a body.
+func backendSaw(t testing.TB, body string) echoed {
+	t.Helper()
+	var e echoed
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("backend answer is not the echo: %v\n%s", err, body)
+	}
+	return e
+}
+
+// site describes one protected site of a test setup.
+type site struct {
+	port    int
+	origin  string
+	backend *httptest.Server
+	idp     *testidp.Server
+}
+
+// setupSite starts a provider, a backend and Caddy with authgate in front
+// of the backend. extraGlobal goes into the global authgate block; handler
+// into the site's authgate block.
+func setupSite(t *testing.T, opts testidp.Options, extraGlobal, handler string) *site {
+	t.Helper()
+	port := freePort(t)
+	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
+	idp := newIDP(t, opts, origin+"/oauth2/callback")
+	be := newBackend(t)
+	startCaddy(t, fmt.Sprintf(`{
+	%s
+	authgate {
+		session_keys %s
+		provider corp {
+			issuer %s
+			client_id app
+			client_secret app-secret
+		}
+		%s
+	}
+}
+%s {
+	authgate {
+		%s
+	}
+	reverse_proxy %s {
+		header_up X-Placeholder-User {http.auth.user.id}
+		header_up X-Placeholder-Name {http.auth.user.name}
+	}
+}
+`, globalPrelude, testKey, idp.Issuer(), extraGlobal, origin, handler, be.URL))
+	return &site{port: port, origin: origin, backend: be, idp: idp}
+}
+
+// login signs the browser in and returns the backend's view of the first
+// request.
+func (s *site) login(t *testing.T, b *browser) echoed {
+	t.Helper()
+	resp, body := b.get(s.origin + "/dashboard")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("login: status %d after %v\n%s", resp.StatusCode, b.hops, body)
+	}
+	return backendSaw(t, body)
+}
+
+// setCookieHeaders returns every Set-Cookie of a response.
+func setCookieHeaders(resp *http.Response) []string { return resp.Header.Values("Set-Cookie") }

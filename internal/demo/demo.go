@@ -203,13 +203,13 @@ var caddyfileTemplate = texttemplate.Must(texttemplate.New("Caddyfile").Parse(`{
 		session_lifetime 8h
 		refresh_skew {{.C.RefreshSkew}}
 		provider corp {
-			issuer        {{.Corp}}
-			client_id     demo-app
+			issuer {{.Corp}}
+			client_id demo-app
 			client_secret {env.DEMO_CLIENT_SECRET}
 		}
 		provider partner {
-			issuer        {{.Partner}}
-			client_id     demo-app
+			issuer {{.Partner}}
+			client_id demo-app
 			client_secret {env.DEMO_CLIENT_SECRET}
 		}
 	}
@@ -275,4 +275,3 @@ var legacyPage = template.Must(template.New("legacy").Parse(`<!doctype html>
 <p><a id="logout" href="/oauth2/logout">Sign out</a> · <a href="/oauth2/userinfo">/oauth2/userinfo</a></p>
 </body></html>
 `))
-

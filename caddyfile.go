@@ -386,6 +386,7 @@ func parseParamRewrite(d *caddyfile.Dispenser, p *ParamRewrite) error {
 //		allow|deny claim <path> <pattern>...
 //		header user|email|preferred_username|groups|access_token <Header-Name>
 //		claim_header <Header-Name> <claim path>
+//		bearer_tokens [<audience>...]
 //		pass_access_token
 //		pass_cookie
 //		# and, for a single-site setup, any global setting:
@@ -460,6 +461,11 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				return nil, d.Errf("claim_header %s may be given only once", args[0])
 			}
 			hd.ClaimHeaders[args[0]] = args[1]
+		case "bearer_tokens":
+			if hd.BearerTokens != nil {
+				return nil, d.Err("bearer_tokens may be given only once")
+			}
+			hd.BearerTokens = &BearerConfig{Audiences: d.RemainingArgs()}
 		case "pass_access_token", "pass_cookie":
 			if d.NextArg() {
 				return nil, d.ArgErr()

@@ -51,6 +51,10 @@ type Handler struct {
 	// access-token header. Default: false (tokens stay out of backends).
 	PassAccessToken bool `json:"pass_access_token,omitempty"`
 
+	// BearerTokens, when set, accepts `Authorization: Bearer <token>`
+	// from API clients that have no session cookie. Default: off.
+	BearerTokens *BearerConfig `json:"bearer_tokens,omitempty"`
+
 	// PassCookie keeps the session cookies in the request to the backend.
 	// Default: false (they are removed).
 	PassCookie bool `json:"pass_cookie,omitempty"`
@@ -64,6 +68,7 @@ type Handler struct {
 	rules        []compiledRule
 	claimHeaders []claimHeader
 	stripNames   []string
+	bearers      *bearerCache
 	logger       *zap.Logger
 }
 
@@ -140,6 +145,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.providers = append(h.providers, p)
 	}
+	if h.BearerTokens != nil {
+		h.bearers = newBearerCache()
+	}
 	if h.rules, err = compileRules(h.Rules); err != nil {
 		return err
 	}
@@ -193,7 +201,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	for _, n := range h.stripNames {
 		delete(r.Header, n)
 	}
-	id, sess, err := h.authenticate(w, r)
+	id, sess, err := h.identify(w, r)
 	if err != nil {
 		return h.unauthenticated(w, r, err)
 	}
@@ -202,6 +210,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	h.forward(r, id, sess)
 	return next.ServeHTTP(w, r)
+}
+
+// identify finds who is asking: the session cookie first, then, when
+// enabled, a bearer token. A bearer request never gets a session.
+func (h *Handler) identify(w http.ResponseWriter, r *http.Request) (*Identity, *Session, error) {
+	id, sess, err := h.authenticate(w, r)
+	if err == nil || h.BearerTokens == nil || isProviderFailure(err) {
+		return id, sess, err
+	}
+	tok := bearerToken(r)
+	if tok == "" {
+		return nil, nil, err
+	}
+	id, err = h.authenticateBearer(r.Context(), tok)
+	return id, nil, err
 }
 
 // Errors of authentication that mean "sign in (again)".

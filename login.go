@@ -385,7 +385,7 @@ type userinfoJSON struct {
 }
 
 func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
-	id, _, err := h.authenticate(w, r)
+	id, _, err := h.identify(w, r)
 	if err != nil {
 		return h.apiUnauthenticated(w, r, err)
 	}
@@ -396,14 +396,33 @@ func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-// serveAuth is the forward-auth check: 200 with identity headers, 401
-// without a session, 403 when the rules refuse.
+// serveAuth is the forward-auth check, for Caddy's forward_auth, nginx
+// auth_request and Traefik ForwardAuth: 200 with the identity headers to
+// copy, 403 when the rules refuse, and without a session 401 — or, for a
+// browser navigation described by X-Forwarded-Method/Proto/Host/Uri, a 302
+// to sign in that returns to the original URL (validated like any return
+// URL).
 func (h *Handler) serveAuth(w http.ResponseWriter, r *http.Request) error {
 	for _, n := range h.stripNames {
 		delete(r.Header, n)
 	}
-	id, sess, err := h.authenticate(w, r)
+	id, sess, err := h.identify(w, r)
 	if err != nil {
+		if !isProviderFailure(err) && forwardedNavigation(r) {
+			if rd, ok := h.gw.redirects.check(forwardedURL(r), r.Host); ok {
+				metricRequest(r.Host, "unauthenticated")
+				// forward_auth keeps the app's Host on the subrequest, so
+				// the login goes to the auth host when there is one.
+				scheme := "http"
+				if isHTTPS(r) || r.Header.Get("X-Forwarded-Proto") == "https" {
+					scheme = "https"
+				}
+				target := scheme + "://" + orDefault(h.gw.authHost, r.Host) + h.gw.prefix + "start?" + url.Values{"rd": {rd}}.Encode()
+				w.Header().Set("Cache-Control", "no-store")
+				http.Redirect(w, r, target, http.StatusFound)
+				return nil
+			}
+		}
 		return h.apiUnauthenticated(w, r, err)
 	}
 	if !allowed(h.rules, id) {
@@ -418,4 +437,27 @@ func (h *Handler) serveAuth(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// forwardedNavigation reports whether a forward-auth subrequest stands for
+// a browser navigation of the original request.
+func forwardedNavigation(r *http.Request) bool {
+	m := r.Header.Get("X-Forwarded-Method")
+	if m != "" && m != http.MethodGet && m != http.MethodHead {
+		return false
+	}
+	return r.Header.Get("X-Forwarded-Host") != "" && wantsHTML(r)
+}
+
+// forwardedURL rebuilds the original URL of a forward-auth subrequest.
+func forwardedURL(r *http.Request) string {
+	proto := r.Header.Get("X-Forwarded-Proto")
+	if proto != "https" {
+		proto = "http"
+	}
+	uri := r.Header.Get("X-Forwarded-Uri")
+	if !strings.HasPrefix(uri, "/") {
+		uri = "/"
+	}
+	return proto + "://" + r.Header.Get("X-Forwarded-Host") + uri
 }

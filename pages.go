@@ -57,6 +57,9 @@ func (h *Handler) apiUnauthenticated(w http.ResponseWriter, r *http.Request, err
 	w.Header().Set("WWW-Authenticate", `Bearer realm="authgate"`)
 	reason, msg := "unauthenticated", "Sign-in required."
 	switch {
+	case errors.Is(err, errBadBearer):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="authgate", error="invalid_token"`)
+		reason, msg = "invalid_token", "The bearer token is not valid."
 	case errors.Is(err, errSessionExpired):
 		reason, msg = "session_expired", "The session has expired; sign in again."
 	case errors.Is(err, errSessionEnded):

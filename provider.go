@@ -120,10 +120,12 @@ type provider struct {
 
 // providerState is what discovery (or static config) produced.
 type providerState struct {
-	client     *oauthClient
-	verifier   *oidc.IDTokenVerifier // nil for plain OAuth 2.0
-	issuer     string
-	endSession string
+	client   *oauthClient
+	verifier *oidc.IDTokenVerifier // nil for plain OAuth 2.0
+	// accessVerifier checks JWT bearer tokens (audience checked apart).
+	accessVerifier *oidc.IDTokenVerifier
+	issuer         string
+	endSession     string
 	// issParam: the provider adds RFC 9207 `iss` to its callbacks.
 	issParam bool
 }
@@ -202,6 +204,7 @@ func (p *provider) staticState() *providerState {
 		ctx := oidc.ClientContext(context.Background(), p.keysClient())
 		keys := oidc.NewRemoteKeySet(ctx, p.cfg.JWKSURL)
 		st.verifier = oidc.NewVerifier(p.cfg.Issuer, keys, p.oidcConfig())
+		st.accessVerifier = newAccessVerifier(p.cfg.Issuer, keys, nil)
 	}
 	return st
 }
@@ -295,11 +298,12 @@ func (p *provider) discover(ctx context.Context) (*providerState, error) {
 		}
 	}
 	return &providerState{
-		client:     newOAuthClient(cc),
-		verifier:   oidc.NewVerifier(p.cfg.Issuer, keys, vc),
-		issuer:     p.cfg.Issuer,
-		endSession: orDefault(p.cfg.EndSessionURL, doc.EndSession),
-		issParam:   doc.IssParam,
+		client:         newOAuthClient(cc),
+		verifier:       oidc.NewVerifier(p.cfg.Issuer, keys, vc),
+		accessVerifier: newAccessVerifier(p.cfg.Issuer, keys, vc.SupportedSigningAlgs),
+		issuer:         p.cfg.Issuer,
+		endSession:     orDefault(p.cfg.EndSessionURL, doc.EndSession),
+		issParam:       doc.IssParam,
 	}, nil
 }
 

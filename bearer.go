@@ -1,0 +1,167 @@
+package authgate
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+)
+
+// BearerConfig lets API clients present `Authorization: Bearer <token>`
+// instead of a session cookie. A JWT is verified against the provider's
+// JWKS (signature, issuer, audience, expiry); any other token is checked at
+// the provider's userinfo endpoint. Results are cached briefly.
+type BearerConfig struct {
+	// Audiences a JWT's aud must contain one of. Default: the client id.
+	Audiences []string `json:"audiences,omitempty"`
+}
+
+// Bearer cache bounds. A positive result lives until the token expires or
+// bearerCacheTTL, whichever is sooner; a refusal lives bearerNegativeTTL,
+// so that junk tokens cannot make us call the provider on every request.
+const (
+	bearerCacheTTL      = time.Minute
+	bearerNegativeTTL   = 10 * time.Second
+	maxBearerCacheItems = 10000
+	maxBearerTokenLen   = 16 << 10
+)
+
+var errBadBearer = errors.New("bearer token invalid")
+
+type bearerCache struct {
+	mu    sync.Mutex
+	items map[[32]byte]bearerResult
+}
+
+type bearerResult struct {
+	id    *Identity
+	err   error
+	until time.Time
+}
+
+func newBearerCache() *bearerCache { return &bearerCache{items: map[[32]byte]bearerResult{}} }
+
+func (c *bearerCache) get(k [32]byte) (bearerResult, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.items[k]
+	if !ok || !timeNow().Before(r.until) {
+		return bearerResult{}, false
+	}
+	return r, true
+}
+
+func (c *bearerCache) put(k [32]byte, r bearerResult) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.items) >= maxBearerCacheItems {
+		now := timeNow()
+		for key, v := range c.items {
+			if !now.Before(v.until) {
+				delete(c.items, key)
+			}
+		}
+		if len(c.items) >= maxBearerCacheItems {
+			clear(c.items)
+		}
+	}
+	c.items[k] = r
+}
+
+// bearerToken returns the token of an `Authorization: Bearer` header.
+func bearerToken(r *http.Request) string {
+	v := r.Header.Get("Authorization")
+	if len(v) < 7 || !strings.EqualFold(v[:7], "bearer ") {
+		return ""
+	}
+	return strings.TrimSpace(v[7:])
+}
+
+// authenticateBearer validates a bearer token with the site's providers,
+// in order, and maps its claims to an identity.
+func (h *Handler) authenticateBearer(ctx context.Context, token string) (*Identity, error) {
+	if len(token) > maxBearerTokenLen {
+		return nil, fmt.Errorf("%w: over %d bytes", errBadBearer, maxBearerTokenLen)
+	}
+	key := sha256.Sum256([]byte(token))
+	if r, ok := h.bearers.get(key); ok {
+		return r.id, r.err
+	}
+	var lastErr error
+	for _, p := range h.providers {
+		id, until, err := h.verifyBearer(ctx, p, token)
+		if err == nil {
+			h.bearers.put(key, bearerResult{id: id, until: until})
+			return id, nil
+		}
+		if isProviderFailure(err) && !errors.Is(err, errBadBearer) {
+			return nil, err // not the token's fault: do not cache
+		}
+		lastErr = err
+	}
+	h.bearers.put(key, bearerResult{err: lastErr, until: timeNow().Add(bearerNegativeTTL)})
+	return nil, lastErr
+}
+
+func (h *Handler) verifyBearer(ctx context.Context, p *provider, token string) (*Identity, time.Time, error) {
+	st, err := p.state(ctx)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	until := timeNow().Add(bearerCacheTTL)
+	var claims map[string]any
+	if strings.Count(token, ".") == 2 && st.accessVerifier != nil {
+		tok, err := st.accessVerifier.Verify(ctx, token)
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("%w: %v", errBadBearer, err)
+		}
+		audiences := h.BearerTokens.Audiences
+		if len(audiences) == 0 {
+			audiences = []string{p.cfg.ClientID}
+		}
+		if !slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(audiences, a) }) {
+			return nil, time.Time{}, fmt.Errorf("%w: audience %v is not %v", errBadBearer, tok.Audience, audiences)
+		}
+		if err := tok.Claims(&claims); err != nil {
+			return nil, time.Time{}, fmt.Errorf("%w: %v", errBadBearer, err)
+		}
+		if tok.Expiry.Before(until) {
+			until = tok.Expiry
+		}
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, p.timeout())
+		defer cancel()
+		claims, err = st.client.userinfo(ctx, token)
+		if err != nil {
+			if errors.Is(err, errInvalidGrant) || errors.Is(err, errProviderRejected) {
+				return nil, time.Time{}, fmt.Errorf("%w: userinfo refused it", errBadBearer)
+			}
+			return nil, time.Time{}, err
+		}
+		if claims == nil {
+			return nil, time.Time{}, fmt.Errorf("%w: provider %s has no userinfo endpoint to check opaque tokens", errBadBearer, p.name)
+		}
+	}
+	merged, err := mergeClaims(claims, nil)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("%w: %v", errBadBearer, err)
+	}
+	id, err := p.claims.identity(p.name, merged, false)
+	if err != nil || id.ID == "" {
+		return nil, time.Time{}, fmt.Errorf("%w: no user id in its claims", errBadBearer)
+	}
+	return id, until, nil
+}
+
+// newAccessVerifier verifies JWT access tokens: like ID tokens, but the
+// audience is checked by authgate against the configured list.
+func newAccessVerifier(issuer string, keys oidc.KeySet, algs []string) *oidc.IDTokenVerifier {
+	return oidc.NewVerifier(issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs, Now: timeNow})
+}

@@ -1,0 +1,162 @@
+package authgate
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite the golden adapt files of examples/")
+
+// TestExamplesAdapt adapts every examples/*/Caddyfile and compares the JSON
+// with the golden file beside it (caddy.json; `go test -run
+// TestExamplesAdapt -update .` rewrites them).
+func TestExamplesAdapt(t *testing.T) {
+	files, err := filepath.Glob("examples/*/Caddyfile")
+	if err != nil || len(files) < 4 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(filepath.Dir(f)), func(t *testing.T) {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": f})
+			if err != nil {
+				t.Fatalf("adapt: %v", err)
+			}
+			for _, w := range warnings {
+				t.Errorf("warning: %s", w.String())
+			}
+			var pretty bytes.Buffer
+			if err := json.Indent(&pretty, out, "", "\t"); err != nil {
+				t.Fatal(err)
+			}
+			pretty.WriteByte('\n')
+			var cfg struct {
+				Apps map[string]json.RawMessage `json:"apps"`
+			}
+			_ = json.Unmarshal(out, &cfg)
+			if _, ok := cfg.Apps["authgate"]; !ok && !bytes.Contains(out, []byte(`"handler":"authgate"`)) {
+				t.Errorf("no authgate in the adapted config")
+			}
+			golden := filepath.Join(filepath.Dir(f), "caddy.json")
+			if *updateGolden {
+				if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("no golden file (run with -update): %v", err)
+			}
+			if !bytes.Equal(want, pretty.Bytes()) {
+				t.Errorf("adapted JSON differs from %s (run with -update if intended):\n%s", golden, pretty.String())
+			}
+		})
+	}
+}
+
+// TestCaddyfileErrors checks that bad Caddyfiles are refused with a message
+// naming the option and the line.
+func TestCaddyfileErrors(t *testing.T) {
+	global := func(body string) string {
+		return "{\n\tauthgate {\n" + body + "\n\t}\n}\nexample.com {\n\trespond ok\n}\n"
+	}
+	provider := "\t\tsession_keys {env.K}\n\t\tprovider corp {\n\t\t\tissuer https://sso.example.com\n\t\t\tclient_id x\n"
+	for _, tc := range []struct {
+		name, input, want string
+	}{
+		{"unknown global option", global("\t\tsesion_keys abc"), "unrecognized subdirective sesion_keys"},
+		{"repeated option", global("\t\tsession_keys a\n\t\tsession_keys b"), "session_keys may be given only once"},
+		{"bad duration", global("\t\tsession_lifetime forever"), `session_lifetime: "forever" is not a positive duration`},
+		{"bad same_site", global("\t\tcookie {\n\t\t\tsame_site sideways\n\t\t}"), "same_site must be lax, strict or none"},
+		{"unknown cookie option", global("\t\tcookie {\n\t\t\tsecure off\n\t\t}"), "unrecognized cookie subdirective secure"},
+		{"unknown provider option", global(provider + "\t\t\tclient_secrit y\n\t\t}"), "unrecognized subdirective client_secrit"},
+		{"provider without endpoints", global("\t\tprovider p {\n\t\t\tclient_id x\n\t\t}"), "provider needs issuer, or authorize_url and token_url"},
+		{"provider without client_id", global("\t\tprovider p {\n\t\t\tissuer https://x\n\t\t}"), "provider needs client_id"},
+		{"provider twice", global(provider + "\t\t}\n\t\tprovider corp {\n\t\t\tissuer https://x\n\t\t\tclient_id y\n\t\t}"), "provider corp is defined twice"},
+		{"bad token_request", global(provider + "\t\t\ttoken_request xml\n\t\t}"), `token_request must be form, json or query, not "xml"`},
+		{"bad client_auth", global(provider + "\t\t\tclient_auth jwt\n\t\t}"), `client_auth must be basic or body`},
+		{"bad switch", global(provider + "\t\t\tstate maybe\n\t\t}"), `state takes on or off`},
+		{"bad claim path", global(provider + "\t\t\tclaim groups person..roles\n\t\t}"), "claim groups: invalid claim path"},
+		{"bad claim field", global(provider + "\t\t\tclaim shoe_size size\n\t\t}"), `claim: unknown field "shoe_size"`},
+		{"bad param action", global(provider + "\t\t\ttoken_param swap a b\n\t\t}"), `token_param: unknown action "swap"`},
+		{"bad callback param", global(provider + "\t\t\tcallback_param nonce n\n\t\t}"), `callback_param: unknown parameter "nonce"`},
+		{"unknown handler option", "example.com {\n\tauthgate {\n\t\talow email *@x\n\t}\n}\n", "unrecognized subdirective alow"},
+		{"bad rule field", "example.com {\n\tauthgate {\n\t\tallow shoe 42\n\t}\n}\n", `allow: unknown field "shoe"`},
+		{"rule without pattern", "example.com {\n\tauthgate {\n\t\tdeny email\n\t}\n}\n", "deny takes a field"},
+		{"repeated handler flag", "example.com {\n\tauthgate {\n\t\tpass_cookie\n\t\tpass_cookie\n\t}\n}\n", "pass_cookie may be given only once"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tc.input), map[string]any{"filename": "Caddyfile"})
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tc.input)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error %q does not say %q", msg, tc.want)
+			}
+			if !strings.Contains(msg, "Caddyfile:") {
+				t.Errorf("error %q does not name the line", msg)
+			}
+		})
+	}
+}
+
+// TestParseProviderDialect checks that every dialect option lands in the
+// JSON config, with caddyfile.NewTestDispenser.
+func TestParseProviderDialect(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`authgate {
+		session_keys {env.K}
+		provider ntpu {
+			authorize_url https://oauth.ntpu.cc/
+			token_url https://oauth.ntpu.cc/api/exchange
+			client_id {env.ID}
+			client_secret {env.SECRET}
+			authorize_param rename client_id clientId
+			authorize_param omit response_type redirect_uri scope
+			callback_param code authorizationCode
+			token_request json
+			client_auth body
+			token_param rename code authorizationCode
+			token_param set extra 1
+			state off
+			pkce off
+			refresh off
+			default_expires_in 15m
+			claim user id
+			claim groups person.roles[].role
+		}
+	}`)
+	v, err := parseGlobalOption(d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var app App
+	if err := json.Unmarshal(v.(httpcaddyfile.App).Value, &app); err != nil {
+		t.Fatal(err)
+	}
+	p := app.Providers["ntpu"]
+	if p == nil {
+		t.Fatal("provider missing")
+	}
+	dl := p.Dialect
+	if dl.AuthorizeParams.Rename["client_id"] != "clientId" || len(dl.AuthorizeParams.Omit) != 3 ||
+		dl.Callback.Code != "authorizationCode" || dl.TokenEncoding != "json" || dl.ClientAuth != "body" ||
+		dl.TokenParams.Rename["code"] != "authorizationCode" || dl.TokenParams.Set["extra"] != "1" ||
+		!dl.NoState || !dl.NoPKCE || !dl.NoRefresh || p.Claims.User != "id" || p.Claims.Groups != "person.roles[].role" ||
+		p.DefaultExpiresIn == 0 {
+		t.Errorf("dialect not parsed fully: %+v claims %+v", dl, p.Claims)
+	}
+}

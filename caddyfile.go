@@ -1,6 +1,7 @@
 package authgate
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -36,6 +37,15 @@ func init() {
 //			auth_host        <host>
 //			allowed_redirect_domains <domain>...
 //			path_prefix      <path>
+//			session_store redis {
+//				address    <host:port>
+//				username   <user>
+//				password   <password>
+//				db         <n>
+//				tls
+//				key_prefix <prefix>
+//				timeout    <duration>
+//			}
 //			provider <name> {
 //				# see parseProvider
 //			}
@@ -159,6 +169,71 @@ func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bo
 		if err := oneArg(d, &s.PathPrefix); err != nil {
 			return true, err
 		}
+	case "session_store":
+		if err := once(); err != nil {
+			return true, err
+		}
+		if !d.NextArg() || d.Val() != "redis" {
+			return true, d.Err("session_store takes a type: redis")
+		}
+		if d.NextArg() {
+			return true, d.ArgErr()
+		}
+		sc := &StoreConfig{Type: "redis"}
+		sseen := map[string]bool{}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			sub := d.Val()
+			if sseen[sub] {
+				return true, d.Errf("session_store %s may be given only once", sub)
+			}
+			sseen[sub] = true
+			switch sub {
+			case "address":
+				if err := oneArg(d, &sc.Address); err != nil {
+					return true, err
+				}
+			case "username":
+				if err := oneArg(d, &sc.Username); err != nil {
+					return true, err
+				}
+			case "password":
+				if err := oneArg(d, &sc.Password); err != nil {
+					return true, err
+				}
+			case "key_prefix":
+				if err := oneArg(d, &sc.KeyPrefix); err != nil {
+					return true, err
+				}
+			case "db":
+				var raw string
+				if err := oneArg(d, &raw); err != nil {
+					return true, err
+				}
+				n, err := strconv.Atoi(raw)
+				if err != nil || n < 0 {
+					return true, d.Errf("session_store db: %q is not a database number", raw)
+				}
+				sc.DB = n
+			case "timeout":
+				var raw string
+				if err := oneArg(d, &raw); err != nil {
+					return true, err
+				}
+				dur, err := caddy.ParseDuration(raw)
+				if err != nil || dur <= 0 {
+					return true, d.Errf("session_store timeout: %q is not a positive duration", raw)
+				}
+				sc.Timeout = caddy.Duration(dur)
+			case "tls":
+				if d.NextArg() {
+					return true, d.ArgErr()
+				}
+				sc.TLS = true
+			default:
+				return true, d.Errf("unrecognized session_store subdirective %s", sub)
+			}
+		}
+		s.SessionStore = sc
 	case "provider":
 		if !d.NextArg() {
 			return true, d.Err("provider needs a name")

@@ -2,6 +2,7 @@ package authgate
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -64,6 +65,7 @@ type Handler struct {
 	Settings
 
 	gw           *gateway
+	ownGateway   bool
 	providers    []*provider
 	rules        []compiledRule
 	claimHeaders []claimHeader
@@ -125,7 +127,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return err
 		}
-		h.gw = gw
+		h.gw, h.ownGateway = gw, true
 	case app.gw != nil:
 		h.gw = app.gw
 	default:
@@ -181,6 +183,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// Cleanup closes a gateway the handler built for itself.
+func (h *Handler) Cleanup() error {
+	if h.ownGateway && h.gw != nil {
+		h.gw.close()
+	}
+	return nil
+}
+
 // ServeHTTP dispatches: authgate's endpoints, then authenticated
 // pass-through, then the unauthenticated answer.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -196,6 +206,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return h.serveUserinfo(w, r)
 		case "auth":
 			return h.serveAuth(w, r)
+		case "backchannel-logout":
+			return h.serveBackchannelLogout(w, r)
 		}
 	}
 	for _, n := range h.stripNames {
@@ -216,7 +228,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // enabled, a bearer token. A bearer request never gets a session.
 func (h *Handler) identify(w http.ResponseWriter, r *http.Request) (*Identity, *Session, error) {
 	id, sess, err := h.authenticate(w, r)
-	if err == nil || h.BearerTokens == nil || isProviderFailure(err) {
+	if err == nil || h.BearerTokens == nil || isProviderFailure(err) || errors.Is(err, errStoreDown) {
 		return id, sess, err
 	}
 	tok := bearerToken(r)
@@ -240,9 +252,11 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identit
 	if raw == "" {
 		return nil, nil, errNoSession
 	}
-	e, err := gw.decodeSession(raw)
+	e, err := gw.lookup(r.Context(), raw)
 	if err != nil {
-		gw.clearCookies(w, r, present)
+		if !errors.Is(err, errStoreDown) {
+			gw.clearCookies(w, r, present)
+		}
 		return nil, nil, err
 	}
 	p := gw.providers[e.sess.Provider]
@@ -264,7 +278,12 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identit
 				return nil, nil, errSessionExpired
 			}
 		} else {
-			ns, err := gw.refresher.refresh(r.Context(), e.sess, p.timeout(), gw.refreshAt(p))
+			var ns *Session
+			if gw.store != nil {
+				ns, err = gw.refreshStored(r.Context(), p, e.sess)
+			} else {
+				ns, err = gw.refresher.refresh(r.Context(), e.sess, p.timeout(), gw.refreshAt(p))
+			}
 			switch {
 			case err == nil:
 				ne, ierr := gw.entryFor(ns, false)
@@ -272,11 +291,19 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identit
 					gw.clearCookies(w, r, present)
 					return nil, nil, ierr
 				}
-				if werr := gw.writeSession(w, r, ns, present); werr != nil {
-					return nil, nil, werr
+				if gw.store == nil {
+					if werr := gw.writeSession(w, r, ns, present); werr != nil {
+						return nil, nil, werr
+					}
 				}
 				gw.log(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", ne.identity.ID), zap.String("result", "ok"))
 				return ne.identity, ns, nil
+			case errors.Is(err, errNoSession):
+				// Logged out elsewhere while we were refreshing.
+				gw.clearCookies(w, r, present)
+				return nil, nil, err
+			case errors.Is(err, errStoreDown):
+				return nil, nil, err
 			case errors.Is(err, errInvalidGrant):
 				gw.clearCookies(w, r, present)
 				gw.log(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "invalid_grant"))
@@ -292,11 +319,120 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identit
 		}
 	}
 	if e.oldKey {
-		if err := gw.writeSession(w, r, e.sess, present); err != nil {
+		if err := gw.writeCookie(w, r, e.sess, present); err != nil {
 			return nil, nil, err
 		}
 	}
 	return e.identity, e.sess, nil
+}
+
+// needsRefresh reports whether a session's access token is within the
+// skew of its expiry.
+func (gw *gateway) needsRefresh(s *Session) bool {
+	return s.Expiry != 0 && !timeNow().Before(time.Unix(s.Expiry, 0).Add(-gw.skew))
+}
+
+// lookup finds the session a cookie value stands for: decoded from the
+// cookie, or, with a session store, read from the store by the id in the
+// cookie (trusting a local copy for storeCacheTTL).
+func (gw *gateway) lookup(ctx context.Context, raw string) (*sessionEntry, error) {
+	if gw.store == nil {
+		return gw.decodeSession(raw)
+	}
+	refEntry := gw.sessions.get(raw)
+	if refEntry == nil {
+		var ref storeRef
+		oldKey, err := gw.codec.decode(gw.cookie.Name, raw, &ref)
+		if err != nil || ref.Version != sessionVersion || ref.ID == "" {
+			return nil, errBadSession
+		}
+		refEntry = &sessionEntry{ref: &ref, oldKey: oldKey}
+		gw.sessions.put(raw, refEntry)
+	}
+	key := "id:" + refEntry.ref.ID
+	if e := gw.sessions.get(key); e != nil && timeNow().Sub(e.fetched) < storeCacheTTL {
+		return e.forCookie(refEntry.oldKey), nil
+	}
+	s, err := gw.store.load(ctx, refEntry.ref.ID)
+	if err != nil {
+		return nil, err
+	}
+	e, err := gw.entryFor(s, false)
+	if err != nil {
+		return nil, err
+	}
+	e.fetched = timeNow()
+	gw.sessions.put(key, e)
+	return e.forCookie(refEntry.oldKey), nil
+}
+
+// forCookie returns e as seen through one cookie, which may have been
+// made with a retired key.
+func (e *sessionEntry) forCookie(oldKey bool) *sessionEntry {
+	if !oldKey {
+		return e
+	}
+	c := *e
+	c.oldKey = true
+	return &c
+}
+
+// refreshStored refreshes a stored session once across all instances: the
+// instance that takes the Redis lock refreshes and saves; the others wait
+// for the stored session to change and use it. No instance waits longer
+// than the provider timeout.
+func (gw *gateway) refreshStored(ctx context.Context, p *provider, old *Session) (*Session, error) {
+	key := sha256.Sum256([]byte("id:" + old.ID))
+	return gw.refresher.run(ctx, key, false, p.timeout(), func(ctx context.Context) (*Session, error) {
+		deadline := timeNow().Add(p.timeout())
+		for {
+			cur, err := gw.store.load(ctx, old.ID)
+			if err != nil {
+				return nil, err
+			}
+			if cur.RefreshToken != old.RefreshToken || !gw.needsRefresh(cur) {
+				gw.sessions.forget("id:" + old.ID)
+				return cur, nil
+			}
+			token, ok, err := gw.store.lock(ctx, old.ID, p.timeout()+time.Second)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				defer gw.store.unlock(ctx, old.ID, token)
+				if again, err := gw.store.load(ctx, old.ID); err != nil {
+					return nil, err
+				} else if again.RefreshToken != cur.RefreshToken {
+					return again, nil
+				}
+				ns, err := gw.refreshAt(p)(ctx, cur)
+				if err != nil {
+					if errors.Is(err, errInvalidGrant) {
+						_ = gw.store.delete(ctx, old.ID)
+					}
+					return nil, err
+				}
+				if err := gw.store.save(ctx, ns, gw.remaining(ns)); err != nil {
+					return nil, err
+				}
+				gw.sessions.forget("id:" + old.ID)
+				return ns, nil
+			}
+			if timeNow().After(deadline) {
+				return nil, fmt.Errorf("waiting for another instance's refresh: %w", errProviderTimeout)
+			}
+			select {
+			case <-time.After(25 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, fmt.Errorf("waiting for another instance's refresh: %w", errProviderTimeout)
+			}
+		}
+	})
+}
+
+// remaining is how long a session has left of its lifetime.
+func (gw *gateway) remaining(s *Session) time.Duration {
+	return max(time.Second, time.Unix(s.Created, 0).Add(gw.lifetime).Sub(timeNow()))
 }
 
 // decodeSession opens a session cookie value, from the cache when it was
@@ -369,13 +505,29 @@ func (gw *gateway) refreshAt(p *provider) refreshFunc {
 	}
 }
 
-// writeSession encodes s into the session cookie(s) on w.
+// writeSession stores s: in the session cookie(s) on w, or, with a
+// session store, in the store and its id in the cookie. Nothing is written
+// to w when the store fails.
 func (gw *gateway) writeSession(w http.ResponseWriter, r *http.Request, s *Session, present []string) error {
-	value, err := gw.codec.encode(gw.cookie.Name, s)
+	if gw.store != nil {
+		if err := gw.store.save(r.Context(), s, gw.remaining(s)); err != nil {
+			return err
+		}
+	}
+	return gw.writeCookie(w, r, s, present)
+}
+
+// writeCookie writes the cookie for s: the session itself, or its id.
+func (gw *gateway) writeCookie(w http.ResponseWriter, r *http.Request, s *Session, present []string) error {
+	var v any = s
+	if gw.store != nil {
+		v = &storeRef{Version: sessionVersion, ID: s.ID, Provider: s.Provider}
+	}
+	value, err := gw.codec.encode(gw.cookie.Name, v)
 	if err != nil {
 		return fmt.Errorf("encoding session: %w", err)
 	}
-	maxAge := max(1, int(time.Unix(s.Created, 0).Add(gw.lifetime).Sub(timeNow())/time.Second))
+	maxAge := int(gw.remaining(s) / time.Second)
 	return writeChunked(w, gw.cookie, value, maxAge, isHTTPS(r), present)
 }
 
@@ -498,5 +650,6 @@ func requestID(r *http.Request) string {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

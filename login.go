@@ -271,6 +271,9 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	_, present := readChunked(r, gw.cookie.Name)
 	if err := gw.writeSession(w, r, sess, present); err != nil {
+		if errors.Is(err, errStoreDown) {
+			return fail(http.StatusServiceUnavailable, "store_unavailable", "The session store is not available. Please try again in a moment.", err)
+		}
 		return fail(http.StatusBadGateway, "session_too_large", "The session is too large for cookies.", err)
 	}
 	gw.log(r, zap.InfoLevel, "login", zap.String("provider", p.name), zap.String("user_id", id.ID))
@@ -324,13 +327,22 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, rd, http.StatusFound)
 		return nil
 	}
-	e, err := gw.decodeSession(raw)
+	e, err := gw.lookup(r.Context(), raw)
 	if err != nil {
+		if errors.Is(err, errStoreDown) {
+			gw.log(r, zap.WarnLevel, "logout", zap.String("result", "cookies cleared; session store unavailable, stored session kept until it expires"), zap.Error(err))
+		}
 		http.Redirect(w, r, rd, http.StatusFound)
 		return nil
 	}
 	p := gw.providers[e.sess.Provider]
 	gw.sessions.forget(raw)
+	if gw.store != nil {
+		gw.sessions.forget("id:" + e.sess.ID)
+		if err := gw.store.delete(r.Context(), e.sess.ID); err != nil {
+			gw.log(r, zap.WarnLevel, "logout", zap.String("result", "session store unavailable; stored session kept until it expires"), zap.Error(err))
+		}
+	}
 	st, err := p.state(r.Context())
 	if err != nil {
 		gw.log(r, zap.WarnLevel, "logout", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "provider unreachable; cookies cleared"), zap.Error(err))

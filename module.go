@@ -72,6 +72,11 @@ type Settings struct {
 
 	// Providers are the identity providers, by name.
 	Providers map[string]*ProviderConfig `json:"providers,omitempty"`
+
+	// SessionStore keeps sessions server-side (Redis); the cookie then
+	// holds only an encrypted session id. Default: sessions live in
+	// cookies.
+	SessionStore *StoreConfig `json:"session_store,omitempty"`
 }
 
 // CookieConfig sets the session cookie. Secure and HttpOnly are always on
@@ -93,7 +98,8 @@ type CookieConfig struct {
 
 func (s Settings) empty() bool {
 	return len(s.SessionKeys) == 0 && s.Cookie == nil && s.SessionLifetime == 0 && s.RefreshSkew == 0 &&
-		s.AuthHost == "" && len(s.AllowedRedirectDomains) == 0 && s.PathPrefix == "" && len(s.Providers) == 0
+		s.AuthHost == "" && len(s.AllowedRedirectDomains) == 0 && s.PathPrefix == "" && len(s.Providers) == 0 &&
+		s.SessionStore == nil
 }
 
 // merge returns s with every field that o sets replaced by o's; providers
@@ -120,6 +126,9 @@ func (s Settings) merge(o Settings) Settings {
 	}
 	if o.PathPrefix != "" {
 		out.PathPrefix = o.PathPrefix
+	}
+	if o.SessionStore != nil {
+		out.SessionStore = o.SessionStore
 	}
 	if len(o.Providers) > 0 {
 		out.Providers = make(map[string]*ProviderConfig, len(s.Providers)+len(o.Providers))
@@ -175,12 +184,21 @@ func (a *App) Start() error { return nil }
 // Stop is a no-op; background work ends in Cleanup.
 func (a *App) Stop() error { return nil }
 
-// Cleanup ends background discovery.
+// Cleanup ends background discovery and closes the session store.
 func (a *App) Cleanup() error {
 	if a.cancel != nil {
 		a.cancel()
 	}
+	if a.gw != nil {
+		a.gw.close()
+	}
 	return nil
+}
+
+func (gw *gateway) close() {
+	if gw.store != nil {
+		_ = gw.store.close()
+	}
 }
 
 // gateway is the run-time form of a Settings: keys, cookie, providers and
@@ -198,6 +216,7 @@ type gateway struct {
 	names     []string // provider names, sorted
 	refresher *refresher
 	sessions  *sessionCache
+	store     *redisStore // nil: sessions live in cookies
 	logger    *zap.Logger
 	transport http.RoundTripper
 }
@@ -272,6 +291,13 @@ func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, 
 		sessions:  newSessionCache(sessionCacheSize),
 		logger:    logger,
 		transport: newTransport(),
+	}
+	if s.SessionStore != nil {
+		st, err := newRedisStore(*s.SessionStore, codec)
+		if err != nil {
+			return nil, err
+		}
+		gw.store = st
 	}
 	for _, d := range s.AllowedRedirectDomains {
 		gw.redirects.domains = append(gw.redirects.domains, strings.ToLower(d))

@@ -30,6 +30,9 @@ func wantsHTML(r *http.Request) bool {
 
 // unauthenticated answers a request that has no usable session.
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, err error) error {
+	if errors.Is(err, errStoreDown) {
+		return h.storeFailure(w, r, err)
+	}
 	if isProviderFailure(err) {
 		return h.providerFailure(w, r, nil, "refresh", err)
 	}
@@ -51,6 +54,9 @@ func isProviderFailure(err error) bool {
 
 // apiUnauthenticated is the 401 for APIs, with WWW-Authenticate.
 func (h *Handler) apiUnauthenticated(w http.ResponseWriter, r *http.Request, err error) error {
+	if errors.Is(err, errStoreDown) {
+		return h.storeFailure(w, r, err)
+	}
 	if isProviderFailure(err) {
 		return h.providerFailure(w, r, nil, "refresh", err)
 	}
@@ -85,6 +91,14 @@ func (h *Handler) providerFailure(w http.ResponseWriter, r *http.Request, p *pro
 	}
 	return h.fail(w, r, http.StatusBadGateway, "provider_unavailable",
 		"The identity provider is not available or sent an answer that cannot be used. Please try again in a moment.")
+}
+
+// storeFailure is the 503 when the session store cannot be reached.
+func (h *Handler) storeFailure(w http.ResponseWriter, r *http.Request, err error) error {
+	h.gw.log(r, zap.ErrorLevel, "session store failure", zap.Error(err))
+	w.Header().Set("Retry-After", "5")
+	return h.fail(w, r, http.StatusServiceUnavailable, "store_unavailable",
+		"Sessions are temporarily unavailable. Please try again in a moment.")
 }
 
 // forbidden is the 403 for a signed-in user the rules refuse.
@@ -151,6 +165,7 @@ var pageTitles = map[string]string{
 	"state_mismatch":       "Sign-in not recognised",
 	"provider_unavailable": "Sign-in service unavailable",
 	"provider_timeout":     "Sign-in service unavailable",
+	"store_unavailable":    "Service temporarily unavailable",
 	"choose":               "Sign in",
 }
 

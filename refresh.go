@@ -47,20 +47,33 @@ type refreshFunc func(ctx context.Context, old *Session) (*Session, error)
 // others waiting on it.
 func (rf *refresher) refresh(ctx context.Context, old *Session, timeout time.Duration, do refreshFunc) (*Session, error) {
 	key := sha256.Sum256([]byte(old.Provider + "\x00" + old.RefreshToken))
-	if s := rf.lookup(key); s != nil {
-		return s, nil
-	}
-	ch := rf.group.DoChan(string(key[:]), func() (any, error) {
+	return rf.run(ctx, key, true, timeout, func(ctx context.Context) (*Session, error) { return do(ctx, old) })
+}
+
+// run calls fn once for all concurrent callers with the same key. With
+// grace, the result is also kept for refreshGrace and handed to later
+// callers with the same key.
+func (rf *refresher) run(ctx context.Context, key [32]byte, grace bool, timeout time.Duration, fn func(context.Context) (*Session, error)) (*Session, error) {
+	if grace {
 		if s := rf.lookup(key); s != nil {
 			return s, nil
 		}
+	}
+	ch := rf.group.DoChan(string(key[:]), func() (any, error) {
+		if grace {
+			if s := rf.lookup(key); s != nil {
+				return s, nil
+			}
+		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
-		s, err := do(cctx, old)
+		s, err := fn(cctx)
 		if err != nil {
 			return nil, err
 		}
-		rf.store(key, s)
+		if grace {
+			rf.store(key, s)
+		}
 		return s, nil
 	})
 	select {
@@ -121,6 +134,10 @@ type sessionEntry struct {
 	identity *Identity
 	oldKey   bool // decoded with a retired key: re-encode
 	size     int
+	// ref and fetched are used with a session store: the cookie's
+	// session id, and when the session was read from the store.
+	ref     *storeRef
+	fetched time.Time
 }
 
 func newSessionCache(budget int) *sessionCache {

@@ -1,0 +1,229 @@
+package authgate
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// StoreConfig moves sessions server-side. The cookie then holds only an
+// encrypted, authenticated session id; tokens and claims live in the store,
+// encrypted with the session keys, with TTLs matching the session lifetime.
+// Logout deletes the session everywhere at once, refreshes are de-duplicated
+// across instances, and OpenID Connect back-channel logout works.
+type StoreConfig struct {
+	// Type of store. Only "redis".
+	Type string `json:"type"`
+	// Address of the Redis server, host:port. Default: 127.0.0.1:6379.
+	Address string `json:"address,omitempty"`
+	// Username for Redis ACLs. Default: none.
+	Username string `json:"username,omitempty"`
+	// Password; use an {env.*} or {file.*} placeholder.
+	Password string `json:"password,omitempty"`
+	// DB is the Redis database number. Default: 0.
+	DB int `json:"db,omitempty"`
+	// TLS connects with TLS. Default: off.
+	TLS bool `json:"tls,omitempty"`
+	// KeyPrefix starts every key authgate writes. Default: "authgate:".
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	// Timeout bounds each Redis command. Default: 2s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// errStoreDown: the session store could not be reached. Requests get 503;
+// nothing is half-written.
+var errStoreDown = errors.New("session store unavailable")
+
+// storeCacheTTL is how long an instance trusts its copy of a stored session.
+// It bounds how late a logout elsewhere is seen here.
+const storeCacheTTL = time.Second
+
+// storeRef is what the cookie carries when sessions live in the store.
+type storeRef struct {
+	Version  int    `json:"v"`
+	ID       string `json:"i"`
+	Provider string `json:"p"`
+}
+
+// redisStore keeps sessions in Redis. Values are encrypted and
+// authenticated with the cookie codec, so Redis never sees a token in clear
+// and a value cannot be moved to another key.
+type redisStore struct {
+	client  *redis.Client
+	prefix  string
+	codec   *cookieCodec
+	timeout time.Duration
+}
+
+func newRedisStore(cfg StoreConfig, codec *cookieCodec) (*redisStore, error) {
+	if cfg.Type != "" && cfg.Type != "redis" {
+		return nil, fmt.Errorf("session_store: unknown type %q (redis)", cfg.Type)
+	}
+	repl := caddy.NewReplacer()
+	timeout := time.Duration(cfg.Timeout)
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	opts := &redis.Options{
+		Addr:         orDefault(repl.ReplaceKnown(cfg.Address, ""), "127.0.0.1:6379"),
+		Username:     repl.ReplaceKnown(cfg.Username, ""),
+		Password:     repl.ReplaceKnown(cfg.Password, ""),
+		DB:           cfg.DB,
+		DialTimeout:  timeout,
+		ReadTimeout:  timeout,
+		WriteTimeout: timeout,
+		PoolTimeout:  timeout,
+		MaxRetries:   1,
+	}
+	if cfg.TLS {
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return &redisStore{
+		client:  redis.NewClient(opts),
+		prefix:  orDefault(cfg.KeyPrefix, "authgate:"),
+		codec:   codec,
+		timeout: timeout,
+	}, nil
+}
+
+func (s *redisStore) key(parts ...string) string { return s.prefix + strings.Join(parts, ":") }
+
+func (s *redisStore) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+}
+
+func storeErr(op string, err error) error {
+	return fmt.Errorf("%s: %w: %v", op, errStoreDown, err)
+}
+
+// indexKey names the set of session ids of one subject or one provider
+// session (sid), for back-channel logout. Values are hashed: no user id in
+// clear in key names.
+func (s *redisStore) indexKey(kind, provider, value string) string {
+	h := sha256.Sum256([]byte(provider + "\x00" + value))
+	return s.key(kind, hex.EncodeToString(h[:16]))
+}
+
+// save writes a session with a TTL and indexes it by sub and sid.
+func (s *redisStore) save(ctx context.Context, sess *Session, ttl time.Duration) error {
+	val, err := s.codec.encode("authgate-session-"+sess.ID, sess)
+	if err != nil {
+		return fmt.Errorf("encoding stored session: %w", err)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	pipe := s.client.TxPipeline()
+	pipe.Set(ctx, s.key("session", sess.ID), val, ttl)
+	for _, idx := range s.indexes(sess) {
+		pipe.SAdd(ctx, idx, sess.ID)
+		pipe.Expire(ctx, idx, ttl+time.Minute)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return storeErr("saving session", err)
+	}
+	return nil
+}
+
+func (s *redisStore) indexes(sess *Session) []string {
+	var out []string
+	if sub, ok := sess.Claims["sub"].(string); ok && sub != "" {
+		out = append(out, s.indexKey("sub", sess.Provider, sub))
+	}
+	if sid, ok := sess.Claims["sid"].(string); ok && sid != "" {
+		out = append(out, s.indexKey("sid", sess.Provider, sid))
+	}
+	return out
+}
+
+// load reads a session; a missing one is errNoSession.
+func (s *redisStore) load(ctx context.Context, id string) (*Session, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	val, err := s.client.Get(ctx, s.key("session", id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, errNoSession
+	}
+	if err != nil {
+		return nil, storeErr("loading session", err)
+	}
+	var sess Session
+	if _, err := s.codec.decode("authgate-session-"+id, val, &sess); err != nil || sess.ID != id {
+		return nil, errBadSession
+	}
+	return &sess, nil
+}
+
+// delete removes a session.
+func (s *redisStore) delete(ctx context.Context, id string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.client.Del(ctx, s.key("session", id)).Err(); err != nil {
+		return storeErr("deleting session", err)
+	}
+	return nil
+}
+
+// deleteIndexed removes every session indexed under kind (sub or sid) and
+// returns how many there were.
+func (s *redisStore) deleteIndexed(ctx context.Context, kind, provider, value string) (int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	idx := s.indexKey(kind, provider, value)
+	ids, err := s.client.SMembers(ctx, idx).Result()
+	if err != nil {
+		return 0, storeErr("reading session index", err)
+	}
+	keys := []string{idx}
+	for _, id := range ids {
+		keys = append(keys, s.key("session", id))
+	}
+	if err := s.client.Del(ctx, keys...).Err(); err != nil {
+		return 0, storeErr("deleting sessions", err)
+	}
+	return len(ids), nil
+}
+
+// lock takes a short lock for refreshing one session. The token proves
+// ownership at unlock, so an expired lock taken over by another instance
+// is not released by the first.
+func (s *redisStore) lock(ctx context.Context, id string, ttl time.Duration) (token string, ok bool, err error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	token = randomString(16)
+	ok, err = s.client.SetNX(ctx, s.key("lock", id), token, ttl).Result()
+	if err != nil {
+		return "", false, storeErr("taking refresh lock", err)
+	}
+	return token, ok, nil
+}
+
+var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`)
+
+func (s *redisStore) unlock(ctx context.Context, id, token string) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_ = unlockScript.Run(ctx, s.client, []string{s.key("lock", id)}, token).Err()
+}
+
+// seen records a back-channel logout token id; it reports false when the
+// id was seen before (a replay).
+func (s *redisStore) seen(ctx context.Context, jti string, ttl time.Duration) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	h := sha256.Sum256([]byte(jti))
+	ok, err := s.client.SetNX(ctx, s.key("jti", hex.EncodeToString(h[:16])), 1, ttl).Result()
+	if err != nil {
+		return false, storeErr("recording logout token", err)
+	}
+	return ok, nil
+}
+
+func (s *redisStore) close() error { return s.client.Close() }

@@ -462,6 +462,7 @@ func parseParamRewrite(d *caddyfile.Dispenser, p *ParamRewrite) error {
 //		header user|email|preferred_username|groups|access_token <Header-Name>
 //		claim_header <Header-Name> <claim path>
 //		bearer_tokens [<audience>...]
+//		error_pages builtin|caddy
 //		pass_access_token
 //		pass_cookie
 //		# and, for a single-site setup, any global setting:
@@ -536,6 +537,17 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				return nil, d.Errf("claim_header %s may be given only once", args[0])
 			}
 			hd.ClaimHeaders[args[0]] = args[1]
+		case "error_pages":
+			if seen[name] {
+				return nil, d.Errf("%s may be given only once", name)
+			}
+			seen[name] = true
+			if err := oneArg(d, &hd.ErrorPages); err != nil {
+				return nil, err
+			}
+			if hd.ErrorPages != "builtin" && hd.ErrorPages != "caddy" {
+				return nil, d.Errf("error_pages must be builtin or caddy, not %q", hd.ErrorPages)
+			}
 		case "bearer_tokens":
 			if hd.BearerTokens != nil {
 				return nil, d.Err("bearer_tokens may be given only once")

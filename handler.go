@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -60,6 +61,13 @@ type Handler struct {
 	// Default: false (they are removed).
 	PassCookie bool `json:"pass_cookie,omitempty"`
 
+	// ErrorPages chooses who writes error responses: "builtin" (small
+	// HTML pages for browsers, JSON for APIs) or "caddy" (authgate returns
+	// the error to Caddy, so the site's handle_errors routes write it,
+	// with {http.auth.authgate.reason} and {http.auth.authgate.message}
+	// set). Default: builtin.
+	ErrorPages string `json:"error_pages,omitempty"`
+
 	// Settings for a single-site configuration, merged over the global
 	// authgate block.
 	Settings
@@ -71,6 +79,8 @@ type Handler struct {
 	claimHeaders []claimHeader
 	stripNames   []string
 	bearers      *bearerCache
+	sites        *siteLabels
+	plainHTTP    *sync.Once
 	logger       *zap.Logger
 }
 
@@ -116,6 +126,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // when it has settings of its own.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.sites, h.plainHTTP = new(siteLabels), new(sync.Once)
 	appIface, err := ctx.App("authgate")
 	if err != nil {
 		return fmt.Errorf("loading authgate app: %w", err)
@@ -149,6 +160,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.BearerTokens != nil {
 		h.bearers = newBearerCache()
+	}
+	switch h.ErrorPages {
+	case "", "builtin", "caddy":
+	default:
+		return fmt.Errorf("error_pages must be builtin or caddy, not %q", h.ErrorPages)
 	}
 	if h.rules, err = compileRules(h.Rules); err != nil {
 		return err
@@ -213,13 +229,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	for _, n := range h.stripNames {
 		delete(r.Header, n)
 	}
+	if r.TLS == nil {
+		h.plainHTTP.Do(func() {
+			h.logger.Warn("serving plain http: session cookies are sent without Secure and can be read on the network; use https", zap.String("host", r.Host))
+		})
+	}
 	id, sess, err := h.identify(w, r)
 	if err != nil {
+		metricRequest(h.sites.label(r.Host), "unauthenticated")
 		return h.unauthenticated(w, r, err)
 	}
 	if !allowed(h.rules, id) {
 		return h.forbidden(w, r, id)
 	}
+	metricRequest(h.sites.label(r.Host), "allowed")
 	h.forward(r, id, sess)
 	return next.ServeHTTP(w, r)
 }
@@ -297,6 +320,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identit
 					}
 				}
 				gw.log(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", ne.identity.ID), zap.String("result", "ok"))
+				metricRefresh(p.name, "ok")
 				return ne.identity, ns, nil
 			case errors.Is(err, errNoSession):
 				// Logged out elsewhere while we were refreshing.
@@ -307,13 +331,16 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identit
 			case errors.Is(err, errInvalidGrant):
 				gw.clearCookies(w, r, present)
 				gw.log(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "invalid_grant"))
+				metricRefresh(p.name, "invalid_grant")
 				return nil, nil, fmt.Errorf("%w: %w", errSessionEnded, err)
 			case !expired:
 				// The token still works for a moment; serve now and let a
 				// later request retry the refresh.
 				gw.log(r, zap.WarnLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "failed, token still valid"), zap.Error(err))
+				metricRefresh(p.name, "error")
 			default:
 				gw.log(r, zap.WarnLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "failed"), zap.Error(err))
+				metricRefresh(p.name, "error")
 				return nil, nil, err
 			}
 		}

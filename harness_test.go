@@ -26,8 +26,20 @@ var clockOffset atomic.Int64
 
 func testNow() time.Time { return time.Now().Add(time.Duration(clockOffset.Load())) }
 
+// adminPort is this test process's Caddy admin port: each process gets its
+// own, so two test runs on one machine never load configs into each
+// other's Caddy (caddytest's default is a fixed 2999).
+var adminPort int
+
 func TestMain(m *testing.M) {
 	timeNow = testNow
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	adminPort = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	globalPrelude = fmt.Sprintf(globalPreludeFormat, adminPort)
 	os.Exit(m.Run())
 }
 
@@ -106,18 +118,21 @@ func newIDP(t testing.TB, opts testidp.Options, redirectURIs ...string) *testidp
 }
 
 // startCaddy loads a Caddyfile into the test process's Caddy (caddytest
-// runs one Caddy per process, on admin port 2999).
+// runs one Caddy per process, on this process's adminPort).
 func startCaddy(t testing.TB, caddyfile string) {
 	t.Helper()
-	tester := caddytest.NewTester(t)
+	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
 	tester.InitServer(caddyfile, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
 }
 
-// globalPrelude is what every test Caddyfile starts with.
-const globalPrelude = `admin localhost:2999
+// globalPrelude is what every test Caddyfile's global options start with
+// (set in TestMain with this process's admin port).
+var globalPrelude string
+
+const globalPreludeFormat = `admin localhost:%d
 	auto_https off
 	persist_config off
 	grace_period 1ns

@@ -422,7 +422,7 @@ func (h *Handler) serveAuth(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		if !isProviderFailure(err) && forwardedNavigation(r) {
 			if rd, ok := h.gw.redirects.check(forwardedURL(r), r.Host); ok {
-				metricRequest(r.Host, "unauthenticated")
+				metricRequest(h.sites.label(r.Host), "unauthenticated")
 				// forward_auth keeps the app's Host on the subrequest, so
 				// the login goes to the auth host when there is one.
 				scheme := "http"

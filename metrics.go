@@ -2,6 +2,8 @@ package authgate
 
 import (
 	"errors"
+	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,4 +92,53 @@ func metricProviderLatency(provider, endpoint string, since time.Time) {
 	if m := currentMetrics.Load(); m != nil {
 		m.providerLatency.WithLabelValues(provider, endpoint).Observe(time.Since(since).Seconds())
 	}
+}
+
+// timedTransport observes the latency of every request to a provider,
+// labelled by the endpoint it went to.
+type timedTransport struct {
+	base     http.RoundTripper
+	provider string
+	// endpoints maps a URL path to its endpoint name; others are "other".
+	endpoints func(path string) string
+}
+
+func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.base.RoundTrip(r)
+	metricProviderLatency(t.provider, t.endpoints(r.URL.Path), start)
+	return resp, err
+}
+
+// siteLabels bounds the cardinality of the site label: the first
+// maxSiteLabels hosts are labelled by name, any later one "other", so that
+// a handler answering any Host cannot be made to grow the registry.
+type siteLabels struct {
+	mu    sync.RWMutex
+	known map[string]bool
+}
+
+const maxSiteLabels = 100
+
+func (s *siteLabels) label(host string) string {
+	s.mu.RLock()
+	ok := s.known[host]
+	n := len(s.known)
+	s.mu.RUnlock()
+	if ok {
+		return host
+	}
+	if n >= maxSiteLabels {
+		return "other"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.known == nil {
+		s.known = map[string]bool{}
+	}
+	if len(s.known) >= maxSiteLabels {
+		return "other"
+	}
+	s.known[host] = true
+	return host
 }

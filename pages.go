@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
 
@@ -104,7 +105,7 @@ func (h *Handler) storeFailure(w http.ResponseWriter, r *http.Request, err error
 // forbidden is the 403 for a signed-in user the rules refuse.
 func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, id *Identity) error {
 	h.gw.log(r, zap.InfoLevel, "denied", zap.String("provider", id.Provider), zap.String("user_id", id.ID), zap.String("host", r.Host))
-	metricRequest(r.Host, "denied")
+	metricRequest(h.sites.label(r.Host), "denied")
 	who := id.ID
 	if id.Email != "" {
 		who = id.Email
@@ -120,6 +121,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, reaso
 }
 
 func (h *Handler) failAs(w http.ResponseWriter, r *http.Request, status int, reason, msg string, html bool) error {
+	if h.ErrorPages == "caddy" {
+		return h.caddyError(r, status, reason, msg)
+	}
 	if !html {
 		return h.renderJSON(w, r, status, reason, msg)
 	}
@@ -169,7 +173,21 @@ var pageTitles = map[string]string{
 	"choose":               "Sign in",
 }
 
+// caddyError hands the error to Caddy's handle_errors routes, with the
+// reason and message in placeholders.
+func (h *Handler) caddyError(r *http.Request, status int, reason, msg string) error {
+	setReason(r, reason)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.authgate.message", msg)
+		repl.Set("http.auth.authgate.request_id", requestID(r))
+	}
+	return caddyhttp.Error(status, errors.New(reason))
+}
+
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, reason, msg, signedIn string) error {
+	if h.ErrorPages == "caddy" {
+		return h.caddyError(r, status, reason, msg)
+	}
 	setReason(r, reason)
 	d := pageData{
 		Title: pageTitles[reason], Status: status, Reason: reason, Message: msg,

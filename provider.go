@@ -128,6 +128,7 @@ type providerState struct {
 	endSession     string
 	// issParam: the provider adds RFC 9207 `iss` to its callbacks.
 	issParam bool
+	jwksURL  string
 }
 
 // discoveryRetry is how long a failed discovery is remembered before the
@@ -149,11 +150,33 @@ func newProvider(name string, cfg ProviderConfig, logger *zap.Logger, transport 
 	if transport == nil {
 		transport = newTransport()
 	}
-	p := &provider{name: name, cfg: cfg, claims: cm, logger: logger, transport: transport}
+	p := &provider{name: name, cfg: cfg, claims: cm, logger: logger}
+	p.transport = &timedTransport{base: transport, provider: name, endpoints: p.endpointName}
 	if cfg.AuthorizeURL != "" && cfg.TokenURL != "" {
 		p.ready.Store(p.staticState())
 	}
 	return p, nil
+}
+
+// endpointName names the provider endpoint a request path belongs to, for
+// the latency metric.
+func (p *provider) endpointName(path string) string {
+	if strings.HasSuffix(path, "/.well-known/openid-configuration") {
+		return "discovery"
+	}
+	st := p.ready.Load()
+	if st == nil {
+		return "other"
+	}
+	for name, u := range map[string]string{
+		"token": st.client.config.Endpoint.TokenURL, "userinfo": st.client.userinfoURL,
+		"revocation": st.client.revokeURL, "jwks": st.jwksURL,
+	} {
+		if u != "" && strings.HasSuffix(u, path) {
+			return name
+		}
+	}
+	return "other"
 }
 
 func (p *provider) timeout() time.Duration {
@@ -199,6 +222,7 @@ func (p *provider) staticState() *providerState {
 		client:     newOAuthClient(p.clientConfig()),
 		issuer:     p.cfg.Issuer,
 		endSession: p.cfg.EndSessionURL,
+		jwksURL:    p.cfg.JWKSURL,
 	}
 	if p.cfg.Issuer != "" && p.cfg.JWKSURL != "" {
 		ctx := oidc.ClientContext(context.Background(), p.keysClient())

@@ -69,6 +69,9 @@ func parseClaimPath(s string) (claimPath, error) {
 		if key == "" {
 			return nil, fmt.Errorf("%w %q: empty segment", errClaimPath, s)
 		}
+		if strings.Contains(key, "]") {
+			return nil, fmt.Errorf("%w %q: bad brackets in %q", errClaimPath, s, seg)
+		}
 		if hasBracket {
 			inner, ok := strings.CutSuffix(rest, "]")
 			if !ok || strings.ContainsAny(inner, "[]") {
@@ -77,8 +80,9 @@ func parseClaimPath(s string) (claimPath, error) {
 			if inner == "" {
 				st.all = true
 			} else {
+				// Digits only: Atoi would also take "+1" or "-0".
 				n, err := strconv.Atoi(inner)
-				if err != nil || n < 0 {
+				if err != nil || n < 0 || strings.TrimLeft(inner, "0123456789") != "" {
 					return nil, fmt.Errorf("%w %q: bad index in %q", errClaimPath, s, seg)
 				}
 				st.index = n

@@ -2,7 +2,9 @@ package authgate
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Rule allows or denies signed-in users by one attribute.
@@ -31,7 +33,8 @@ type compiledRule struct {
 func compileRules(rules []Rule) ([]compiledRule, error) {
 	out := make([]compiledRule, 0, len(rules))
 	for i, r := range rules {
-		cr := compiledRule{field: r.Field, values: r.Values}
+		// A copy: lower-casing below must not rewrite the caller's config.
+		cr := compiledRule{field: r.Field, values: slices.Clone(r.Values)}
 		switch r.Action {
 		case "allow":
 			cr.allow = true
@@ -111,24 +114,32 @@ func (r *compiledRule) matches(id *Identity) bool {
 
 // globMatch matches s against a pattern where `*` is any run of characters
 // (slashes included) and `?` one character. It runs in O(len(p)·len(s)).
+// A `*` in the pattern is always a wildcard, even against a literal `*` in
+// s, and `?` consumes one UTF-8 character (or one byte of invalid UTF-8).
 func globMatch(p, s string) bool {
 	px, sx := 0, 0
 	starP, starS := -1, 0
 	for sx < len(s) {
-		switch {
-		case px < len(p) && (p[px] == '?' || p[px] == s[sx]):
-			px++
-			sx++
-		case px < len(p) && p[px] == '*':
+		if px < len(p) && p[px] == '*' {
 			starP, starS = px, sx
 			px++
-		case starP >= 0:
-			px = starP + 1
-			starS++
-			sx = starS
-		default:
+			continue
+		}
+		if px < len(p) {
+			_, pw := utf8.DecodeRuneInString(p[px:])
+			_, sw := utf8.DecodeRuneInString(s[sx:])
+			if p[px] == '?' || p[px:px+pw] == s[sx:sx+sw] {
+				px += pw
+				sx += sw
+				continue
+			}
+		}
+		if starP < 0 {
 			return false
 		}
+		_, w := utf8.DecodeRuneInString(s[starS:])
+		starS += w
+		px, sx = starP+1, starS
 	}
 	for px < len(p) && p[px] == '*' {
 		px++

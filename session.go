@@ -196,9 +196,11 @@ type cookieSettings struct {
 
 func (cs cookieSettings) pendingPrefix() string { return cs.Name + "_login_" }
 
-// attrOverhead estimates the bytes that attributes add to a Set-Cookie.
+// attrOverhead is the most bytes that attributes add to a Set-Cookie. It
+// counts the longest SameSite value: with "Lax" here, strict cookies came
+// out 2 to 3 bytes over the budget.
 func (cs cookieSettings) attrOverhead() int {
-	return len("; Path=; Domain=; Max-Age=2147483647; HttpOnly; Secure; SameSite=Lax") +
+	return len("; Path=; Domain=; Max-Age=2147483647; HttpOnly; Secure; SameSite=Strict") +
 		len(cs.Path) + len(cs.Domain)
 }
 

@@ -206,6 +206,11 @@ func (c *oauthClient) refresh(ctx context.Context, refreshToken string) (*tokenS
 
 func (c *oauthClient) normalise(tok *oauth2.Token) *tokenSet {
 	ts := &tokenSet{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry}
+	if tok.ExpiresIn > 0 {
+		// x/oauth2 dates expires_in with time.Now; every other expiry
+		// check here uses timeNow, so date it with that clock too.
+		ts.Expiry = timeNow().Add(time.Duration(tok.ExpiresIn) * time.Second)
+	}
 	if id, ok := tok.Extra("id_token").(string); ok {
 		ts.IDToken = id
 	}

@@ -321,8 +321,11 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	for _, n := range pendingNames {
 		gw.expirePending(w, r, n)
 	}
+	// No Clear-Site-Data: it would wipe every cookie of the site, the
+	// application's own included, and Chromium refuses the Set-Cookie
+	// deletions of a response that carries it (on plain http it is ignored
+	// too), which left users signed in.
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Clear-Site-Data", `"cookies"`)
 	if raw == "" {
 		http.Redirect(w, r, rd, http.StatusFound)
 		return nil

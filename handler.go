@@ -619,6 +619,11 @@ func (h *Handler) forward(r *http.Request, id *Identity, sess *Session) {
 	if !h.PassCookie {
 		stripCookies(r, h.gw.cookie.Name)
 	}
+	// A browser coming straight from the callback may name it, code
+	// included, as its Referer; the backend has no use for that.
+	if ref := hd.Get("Referer"); ref != "" && strings.Contains(ref, h.gw.prefix+"callback") {
+		delete(hd, "Referer")
+	}
 }
 
 // stripCookies removes authgate's cookies (session, chunks, pending

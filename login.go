@@ -140,6 +140,9 @@ func (gw *gateway) expirePending(w http.ResponseWriter, r *http.Request, name st
 func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	gw := h.gw
 	q := r.URL.Query()
+	// The callback URL carries the code: keep it out of the Referer of
+	// whatever the browser loads next.
+	w.Header().Set("Referrer-Policy", "no-referrer")
 	pendings, names := gw.pendingLogins(r)
 	var match *pendingCookie
 	var newestStateless *pendingCookie
@@ -165,8 +168,13 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		match = newestStateless
 	}
 	if match == nil {
-		metricLogin("", "failed", "no_pending_login")
-		if len(names) == 0 || len(pendings) == 0 {
+		reason := "login_expired"
+		if len(names) > 0 && len(pendings) > 0 {
+			reason = "state_mismatch"
+		}
+		metricLogin("", "failed", reason)
+		gw.log(r, zap.WarnLevel, "login failed", zap.String("reason", reason), zap.Int("pending_logins", len(pendings)))
+		if reason == "login_expired" {
 			return h.fail(w, r, http.StatusBadRequest, "login_expired",
 				"This sign-in is not in progress in this browser any more (it took too long, or was already finished). Please start again.")
 		}

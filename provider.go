@@ -328,6 +328,7 @@ func (p *provider) discover(ctx context.Context) (*providerState, error) {
 		issuer:         p.cfg.Issuer,
 		endSession:     orDefault(p.cfg.EndSessionURL, doc.EndSession),
 		issParam:       doc.IssParam,
+		jwksURL:        jwksURL,
 	}, nil
 }
 

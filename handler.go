@@ -554,8 +554,26 @@ func (gw *gateway) writeCookie(w http.ResponseWriter, r *http.Request, s *Sessio
 	if err != nil {
 		return fmt.Errorf("encoding session: %w", err)
 	}
+	if limit := cookieHeaderLimit(r); len(value) > limit {
+		// The browser would send it back in a Cookie header the server
+		// refuses (431) on every request: a login loop. Refuse it now.
+		return fmt.Errorf("%w: the session cookies would be %d bytes, more than the %d this server accepts in request headers; raise the server's max_header_size or use session_store", errSessionTooLarge, len(value), limit)
+	}
 	maxAge := int(gw.remaining(s) / time.Second)
 	return writeChunked(w, gw.cookie, value, maxAge, isHTTPS(r), present)
+}
+
+var errSessionTooLarge = errors.New("session too large")
+
+// cookieHeaderLimit is how many bytes of session cookies the serving
+// Caddy server accepts back: its max_header_size (16 KiB by default) less
+// room for the request's other headers.
+func cookieHeaderLimit(r *http.Request) int {
+	limit := 16 << 10
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.MaxHeaderBytes > 0 {
+		limit = srv.MaxHeaderBytes
+	}
+	return limit - 3<<10
 }
 
 // clearCookies deletes the named session cookies.

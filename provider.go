@@ -151,7 +151,7 @@ func newProvider(name string, cfg ProviderConfig, logger *zap.Logger, transport 
 		transport = newTransport()
 	}
 	p := &provider{name: name, cfg: cfg, claims: cm, logger: logger}
-	p.transport = &timedTransport{base: transport, provider: name, endpoints: p.endpointName}
+	p.transport = &timedTransport{base: limitedTransport{base: transport}, provider: name, endpoints: p.endpointName}
 	if cfg.AuthorizeURL != "" && cfg.TokenURL != "" {
 		p.ready.Store(p.staticState())
 	}

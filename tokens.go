@@ -426,3 +426,46 @@ func isJSONContent(ct string) bool {
 	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }
+
+// limitedTransport bounds every response body a provider sends. go-oidc
+// reads discovery documents whole; a provider (or whoever answers in its
+// place) must not make us buffer more than maxProviderBody.
+type limitedTransport struct {
+	base http.RoundTripper
+}
+
+func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(r)
+	if err != nil || resp.Body == nil {
+		return resp, err
+	}
+	resp.Body = &limitedBody{rc: resp.Body, left: maxProviderBody}
+	return resp, nil
+}
+
+// errBodyTooLarge is what reading past the limit returns.
+var errBodyTooLarge = fmt.Errorf("%w: response body over %d bytes", errProviderBadResponse, maxProviderBody)
+
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a body of exactly the limit from a longer one.
+		var one [1]byte
+		if n, _ := b.rc.Read(one[:]); n > 0 {
+			return 0, errBodyTooLarge
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }

@@ -612,11 +612,13 @@ func (h *Handler) forward(r *http.Request, id *Identity, sess *Session) {
 		}
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", id.ID)
-		repl.Set("http.auth.user.email", id.Email)
-		repl.Set("http.auth.user.preferred_username", id.PreferredUsername)
-		repl.Set("http.auth.user.name", id.Name)
-		repl.Set("http.auth.user.groups", groups)
+		// Placeholders end up in headers (header_up, request_header) and
+		// logs: the same sanitising as the identity headers.
+		repl.Set("http.auth.user.id", sanitizeHeaderValue(id.ID))
+		repl.Set("http.auth.user.email", sanitizeHeaderValue(id.Email))
+		repl.Set("http.auth.user.preferred_username", sanitizeHeaderValue(id.PreferredUsername))
+		repl.Set("http.auth.user.name", sanitizeHeaderValue(id.Name))
+		repl.Set("http.auth.user.groups", sanitizeHeaderValue(groups))
 		repl.Set("http.auth.user.provider", id.Provider)
 		claims := id.Claims
 		repl.Map(func(key string) (any, bool) {

@@ -132,6 +132,12 @@ func (h *Handler) verifyBearer(ctx context.Context, p *provider, token string) (
 		if err := tok.Claims(&claims); err != nil {
 			return nil, time.Time{}, fmt.Errorf("%w: %v", errBadBearer, err)
 		}
+		if isIDToken(claims) {
+			// An ID token is addressed to this client, not a credential for
+			// APIs; accepting it would let one picked up from a log or URL
+			// stand in for an access token (token substitution).
+			return nil, time.Time{}, fmt.Errorf("%w: an ID token is not an access token", errBadBearer)
+		}
 		if tok.Expiry.Before(until) {
 			until = tok.Expiry
 		}
@@ -164,4 +170,17 @@ func (h *Handler) verifyBearer(ctx context.Context, p *provider, token string) (
 // audience is checked by authgate against the configured list.
 func newAccessVerifier(issuer string, keys oidc.KeySet, algs []string) *oidc.IDTokenVerifier {
 	return oidc.NewVerifier(issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs, Now: timeNow})
+}
+
+// isIDToken recognises an ID token by the claims only ID tokens carry
+// (nonce, at_hash, c_hash) or Keycloak's typ "ID". RFC 9068 access tokens
+// have none of them.
+func isIDToken(claims map[string]any) bool {
+	for _, k := range []string{"nonce", "at_hash", "c_hash"} {
+		if _, ok := claims[k]; ok {
+			return true
+		}
+	}
+	typ, _ := claims["typ"].(string)
+	return strings.EqualFold(typ, "ID")
 }

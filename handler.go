@@ -273,6 +273,8 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identit
 	gw := h.gw
 	raw, present := readChunked(r, gw.cookie.Name)
 	if raw == "" {
+		// Stray chunks without chunk 0 are no session: clear them.
+		gw.clearCookies(w, r, present)
 		return nil, nil, errNoSession
 	}
 	e, err := gw.lookup(r.Context(), raw)

@@ -3,6 +3,7 @@ package authgate
 import (
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -291,3 +292,61 @@ func (s *site) login(t *testing.T, b *browser) echoed {
 
 // setCookieHeaders returns every Set-Cookie of a response.
 func setCookieHeaders(resp *http.Response) []string { return resp.Header.Values("Set-Cookie") }
+
+// autoPostForm finds the auto-submitted form of a page (authgate's logout
+// page POSTs id_token_hint to the provider) and returns its action and
+// fields, or ok=false when the page has none.
+func autoPostForm(body string) (action string, fields url.Values, ok bool) {
+	i := strings.Index(body, `<form method="post" action="`)
+	if i < 0 {
+		return "", nil, false
+	}
+	rest := body[i+len(`<form method="post" action="`):]
+	action = html.UnescapeString(rest[:strings.IndexByte(rest, '"')])
+	fields = url.Values{}
+	for _, part := range strings.Split(rest, `<input type="hidden" name="`)[1:] {
+		name := part[:strings.IndexByte(part, '"')]
+		vi := strings.Index(part, `value="`) + len(`value="`)
+		fields.Add(html.UnescapeString(name), html.UnescapeString(part[vi:vi+strings.IndexByte(part[vi:], '"')]))
+	}
+	return action, fields, true
+}
+
+// submitAutoPost does what a browser's script does with such a page: it
+// POSTs the form and follows the redirects.
+func (b *browser) submitAutoPost(body string) (*http.Response, string, bool) {
+	b.t.Helper()
+	action, fields, ok := autoPostForm(body)
+	if !ok {
+		return nil, "", false
+	}
+	req, err := http.NewRequest(http.MethodPost, action, strings.NewReader(fields.Encode()))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	resp, respBody := b.do(req)
+	return resp, respBody, true
+}
+
+// endSessionRequest returns where a logout response sends the browser at
+// the provider and with what parameters: a 302 whose Location carries them
+// (no ID token to hint with), or the auto-POST page (id_token_hint in the
+// body).
+func endSessionRequest(resp *http.Response, body string) (endpoint *url.URL, params url.Values, ok bool) {
+	if action, fields, found := autoPostForm(body); found && resp.StatusCode == http.StatusOK {
+		u, err := url.Parse(action)
+		return u, fields, err == nil
+	}
+	if resp.StatusCode != http.StatusFound {
+		return nil, nil, false
+	}
+	u, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		return nil, nil, false
+	}
+	params = u.Query()
+	u.RawQuery = ""
+	return u, params, true
+}

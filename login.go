@@ -383,7 +383,11 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		}
 		v := url.Values{"client_id": {p.cfg.ClientID}, "post_logout_redirect_uri": {target}}
 		if e.sess.IDToken != "" {
+			// The hint is an ID token: POST it, never put it in a URL where
+			// logs (Caddy's access log records Location), browser history
+			// and the provider's access log would keep it.
 			v.Set("id_token_hint", e.sess.IDToken)
+			return writeAutoPost(w, st.endSession, v)
 		}
 		sep := "?"
 		if strings.Contains(st.endSession, "?") {

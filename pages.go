@@ -1,11 +1,14 @@
 package authgate
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -265,4 +268,47 @@ small{color:#5b616b}
 </main>
 </body>
 </html>
+`))
+
+// autoPostScript submits the page's form at once; the page allows exactly
+// this script by its hash, nothing else.
+const autoPostScript = `document.forms[0].submit();`
+
+var autoPostCSP = func() string {
+	sum := sha256.Sum256([]byte(autoPostScript))
+	return "default-src 'none'; style-src 'unsafe-inline'; form-action *; frame-ancestors 'none'; script-src 'sha256-" +
+		base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}()
+
+// writeAutoPost sends the browser to action with a POST of values: a form
+// submitted by a script, with a button for browsers without scripts.
+func writeAutoPost(w http.ResponseWriter, action string, values url.Values) error {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Content-Security-Policy", autoPostCSP)
+	w.WriteHeader(http.StatusOK)
+	type field struct{ Name, Value string }
+	var fields []field
+	for k, vs := range values {
+		for _, v := range vs {
+			fields = append(fields, field{k, v})
+		}
+	}
+	sort.Slice(fields, func(i, j int) bool { return fields[i].Name < fields[j].Name })
+	return autoPostTemplate.Execute(w, map[string]any{"Action": action, "Fields": fields, "Script": template.JS(autoPostScript)})
+}
+
+var autoPostTemplate = template.Must(template.New("post").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Signing out</title></head>
+<body>
+<form method="post" action="{{.Action}}">
+{{- range .Fields}}
+<input type="hidden" name="{{.Name}}" value="{{.Value}}">
+{{- end}}
+<p>Signing you out at the identity provider…</p>
+<noscript><button type="submit" id="continue">Continue</button></noscript>
+</form>
+<script>{{.Script}}</script>
+</body></html>
 `))

@@ -435,25 +435,32 @@ func (s *exampleSite) checkLogout(t *testing.T, revocations int, endSession bool
 	b := newBrowser(t)
 	s.login(t, b, "/before-logout")
 	before := s.emu.Counts()
-	resp, _ := b.api("GET", s.origin+"/oauth2/logout")
-	if resp.StatusCode != http.StatusFound {
-		t.Fatalf("logout: %d", resp.StatusCode)
-	}
-	loc := resp.Header.Get("Location")
+	resp, body := b.api("GET", s.origin+"/oauth2/logout")
 	if endSession {
-		endpoint := s.emu.Issuer() + "/protocol/openid-connect/logout?"
-		if !strings.HasPrefix(loc, endpoint) {
-			t.Fatalf("logout went to %q, want the end-session endpoint %s", loc, endpoint)
+		endpoint := s.emu.Issuer() + "/protocol/openid-connect/logout"
+		loc, params, ok := endSessionRequest(resp, body)
+		if !ok || loc.String() != endpoint {
+			t.Fatalf("logout: %d to %v, want the end-session endpoint %s", resp.StatusCode, loc, endpoint)
 		}
-		resp, body := b.api("GET", loc)
+		if params.Get("id_token_hint") != "" && strings.Contains(resp.Header.Get("Location"), "id_token_hint") {
+			t.Error("the ID token went into a URL")
+		}
+		c := *b.client
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, err := c.PostForm(loc.String(), params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		respBody, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != s.origin+"/" {
-			t.Errorf("end session: %d to %q, want 302 back to %s/\n%s", resp.StatusCode, resp.Header.Get("Location"), s.origin, body)
+			t.Errorf("end session: %d to %q, want 302 back to %s/\n%s", resp.StatusCode, resp.Header.Get("Location"), s.origin, respBody)
 		}
 		if n := s.emu.Count("end_session") - before["end_session"]; n != 1 {
 			t.Errorf("end-session endpoint visited %d times, want 1", n)
 		}
-	} else if loc != "/" {
-		t.Errorf("logout went to %q, want /", loc)
+	} else if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != "/" {
+		t.Errorf("logout: %d to %q, want 302 to /", resp.StatusCode, loc)
 	}
 	if n := s.emu.Count("revoke") - before["revoke"]; n != revocations {
 		t.Errorf("%d revocation requests, want %d", n, revocations)

@@ -42,6 +42,10 @@ var (
 	errProviderBadResponse = errors.New("provider sent an unusable response")
 )
 
+// maxTokenLifetimeSecs caps the lifetime a provider may claim for a token
+// (ten years), so that huge values cannot overflow.
+const maxTokenLifetimeSecs = 10 * 365 * 24 * 3600
+
 // tokenSet is what a token endpoint gave us, normalised.
 type tokenSet struct {
 	AccessToken  string
@@ -206,10 +210,14 @@ func (c *oauthClient) refresh(ctx context.Context, refreshToken string) (*tokenS
 
 func (c *oauthClient) normalise(tok *oauth2.Token) *tokenSet {
 	ts := &tokenSet{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry}
-	if tok.ExpiresIn > 0 {
+	switch {
+	case tok.ExpiresIn > 0:
 		// x/oauth2 dates expires_in with time.Now; every other expiry
-		// check here uses timeNow, so date it with that clock too.
-		ts.Expiry = timeNow().Add(time.Duration(tok.ExpiresIn) * time.Second)
+		// check here uses timeNow, so date it with that clock too. Absurd
+		// lifetimes are capped rather than overflowing into the past.
+		ts.Expiry = timeNow().Add(time.Duration(min(tok.ExpiresIn, maxTokenLifetimeSecs)) * time.Second)
+	case tok.ExpiresIn < 0:
+		ts.Expiry = time.Time{} // meaningless: fall back as if absent
 	}
 	if id, ok := tok.Extra("id_token").(string); ok {
 		ts.IDToken = id
@@ -245,6 +253,9 @@ func jwtExpiry(token string) (time.Time, bool) {
 	secs, err := claims.Exp.Float64()
 	if err != nil || secs <= 0 {
 		return time.Time{}, false
+	}
+	if limit := float64(timeNow().Unix() + maxTokenLifetimeSecs); secs > limit {
+		secs = limit // an exp of 1e19 would overflow int64 into the past
 	}
 	return time.Unix(int64(secs), 0), true
 }
@@ -285,6 +296,9 @@ func (c *oauthClient) userinfo(ctx context.Context, accessToken string) (map[str
 	if err := dec.Decode(&claims); err != nil || claims == nil {
 		return nil, fmt.Errorf("userinfo: not a JSON object: %w", errProviderBadResponse)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("userinfo: data after the JSON object: %w", errProviderBadResponse)
+	}
 	return claims, nil
 }
 
@@ -314,7 +328,10 @@ func (c *oauthClient) revoke(ctx context.Context, token, hint string) error {
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxProviderBody))
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode >= 500:
+		return fmt.Errorf("revoking token: status %d: %w", resp.StatusCode, errProviderDown)
+	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("revoking token: status %d: %w", resp.StatusCode, errProviderRejected)
 	}
 	return nil

@@ -1,0 +1,470 @@
+package authgate
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// claimsTestDoc is a nested provider answer in the shape of the NTPU and
+// Citesphere dialects, decoded the way userinfo decodes (json.Number).
+const claimsTestDoc = `{
+	"sub": "u-1",
+	"email": "Ada@Example.test",
+	"preferred_username": "ada",
+	"name": "Ada Lovelace",
+	"groups": ["admins", "dev"],
+	"single_group": "ops",
+	"age": 36,
+	"ratio": 0.5,
+	"big": 12345678901234567890,
+	"active": true,
+	"nothing": null,
+	"empty": "",
+	"person": {
+		"roles": [
+			{"role": "teacher", "dept": "cs"},
+			{"role": "admin"},
+			{"dept": "math"},
+			"not-an-object",
+			{"role": ["nested", "list"]},
+			{"role": {"deep": "object"}}
+		],
+		"id": 42
+	},
+	"contactInformation": {"instituteWebmailAddress": "ada@ntpu.test"},
+	"a": [{"b": "first"}, {"b": "second"}],
+	"matrix": [[1, 2], [3]],
+	"emails": ["one@example.test", "two@example.test"]
+}`
+
+func claimsTestDecode(t testing.TB, s string, useNumber bool) map[string]any {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(s))
+	if useNumber {
+		dec.UseNumber()
+	}
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		t.Fatalf("decoding test document: %v", err)
+	}
+	return m
+}
+
+func TestParseClaimPath(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want claimPath
+		err  bool
+	}{
+		{name: "single key", in: "sub", want: claimPath{{key: "sub", index: -1}}},
+		{name: "nested", in: "contactInformation.instituteWebmailAddress", want: claimPath{{key: "contactInformation", index: -1}, {key: "instituteWebmailAddress", index: -1}}},
+		{name: "all elements", in: "person.roles[].role", want: claimPath{{key: "person", index: -1}, {key: "roles", all: true, index: -1}, {key: "role", index: -1}}},
+		{name: "index", in: "a[0].b", want: claimPath{{key: "a", index: 0}, {key: "b", index: -1}}},
+		{name: "index at end", in: "emails[12]", want: claimPath{{key: "emails", index: 12}}},
+		{name: "key with dash and colon", in: "urn:x-claim.roles", want: claimPath{{key: "urn:x-claim", index: -1}, {key: "roles", index: -1}}},
+		{name: "empty", in: "", err: true},
+		{name: "too long", in: strings.Repeat("a", maxClaimPathLen+1), err: true},
+		{name: "longest allowed", in: strings.Repeat("a", maxClaimPathLen), want: claimPath{{key: strings.Repeat("a", maxClaimPathLen), index: -1}}},
+		{name: "leading dot", in: ".sub", err: true},
+		{name: "trailing dot", in: "sub.", err: true},
+		{name: "double dot", in: "a..b", err: true},
+		{name: "only brackets", in: "[]", err: true},
+		{name: "brackets without key", in: "a.[0]", err: true},
+		{name: "unclosed bracket", in: "a[", err: true},
+		{name: "unclosed index", in: "a[0", err: true},
+		{name: "text after bracket", in: "a[0]b", err: true},
+		{name: "two brackets", in: "a[0][1]", err: true},
+		{name: "nested brackets", in: "a[[0]]", err: true},
+		{name: "negative index", in: "a[-1]", err: true},
+		{name: "signed index", in: "a[+1]", err: true},
+		{name: "index with space", in: "a[ 1]", err: true},
+		{name: "non-numeric index", in: "a[x]", err: true},
+		{name: "huge index", in: "a[99999999999999999999999]", err: true},
+		{name: "closing bracket only", in: "a]", err: true},
+		{name: "closing bracket in key", in: "a]b.c", err: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseClaimPath(tt.in)
+			if tt.err {
+				if err == nil {
+					t.Fatalf("parseClaimPath(%q) = %+v, want an error", tt.in, got)
+				}
+				if !errors.Is(err, errClaimPath) {
+					t.Errorf("error %v does not wrap errClaimPath", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseClaimPath(%q): %v", tt.in, err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("parseClaimPath(%q) = %+v, want %+v", tt.in, got, tt.want)
+			}
+			if s := pathString(got); s != tt.in {
+				t.Errorf("pathString round trip = %q, want %q", s, tt.in)
+			}
+		})
+	}
+}
+
+func TestClaimPathStrings(t *testing.T) {
+	tests := []struct {
+		path string
+		want []string
+	}{
+		{"sub", []string{"u-1"}},
+		{"email", []string{"Ada@Example.test"}},
+		{"groups", []string{"admins", "dev"}},
+		{"groups[]", []string{"admins", "dev"}},
+		{"groups[1]", []string{"dev"}},
+		{"groups[2]", []string{}},
+		{"single_group", []string{"ops"}},
+		{"person.roles[].role", []string{"teacher", "admin", "nested", "list"}},
+		{"person.roles[0].role", []string{"teacher"}},
+		{"person.roles[2].role", []string{}},
+		{"person.roles[3].role", []string{}}, // a string, not an object
+		{"person.roles[].dept", []string{"cs", "math"}},
+		{"person.id", []string{"42"}},
+		{"contactInformation.instituteWebmailAddress", []string{"ada@ntpu.test"}},
+		{"a[0].b", []string{"first"}},
+		{"a[1].b", []string{"second"}},
+		{"a[].b", []string{"first", "second"}},
+		{"emails[0]", []string{"one@example.test"}},
+		{"age", []string{"36"}},
+		{"ratio", []string{"0.5"}},
+		{"active", []string{"true"}},
+		{"matrix[]", []string{"1", "2", "3"}}, // [] then the final one-level flatten
+		{"matrix[0]", []string{"1", "2"}},
+		{"nothing", []string{}},
+		{"empty", []string{}},
+		{"missing", []string{}},
+		{"missing.deeper", []string{}},
+		{"sub.deeper", []string{}}, // a string has no keys
+		{"sub[]", []string{}},      // a string is not an array
+		{"sub[0]", []string{}},     // nor indexable
+		{"person", []string{}},     // objects are not scalars
+		{"person.roles[5].role", []string{}},
+		{"person.roles[1000000].role", []string{}},
+	}
+	for _, number := range []bool{true, false} {
+		claims := claimsTestDecode(t, claimsTestDoc, number)
+		for _, tt := range tests {
+			name := tt.path + "/float64"
+			if number {
+				name = tt.path + "/json.Number"
+			}
+			t.Run(name, func(t *testing.T) {
+				p, err := parseClaimPath(tt.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := p.strings(claims)
+				if !reflect.DeepEqual(got, tt.want) {
+					t.Errorf("strings(%q) = %q, want %q", tt.path, got, tt.want)
+				}
+			})
+		}
+	}
+}
+
+func TestClaimPathEval(t *testing.T) {
+	claims := claimsTestDecode(t, claimsTestDoc, true)
+	tests := []struct {
+		name string
+		path string
+		want []any
+	}{
+		{"number stays json.Number", "age", []any{json.Number("36")}},
+		{"big number keeps its digits", "big", []any{json.Number("12345678901234567890")}},
+		{"bool", "active", []any{true}},
+		{"object", "contactInformation", []any{map[string]any{"instituteWebmailAddress": "ada@ntpu.test"}}},
+		{"null is nothing", "nothing", nil},
+		{"arrays flatten one level", "matrix", []any{[]any{json.Number("1"), json.Number("2")}, []any{json.Number("3")}}},
+		{"missing", "nope", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := parseClaimPath(tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.eval(claims); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("eval(%q) = %#v, want %#v", tt.path, got, tt.want)
+			}
+		})
+	}
+	t.Run("nil claims", func(t *testing.T) {
+		p, _ := parseClaimPath("a[].b")
+		if got := p.eval(nil); got != nil {
+			t.Errorf("eval(nil) = %v", got)
+		}
+	})
+}
+
+func TestScalarString(t *testing.T) {
+	tests := []struct {
+		in   any
+		want string
+		ok   bool
+	}{
+		{"x", "x", true},
+		{json.Number("1.50"), "1.50", true},
+		{float64(3), "3", true},
+		{float64(1e21), "1000000000000000000000", true},
+		{float64(-0.25), "-0.25", true},
+		{true, "true", true},
+		{false, "false", true},
+		{nil, "", false},
+		{map[string]any{}, "", false},
+		{[]any{"a"}, "", false},
+	}
+	for _, tt := range tests {
+		got, ok := scalarString(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("scalarString(%#v) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestCompileClaimMap(t *testing.T) {
+	tests := []struct {
+		name string
+		m    ClaimMap
+		err  string
+	}{
+		{name: "defaults", m: ClaimMap{}},
+		{name: "nested paths", m: ClaimMap{Email: "contactInformation.instituteWebmailAddress", Groups: "person.roles[].role"}},
+		{name: "bad user", m: ClaimMap{User: "a..b"}, err: "claim user"},
+		{name: "bad email", m: ClaimMap{Email: "x["}, err: "claim email"},
+		{name: "bad username", m: ClaimMap{PreferredUsername: "[0]"}, err: "claim preferred_username"},
+		{name: "bad name", m: ClaimMap{Name: "."}, err: "claim name"},
+		{name: "bad groups", m: ClaimMap{Groups: "g[-1]"}, err: "claim groups"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := compileClaimMap(tt.m)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !errors.Is(err, errClaimPath) {
+					t.Fatalf("compileClaimMap = %v, want an error about %q wrapping errClaimPath", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.user == nil || c.email == nil || c.username == nil || c.name == nil || c.groups == nil {
+				t.Errorf("a path is missing: %+v", c)
+			}
+		})
+	}
+}
+
+func TestClaimMapIdentity(t *testing.T) {
+	doc := claimsTestDecode(t, claimsTestDoc, true)
+	ntpu := claimsTestDecode(t, `{"person":{"id":"410","roles":[{"role":"student"},{"role":"ta"}]},"contactInformation":{"instituteWebmailAddress":"s410@ntpu.test"}}`, true)
+	tests := []struct {
+		name   string
+		m      ClaimMap
+		claims map[string]any
+		strict bool
+		want   *Identity // Claims not compared
+		err    string
+	}{
+		{
+			name: "default mapping", claims: doc, strict: true,
+			want: &Identity{Provider: "p", ID: "u-1", Email: "Ada@Example.test", PreferredUsername: "ada", Name: "Ada Lovelace", Groups: []string{"admins", "dev"}},
+		},
+		{
+			name: "nested mapping", claims: ntpu, strict: true,
+			m:    ClaimMap{User: "person.id", Email: "contactInformation.instituteWebmailAddress", Groups: "person.roles[].role"},
+			want: &Identity{Provider: "p", ID: "410", Email: "s410@ntpu.test", Groups: []string{"student", "ta"}},
+		},
+		{
+			name: "number as id", claims: doc, strict: true, m: ClaimMap{User: "person.id"},
+			want: &Identity{Provider: "p", ID: "42", Email: "Ada@Example.test", PreferredUsername: "ada", Name: "Ada Lovelace", Groups: []string{"admins", "dev"}},
+		},
+		{
+			name: "first of several values", claims: doc, strict: true, m: ClaimMap{Email: "emails"},
+			want: &Identity{Provider: "p", ID: "u-1", Email: "one@example.test", PreferredUsername: "ada", Name: "Ada Lovelace", Groups: []string{"admins", "dev"}},
+		},
+		{
+			name: "default paths may be absent", claims: map[string]any{"sub": "x"}, strict: true,
+			want: &Identity{Provider: "p", ID: "x", Groups: []string{}},
+		},
+		{name: "no user id is an error when strict", claims: map[string]any{"email": "a@b"}, strict: true, err: "claim user"},
+		{
+			name: "no user id is tolerated when lenient", claims: map[string]any{"email": "a@b"},
+			want: &Identity{Provider: "p", Email: "a@b", Groups: []string{}},
+		},
+		{name: "explicit email found nothing", claims: ntpu, strict: true, m: ClaimMap{User: "person.id", Email: "mail"}, err: "claim email"},
+		{name: "explicit username found nothing", claims: doc, strict: true, m: ClaimMap{PreferredUsername: "login"}, err: "claim preferred_username"},
+		{name: "explicit name found nothing", claims: doc, strict: true, m: ClaimMap{Name: "display.name"}, err: "claim name"},
+		{name: "explicit groups found nothing", claims: doc, strict: true, m: ClaimMap{Groups: "person.roles[].title"}, err: "claim groups"},
+		{name: "explicit path to an object is nothing", claims: doc, strict: true, m: ClaimMap{Email: "contactInformation"}, err: "claim email"},
+		{
+			name: "explicit paths lenient", claims: doc, m: ClaimMap{Email: "mail", Groups: "person.roles[].title"},
+			want: &Identity{Provider: "p", ID: "u-1", PreferredUsername: "ada", Name: "Ada Lovelace", Groups: []string{}},
+		},
+		{name: "nil claims strict", strict: true, err: "claim user"},
+		{name: "nil claims lenient", want: &Identity{Provider: "p", Groups: []string{}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := compileClaimMap(tt.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.identity("p", tt.claims, tt.strict)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("identity = %+v, %v; want an error about %q", got, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got.Claims = nil
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("identity =\n%+v\nwant\n%+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSanitizeHeaderValue(t *testing.T) {
+	long := strings.Repeat("x", maxHeaderValueLen+10)
+	// A group list just over the limit: the cut must fall on a comma.
+	var groups strings.Builder
+	for i := 0; groups.Len() <= maxHeaderValueLen; i++ {
+		if i > 0 {
+			groups.WriteByte(',')
+		}
+		groups.WriteString("group-" + strings.Repeat("g", i%7))
+	}
+	list := groups.String()
+	tests := []struct {
+		name, in, want string
+	}{
+		{"clean", "Ada Lovelace", "Ada Lovelace"},
+		{"empty", "", ""},
+		{"CRLF injection", "ada\r\nX-Forwarded-User: admin", "adaX-Forwarded-User: admin"},
+		{"bare LF", "a\nb", "ab"},
+		{"NUL", "a\x00b", "ab"},
+		{"DEL", "a\x7fb", "ab"},
+		{"tab and other controls", "a\tb\x01c\x1fd", "abcd"},
+		{"unicode kept", "Zoë 李", "Zoë 李"},
+		{"unicode with control", "Zoë\r\n李", "Zoë李"},
+		{"exactly the limit", long[:maxHeaderValueLen], long[:maxHeaderValueLen]},
+		{"too long without a separator is dropped", long, ""},
+		{"too long list cut at a comma", list, list[:strings.LastIndexByte(list[:maxHeaderValueLen], ',')]},
+		{"controls removed before measuring", strings.Repeat("\r", 50) + long[:maxHeaderValueLen], long[:maxHeaderValueLen]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := sanitizeHeaderValue(tt.in); got != tt.want {
+				t.Errorf("sanitizeHeaderValue(%q) = %q, want %q", claimsTestShort(tt.in), claimsTestShort(got), claimsTestShort(tt.want))
+			}
+		})
+	}
+	t.Run("bounded and valid UTF-8 at the limit", func(t *testing.T) {
+		for _, in := range []string{
+			strings.Repeat("a", maxHeaderValueLen-1) + "é,b",
+			strings.Repeat("é,", maxHeaderValueLen),
+			strings.Repeat("李", maxHeaderValueLen),
+		} {
+			got := sanitizeHeaderValue(in)
+			if len(got) > maxHeaderValueLen || !utf8.ValidString(got) {
+				t.Errorf("got %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
+			}
+		}
+	})
+	t.Run("no control byte survives", func(t *testing.T) {
+		var b bytes.Buffer
+		for c := 0; c < 256; c++ {
+			b.WriteByte(byte(c))
+		}
+		got := sanitizeHeaderValue(b.String())
+		for i := 0; i < len(got); i++ {
+			if c := got[i]; c < 0x20 || c == 0x7f {
+				t.Fatalf("byte %#x survived in %q", c, got)
+			}
+		}
+	})
+}
+
+func claimsTestShort(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+func TestMergeClaims(t *testing.T) {
+	big := strings.Repeat("x", maxClaimsJSON)
+	tests := []struct {
+		name     string
+		id, info map[string]any
+		want     map[string]any
+		err      bool
+	}{
+		{
+			name: "userinfo wins",
+			id:   map[string]any{"sub": "s", "email": "old@example.test", "name": "Old"},
+			info: map[string]any{"email": "new@example.test", "groups": []any{"g"}},
+			want: map[string]any{"sub": "s", "email": "new@example.test", "name": "Old", "groups": []any{"g"}},
+		},
+		{
+			name: "registered claims dropped",
+			id: map[string]any{
+				"sub": "s", "iss": "https://idp", "aud": "c", "exp": 1.0, "iat": 1.0, "nbf": 1.0, "auth_time": 1.0,
+				"at_hash": "h", "c_hash": "h", "nonce": "n", "jti": "j", "azp": "c", "typ": "ID", "session_state": "x",
+				"acr": "1", "amr": []any{"pwd"},
+			},
+			info: map[string]any{"exp": 2.0, "locale": "de"},
+			want: map[string]any{"sub": "s", "locale": "de"},
+		},
+		{name: "both nil", want: map[string]any{}},
+		{name: "only userinfo", info: map[string]any{"sub": "s"}, want: map[string]any{"sub": "s"}},
+		{name: "too large", id: map[string]any{"sub": "s", "blob": big}, err: true},
+		{name: "too large from userinfo", id: map[string]any{"sub": "s"}, info: map[string]any{"blob": big}, err: true},
+		{name: "large but only bookkeeping", id: map[string]any{"sub": "s", "nonce": big}, want: map[string]any{"sub": "s"}},
+		{name: "unencodable", id: map[string]any{"sub": "s", "f": func() {}}, err: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			idCopy := claimsTestCopy(tt.id)
+			got, err := mergeClaims(tt.id, tt.info)
+			if tt.err {
+				if err == nil {
+					t.Fatalf("mergeClaims succeeded with %d keys, want an error", len(got))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("mergeClaims = %v, want %v", got, tt.want)
+			}
+			if len(idCopy) != len(tt.id) {
+				t.Errorf("mergeClaims modified its input")
+			}
+		})
+	}
+}
+
+func claimsTestCopy(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

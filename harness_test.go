@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -247,14 +248,58 @@ type site struct {
 
 // setupSite starts a provider, a backend and Caddy with authgate in front
 // of the backend. extraGlobal goes into the global authgate block; handler
-// into the site's authgate block.
+// into the site's authgate block. setupSiteWith shapes more.
 func setupSite(t *testing.T, opts testidp.Options, extraGlobal, handler string) *site {
+	t.Helper()
+	return setupSiteWith(t, siteConfig{opts: opts, global: extraGlobal, handler: handler}).site
+}
+
+// siteConfig describes a one-site setup whose Caddyfile the test shapes
+// more freely than setupSite: provider options, other keys, Caddy
+// global options, and faults installed before Caddy starts (and so before
+// the background discovery).
+type siteConfig struct {
+	opts        testidp.Options
+	keys        string // session_keys arguments; default testKey
+	caddyGlobal string // extra Caddy global options (log ...)
+	global      string // extra lines of the global authgate block
+	provider    string // extra lines of the provider block
+	handler     string // lines of the site's authgate block
+	siteExtra   string // extra lines of the site block
+	// proxy is the body of the reverse_proxy block. Default: header_up
+	// X-Placeholder-User and X-Placeholder-Name from the placeholders.
+	proxy       string
+	beforeStart func(idp *testidp.Server)
+}
+
+type configuredSite struct {
+	*site
+	cfg siteConfig
+}
+
+func setupSiteWith(t *testing.T, cfg siteConfig) *configuredSite {
 	t.Helper()
 	port := freePort(t)
 	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
-	idp := newIDP(t, opts, origin+"/oauth2/callback")
+	idp := newIDP(t, cfg.opts, origin+"/oauth2/callback")
 	be := newBackend(t)
+	if cfg.beforeStart != nil {
+		cfg.beforeStart(idp)
+	}
+	s := &configuredSite{site: &site{port: port, origin: origin, backend: be, idp: idp}, cfg: cfg}
+	s.start(t, orDefault(cfg.keys, testKey))
+	return s
+}
+
+// start (re)loads Caddy with the site, encrypting with the given keys.
+func (s *configuredSite) start(t *testing.T, keys string) {
+	t.Helper()
+	proxy := s.cfg.proxy
+	if proxy == "" {
+		proxy = "header_up X-Placeholder-User {http.auth.user.id}\n\t\theader_up X-Placeholder-Name {http.auth.user.name}"
+	}
 	startCaddy(t, fmt.Sprintf(`{
+	%s
 	%s
 	authgate {
 		session_keys %s
@@ -262,21 +307,53 @@ func setupSite(t *testing.T, opts testidp.Options, extraGlobal, handler string) 
 			issuer %s
 			client_id app
 			client_secret app-secret
+			%s
 		}
 		%s
 	}
 }
 %s {
+	%s
 	authgate {
 		%s
 	}
 	reverse_proxy %s {
-		header_up X-Placeholder-User {http.auth.user.id}
-		header_up X-Placeholder-Name {http.auth.user.name}
+		%s
 	}
 }
-`, globalPrelude, testKey, idp.Issuer(), extraGlobal, origin, handler, be.URL))
-	return &site{port: port, origin: origin, backend: be, idp: idp}
+`, globalPrelude, s.cfg.caddyGlobal, keys, s.idp.Issuer(), s.cfg.provider, s.cfg.global,
+		s.origin, s.cfg.siteExtra, s.cfg.handler, s.backend.URL, proxy))
+}
+
+// startLoginAt navigates b to u (a protected page or /oauth2/start) and
+// follows the redirects up to, not into, the provider's redirect back. It
+// returns that callback URL; the browser holds the pending-login cookie.
+func startLoginAt(t *testing.T, b *browser, u string) string {
+	t.Helper()
+	c := *b.client
+	var callback string
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if req.URL.Path == "/oauth2/callback" {
+			callback = req.URL.String()
+			return http.ErrUseLastResponse
+		}
+		if len(via) > 10 {
+			return fmt.Errorf("redirect loop")
+		}
+		return nil
+	}
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("starting a login at %s: %v", u, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if callback == "" {
+		t.Fatalf("starting a login at %s: the provider did not redirect to the callback (status %d): %.300s", u, resp.StatusCode, body)
+	}
+	return callback
 }
 
 // login signs the browser in and returns the backend's view of the first
@@ -349,4 +426,47 @@ func endSessionRequest(resp *http.Response, body string) (endpoint *url.URL, par
 	params = u.Query()
 	u.RawQuery = ""
 	return u, params, true
+}
+
+type burstResult struct {
+	resp   *http.Response
+	status int
+	body   string
+}
+
+// burst sends n API requests with the same Cookie header at once.
+func burst(t *testing.T, u, cookie string, n int) []burstResult {
+	t.Helper()
+	client := &http.Client{
+		Timeout:       20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	out := make([]burstResult, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("%s?n=%d", u, i), nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			req.Header.Set("Cookie", cookie)
+			req.Header.Set("Accept", "application/json")
+			<-start
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			out[i] = burstResult{resp: resp, status: resp.StatusCode, body: string(body)}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return out
 }

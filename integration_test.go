@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -160,29 +159,9 @@ func TestRefreshAndSingleFlight(t *testing.T) {
 	// and the user is still signed in afterwards.
 	advanceClock(t, 5*time.Minute)
 	s.idp.ResetCounts()
-	cookie := b.cookieHeader(s.origin)
-	var wg sync.WaitGroup
-	statuses := make([]int, 20)
-	for i := range statuses {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest("GET", fmt.Sprintf("%s/concurrent/%d", s.origin, i), nil)
-			req.Header.Set("Cookie", cookie)
-			req.Header.Set("Accept", "application/json")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			statuses[i] = resp.StatusCode
-		}()
-	}
-	wg.Wait()
-	for i, st := range statuses {
-		if st != 200 {
-			t.Errorf("request %d: status %d", i, st)
+	for i, r := range burst(t, s.origin+"/concurrent", b.cookieHeader(s.origin), 20) {
+		if r.status != 200 {
+			t.Errorf("request %d: status %d", i, r.status)
 		}
 	}
 	if n := s.idp.Count("token:refresh_token"); n != 1 {
@@ -423,30 +402,9 @@ func TestNegativePaths(t *testing.T) {
 		}
 	})
 
-	// startLogin begins a login without following the provider's redirect
-	// back, returning the callback URL the provider would send.
 	startLogin := func(t *testing.T, b *browser) string {
 		t.Helper()
-		c := *b.client
-		var callback string
-		c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-			if req.URL.Path == "/oauth2/callback" {
-				callback = req.URL.String()
-				return http.ErrUseLastResponse
-			}
-			return nil
-		}
-		req, _ := http.NewRequest("GET", s.origin+"/start-here", nil)
-		req.Header.Set("Accept", "text/html")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if callback == "" {
-			t.Fatal("the provider did not redirect to the callback")
-		}
-		return callback
+		return startLoginAt(t, b, s.origin+"/start-here")
 	}
 	noSession := func(t *testing.T, resp *http.Response) {
 		t.Helper()

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -518,47 +517,4 @@ func getWithCookie(t *testing.T, u, cookie string) (*http.Response, string) {
 		t.FailNow()
 	}
 	return r.resp, r.body
-}
-
-type burstResult struct {
-	resp   *http.Response
-	status int
-	body   string
-}
-
-// burst sends n API requests with the same Cookie header at once.
-func burst(t *testing.T, u, cookie string, n int) []burstResult {
-	t.Helper()
-	client := &http.Client{
-		Timeout:       20 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	out := make([]burstResult, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range out {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("%s?n=%d", u, i), nil)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			req.Header.Set("Cookie", cookie)
-			req.Header.Set("Accept", "application/json")
-			<-start
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			out[i] = burstResult{resp: resp, status: resp.StatusCode, body: string(body)}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	return out
 }

@@ -296,29 +296,9 @@ func TestScaleOutFlowAcrossInstances(t *testing.T) {
 	// other processes with real clocks).
 	time.Sleep(2200 * time.Millisecond)
 	c.idp.ResetCounts()
-	cookie := b.cookieHeader(c.origin)
-	statuses := make([]int, 20)
-	var wg sync.WaitGroup
-	for i := range statuses {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest("GET", fmt.Sprintf("%s/burst/%d", c.origin, i), nil)
-			req.Header.Set("Cookie", cookie)
-			req.Header.Set("Accept", "application/json")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			statuses[i] = resp.StatusCode
-		}()
-	}
-	wg.Wait()
-	for i, s := range statuses {
-		if s != 200 {
-			t.Errorf("burst request %d: %d", i, s)
+	for i, r := range burst(t, c.origin+"/burst", b.cookieHeader(c.origin), 20) {
+		if r.status != 200 {
+			t.Errorf("burst request %d: %d", i, r.status)
 		}
 	}
 	if n := c.idp.Count("token:refresh_token"); n != 1 {

@@ -2,7 +2,6 @@ package authgate
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,113 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/authgate/caddy-authgate/internal/testidp"
 )
 
 // Helpers of the attack corpus (security_test.go).
-
-// secConfig describes a one-site setup whose Caddyfile the test shapes
-// more freely than setupSite allows: provider options, other keys, Caddy
-// global options, and faults installed before Caddy starts (and so before
-// the background discovery).
-type secConfig struct {
-	opts        testidp.Options
-	keys        string // session_keys arguments; default testKey
-	caddyGlobal string // extra Caddy global options (log ...)
-	global      string // extra lines of the global authgate block
-	provider    string // extra lines of the provider block
-	handler     string // lines of the site's authgate block
-	siteExtra   string // extra lines of the site block
-	// proxy is the body of the reverse_proxy block. Default: header_up
-	// X-Placeholder-User and X-Placeholder-Name from the placeholders.
-	proxy       string
-	beforeStart func(idp *testidp.Server)
-}
-
-type secSite struct {
-	*site
-	cfg secConfig
-}
-
-func secSetup(t *testing.T, cfg secConfig) *secSite {
-	t.Helper()
-	port := freePort(t)
-	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
-	idp := newIDP(t, cfg.opts, origin+"/oauth2/callback")
-	be := newBackend(t)
-	if cfg.beforeStart != nil {
-		cfg.beforeStart(idp)
-	}
-	s := &secSite{site: &site{port: port, origin: origin, backend: be, idp: idp}, cfg: cfg}
-	s.start(t, orDefault(cfg.keys, testKey))
-	return s
-}
-
-// start (re)loads Caddy with the site, encrypting with the given keys.
-func (s *secSite) start(t *testing.T, keys string) {
-	t.Helper()
-	proxy := s.cfg.proxy
-	if proxy == "" {
-		proxy = "header_up X-Placeholder-User {http.auth.user.id}\n\t\theader_up X-Placeholder-Name {http.auth.user.name}"
-	}
-	startCaddy(t, fmt.Sprintf(`{
-	%s
-	%s
-	authgate {
-		session_keys %s
-		provider corp {
-			issuer %s
-			client_id app
-			client_secret app-secret
-			%s
-		}
-		%s
-	}
-}
-%s {
-	%s
-	authgate {
-		%s
-	}
-	reverse_proxy %s {
-		%s
-	}
-}
-`, globalPrelude, s.cfg.caddyGlobal, keys, s.idp.Issuer(), s.cfg.provider, s.cfg.global,
-		s.origin, s.cfg.siteExtra, s.cfg.handler, s.backend.URL, proxy))
-}
-
-// startLoginAt navigates b to u (a protected page or /oauth2/start) and
-// follows the redirects up to, not into, the provider's redirect back. It
-// returns that callback URL; the browser holds the pending-login cookie.
-func startLoginAt(t *testing.T, b *browser, u string) string {
-	t.Helper()
-	c := *b.client
-	var callback string
-	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if req.URL.Path == "/oauth2/callback" {
-			callback = req.URL.String()
-			return http.ErrUseLastResponse
-		}
-		if len(via) > 10 {
-			return fmt.Errorf("redirect loop")
-		}
-		return nil
-	}
-	req, _ := http.NewRequest(http.MethodGet, u, nil)
-	req.Header.Set("Accept", "text/html")
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("starting a login at %s: %v", u, err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if callback == "" {
-		t.Fatalf("starting a login at %s: the provider did not redirect to the callback (status %d): %.300s", u, resp.StatusCode, body)
-	}
-	return callback
-}
 
 // withQuery returns u with the given query parameters replaced.
 func withQuery(t *testing.T, u string, kv ...string) string {

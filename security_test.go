@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -157,7 +156,7 @@ func TestSecurityJWKS(t *testing.T) {
 }
 
 func TestSecurityDiscovery(t *testing.T) {
-	s := secSetup(t, secConfig{beforeStart: func(idp *testidp.Server) {
+	s := setupSiteWith(t, siteConfig{beforeStart: func(idp *testidp.Server) {
 		idp.SetFault("discovery", testidp.Fault{Kind: testidp.FaultDiscoveryWrongIssuer})
 	}})
 	t.Run("discovery naming another issuer: the browser gets a 502 page", func(t *testing.T) {
@@ -846,7 +845,7 @@ func TestSecuritySessionLifetime(t *testing.T) {
 }
 
 func TestSecurityOldKeyCookie(t *testing.T) {
-	s := secSetup(t, secConfig{keys: testOldKey})
+	s := setupSiteWith(t, siteConfig{keys: testOldKey})
 	b := newBrowser(t)
 	s.login(t, b)
 	old := jarSession(t, b, s.origin)
@@ -979,7 +978,7 @@ func TestSecurityHeaderInjection(t *testing.T) {
 	}
 
 	t.Run("CR, LF and NUL in claims never reach identity headers, claim headers or /oauth2/auth", func(t *testing.T) {
-		s := secSetup(t, secConfig{handler: "claim_header X-Department department", proxy: "header_up -X-Nothing"})
+		s := setupSiteWith(t, siteConfig{handler: "claim_header X-Department department", proxy: "header_up -X-Nothing"})
 		s.idp.SetUserClaims("alice", evil)
 		defer s.idp.SetUserClaims("alice", restore)
 		b := newBrowser(t)
@@ -1001,7 +1000,7 @@ func TestSecurityHeaderInjection(t *testing.T) {
 		checkClean(t, "/oauth2/auth", resp.Header)
 	})
 
-	s := secSetup(t, secConfig{proxy: `header_up X-P-User {http.auth.user.id}
+	s := setupSiteWith(t, siteConfig{proxy: `header_up X-P-User {http.auth.user.id}
 		header_up X-P-Name {http.auth.user.name}
 		header_up X-P-Email {http.auth.user.email}
 		header_up X-P-Login {http.auth.user.preferred_username}
@@ -1472,32 +1471,17 @@ func TestSecurityRefresh(t *testing.T) {
 		oldRT := mustOpenSession(t, jarSession(t, b, s.origin), testKey).RefreshToken
 		advanceClock(t, 5*time.Minute)
 		s.idp.ResetCounts()
-		var wg sync.WaitGroup
-		var mu sync.Mutex
 		statuses := make([]int, 20)
 		var values []string
-		for i := range statuses {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				req, _ := http.NewRequest("GET", fmt.Sprintf("%s/burst/%d", s.origin, i), nil)
-				req.Header.Set("Cookie", before)
-				req.Header.Set("Accept", "application/json")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				resp.Body.Close()
-				statuses[i] = resp.StatusCode
-				if v := sessionValueFrom(liveSessionCookies(resp)); v != "" {
-					mu.Lock()
-					values = append(values, v)
-					mu.Unlock()
-				}
-			}()
+		for i, r := range burst(t, s.origin+"/burst", before, 20) {
+			statuses[i] = r.status
+			if r.resp == nil {
+				continue
+			}
+			if v := sessionValueFrom(liveSessionCookies(r.resp)); v != "" {
+				values = append(values, v)
+			}
 		}
-		wg.Wait()
 		for i, st := range statuses {
 			if st != http.StatusOK {
 				t.Errorf("request %d of the burst: status %d", i, st)

@@ -272,30 +272,10 @@ http://127.0.0.1:%d {
 }
 
 func TestHandleErrorsReplacesPages(t *testing.T) {
-	s := setupSite(t, testidp.Options{}, "", "error_pages caddy\n\t\tallow group nobody-has-this")
-	// setupSite's site has no handle_errors; load one that has.
-	startCaddy(t, fmt.Sprintf(`{
-	%s
-	authgate {
-		session_keys %s
-		provider corp {
-			issuer %s
-			client_id app
-			client_secret app-secret
-		}
-	}
-}
-%s {
-	authgate {
-		error_pages caddy
-		allow group nobody-has-this
-	}
-	reverse_proxy %s
-	handle_errors {
-		respond "custom page: {http.auth.authgate.reason} ({err.status_code}) ref {http.auth.authgate.request_id}"
-	}
-}
-`, globalPrelude, testKey, s.idp.Issuer(), s.origin, s.backend.URL))
+	s := setupSiteWith(t, siteConfig{
+		handler:   "error_pages caddy\n\t\tallow group nobody-has-this",
+		siteExtra: "handle_errors {\n\t\trespond \"custom page: {http.auth.authgate.reason} ({err.status_code}) ref {http.auth.authgate.request_id}\"\n\t}",
+	})
 	b := newBrowser(t)
 	resp, body := b.get(s.origin + "/")
 	if resp.StatusCode != http.StatusForbidden || !strings.HasPrefix(body, "custom page: forbidden (403) ref ") {

@@ -43,6 +43,27 @@ type Identity struct {
 	Name              string
 	Groups            []string
 	Claims            map[string]any
+
+	// out holds the values as they go into headers and placeholders,
+	// sanitised once: identities are cached with their sessions, so the
+	// hot path only copies them.
+	out identityOut
+}
+
+type identityOut struct {
+	id, email, username, name, groups string
+}
+
+// prepare fills in the header-ready values.
+func (id *Identity) prepare() *Identity {
+	id.out = identityOut{
+		id:       sanitizeHeaderValue(id.ID),
+		email:    sanitizeHeaderValue(id.Email),
+		username: sanitizeHeaderValue(id.PreferredUsername),
+		name:     sanitizeHeaderValue(id.Name),
+		groups:   sanitizeHeaderValue(strings.Join(id.Groups, ",")),
+	}
+	return id
 }
 
 // claimPath is a parsed path.
@@ -230,7 +251,7 @@ func (c *compiledClaimMap) identity(provider string, claims map[string]any, stri
 	if strict && c.explicit["groups"] && len(id.Groups) == 0 {
 		return nil, fmt.Errorf("claim groups: path %q found nothing in the provider's claims", pathString(c.groups))
 	}
-	return id, nil
+	return id.prepare(), nil
 }
 
 func pathString(p claimPath) string {

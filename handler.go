@@ -591,19 +591,18 @@ func isHTTPS(r *http.Request) bool { return r.TLS != nil }
 // the request without the session cookies.
 func (h *Handler) forward(r *http.Request, id *Identity, sess *Session) {
 	hd := r.Header
-	if id.ID != "" {
-		hd[h.Headers.User] = []string{sanitizeHeaderValue(id.ID)}
+	o := &id.out
+	if o.id != "" {
+		hd[h.Headers.User] = []string{o.id}
 	}
-	if id.Email != "" {
-		hd[h.Headers.Email] = []string{sanitizeHeaderValue(id.Email)}
+	if o.email != "" {
+		hd[h.Headers.Email] = []string{o.email}
 	}
-	if id.PreferredUsername != "" {
-		hd[h.Headers.PreferredUsername] = []string{sanitizeHeaderValue(id.PreferredUsername)}
+	if o.username != "" {
+		hd[h.Headers.PreferredUsername] = []string{o.username}
 	}
-	groups := ""
-	if len(id.Groups) > 0 {
-		groups = strings.Join(id.Groups, ",")
-		hd[h.Headers.Groups] = []string{sanitizeHeaderValue(groups)}
+	if o.groups != "" {
+		hd[h.Headers.Groups] = []string{o.groups}
 	}
 	if h.PassAccessToken && sess != nil {
 		hd[h.Headers.AccessToken] = []string{sess.AccessToken}
@@ -616,11 +615,11 @@ func (h *Handler) forward(r *http.Request, id *Identity, sess *Session) {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		// Placeholders end up in headers (header_up, request_header) and
 		// logs: the same sanitising as the identity headers.
-		repl.Set("http.auth.user.id", sanitizeHeaderValue(id.ID))
-		repl.Set("http.auth.user.email", sanitizeHeaderValue(id.Email))
-		repl.Set("http.auth.user.preferred_username", sanitizeHeaderValue(id.PreferredUsername))
-		repl.Set("http.auth.user.name", sanitizeHeaderValue(id.Name))
-		repl.Set("http.auth.user.groups", sanitizeHeaderValue(groups))
+		repl.Set("http.auth.user.id", o.id)
+		repl.Set("http.auth.user.email", o.email)
+		repl.Set("http.auth.user.preferred_username", o.username)
+		repl.Set("http.auth.user.name", o.name)
+		repl.Set("http.auth.user.groups", o.groups)
 		repl.Set("http.auth.user.provider", id.Provider)
 		claims := id.Claims
 		repl.Map(func(key string) (any, bool) {

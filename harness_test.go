@@ -42,7 +42,11 @@ func TestMain(m *testing.M) {
 	adminPort = l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	globalPrelude = fmt.Sprintf(globalPreludeFormat, adminPort)
-	os.Exit(m.Run())
+	code := m.Run()
+	if caddyBinaryDir != "" {
+		os.RemoveAll(caddyBinaryDir)
+	}
+	os.Exit(code)
 }
 
 // advanceClock moves the clock forward for the rest of the test.

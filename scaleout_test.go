@@ -39,12 +39,17 @@ func requireTool(t *testing.T, name, env string) string {
 	return path
 }
 
+// caddyBinaryDir holds the binary built for this test process; TestMain
+// removes it.
+var caddyBinaryDir string
+
 // caddyBinary builds ./cmd/caddy once per test process.
 var caddyBinary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "authgate-caddy-")
 	if err != nil {
 		return "", err
 	}
+	caddyBinaryDir = dir
 	bin := filepath.Join(dir, "caddy")
 	out, err := exec.Command("go", "build", "-o", bin, "./cmd/caddy").CombinedOutput()
 	if err != nil {

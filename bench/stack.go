@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile" // the Caddyfile adapter
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/authgate/caddy-authgate" // the module under test
+	"github.com/authgate/caddy-authgate/internal/testidp"
+)
+
+// cookieName is authgate's default session cookie name; chunks are
+// cookieName_0, cookieName_1, ...
+const cookieName = "_authgate"
+
+// backendBody is what the backend answers to every request: small, so that
+// the benchmark measures the proxy rather than the payload.
+var backendBody = []byte("hello from the backend\n")
+
+// stack is everything the benchmark runs in this process.
+type stack struct {
+	backend     *http.Server
+	backendAddr string
+	// identified counts backend requests that carried X-Forwarded-User:
+	// proof that authenticated load really passed authgate.
+	identified atomic.Int64
+
+	idp       *testidp.Server
+	plainURL  string // http://127.0.0.1:port, reverse_proxy only
+	authURL   string // http://127.0.0.1:port, authgate + reverse_proxy
+	caddyfile string
+}
+
+// benchUser is the provider's AutoLogin account.
+const benchUser = "bench"
+
+var smallGroups = []any{"staff", "developers"}
+
+func startStack() (*stack, error) {
+	s := &stack{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.backendAddr = ln.Addr().String()
+	s.backend = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Forwarded-User") != "" {
+				s.identified.Add(1)
+			}
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Content-Length", strconv.Itoa(len(backendBody)))
+			_, _ = w.Write(backendBody)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	withRole("backend", func() { go func() { _ = s.backend.Serve(ln) }() })
+
+	plainPort, err := freePort()
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	authPort, err := freePort()
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.plainURL = fmt.Sprintf("http://127.0.0.1:%d", plainPort)
+	s.authURL = fmt.Sprintf("http://127.0.0.1:%d", authPort)
+
+	secret := randomHex(16)
+	s.idp, err = testidp.New(testidp.Options{
+		Users: []testidp.User{{Username: benchUser, Claims: map[string]any{
+			"sub": "bench-user-0001", "email": "bench@example.test", "name": "Bench User",
+			"preferred_username": benchUser, "groups": smallGroups,
+		}}},
+		Clients:   []testidp.Client{{ID: "bench", Secret: secret, RedirectURIs: []string{s.authURL + "/oauth2/callback"}}},
+		AutoLogin: benchUser,
+		// Long-lived tokens: a refresh during the load would be a
+		// provider request on the hot path, which is not what is measured
+		// (and would fail the zero-provider-requests check).
+		AccessTokenTTL:  24 * time.Hour,
+		RefreshTokenTTL: 48 * time.Hour,
+	})
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	withRole("provider", func() { err = s.idp.Start() })
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+
+	// Secrets through placeholders, as in production (and so authgate
+	// does not warn about literal ones).
+	os.Setenv("AUTHGATE_BENCH_KEY", randomHex(32))
+	os.Setenv("AUTHGATE_BENCH_SECRET", secret)
+	s.caddyfile = fmt.Sprintf(`{
+	admin off
+	auto_https off
+	persist_config off
+	log {
+		level ERROR
+	}
+	authgate {
+		session_keys {env.AUTHGATE_BENCH_KEY}
+		provider local {
+			issuer %s
+			client_id bench
+			client_secret {env.AUTHGATE_BENCH_SECRET}
+		}
+	}
+}
+
+%s {
+	reverse_proxy %s
+}
+
+%s {
+	authgate
+	reverse_proxy %s
+}
+`, s.idp.Issuer(), s.plainURL, s.backendAddr, s.authURL, s.backendAddr)
+	cfgJSON, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(s.caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		s.stop()
+		return nil, fmt.Errorf("adapting the Caddyfile: %w", err)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(os.Stderr, "caddyfile warning: %s\n", w.String())
+	}
+	withRole("caddy", func() { err = caddy.Load(cfgJSON, true) })
+	if err != nil {
+		s.stop()
+		return nil, fmt.Errorf("starting Caddy: %w", err)
+	}
+	return s, nil
+}
+
+func (s *stack) stop() {
+	_ = caddy.Stop()
+	if s.idp != nil {
+		s.idp.Close()
+	}
+	if s.backend != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.backend.Shutdown(ctx)
+	}
+}
+
+// providerEndpoints are the provider's counters that any server-side
+// request to it increments.
+var providerEndpoints = []string{"discovery", "jwks", "authorize", "token", "userinfo", "revoke", "end_session"}
+
+// providerRequests is the number of requests the provider has served.
+func (s *stack) providerRequests() int {
+	n := 0
+	for _, e := range providerEndpoints {
+		n += s.idp.Count(e)
+	}
+	return n
+}
+
+// session is a logged-in browser's session cookies.
+type session struct {
+	header string   // "Cookie" header value: the session cookie(s) only
+	names  []string // cookie names, in order
+	size   int      // bytes of the cookie values together
+	hops   int      // redirects the login took
+}
+
+func (s session) describe() string {
+	if len(s.names) == 1 {
+		return fmt.Sprintf("1 cookie %s, %d bytes; login took %d redirects", s.names[0], s.size, s.hops)
+	}
+	return fmt.Sprintf("%d chunk cookies %s, %d bytes together; login took %d redirects",
+		len(s.names), strings.Join(s.names, ", "), s.size, s.hops)
+}
+
+// login signs in through the authgate site like a browser: it asks for a
+// page, follows the redirects to the provider (which approves at once) and
+// back to the callback, and lands on the backend. jar is fresh per login.
+func login(rt http.RoundTripper, site string) (session, error) {
+	jar, _ := cookiejar.New(nil)
+	hops := 0
+	client := &http.Client{
+		Transport: rt,
+		Jar:       jar,
+		Timeout:   20 * time.Second,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			hops++
+			if len(via) > 10 {
+				return errors.New("redirect loop")
+			}
+			return nil
+		},
+	}
+	req, err := http.NewRequest(http.MethodGet, site+"/app/home", nil)
+	if err != nil {
+		return session{}, err
+	}
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	resp, err := client.Do(req)
+	if err != nil {
+		return session{}, err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != string(backendBody) {
+		return session{}, fmt.Errorf("login ended with status %d at %s: %.200q", resp.StatusCode, resp.Request.URL, body)
+	}
+	if got := resp.Request.URL.String(); got != site+"/app/home" {
+		return session{}, fmt.Errorf("login returned to %s, not the page asked for", got)
+	}
+	u, _ := url.Parse(site)
+	var sess session
+	var cookies []*http.Cookie
+	for _, c := range jar.Cookies(u) {
+		if c.Name == cookieName || isChunkName(c.Name) {
+			cookies = append(cookies, c)
+		}
+	}
+	sort.Slice(cookies, func(i, j int) bool { return chunkIndex(cookies[i].Name) < chunkIndex(cookies[j].Name) })
+	var parts []string
+	for _, c := range cookies {
+		parts = append(parts, c.Name+"="+c.Value)
+		sess.names = append(sess.names, c.Name)
+		sess.size += len(c.Value)
+	}
+	if len(parts) == 0 {
+		return session{}, errors.New("login set no session cookie")
+	}
+	sess.header = strings.Join(parts, "; ")
+	sess.hops = hops
+	return sess, nil
+}
+
+func isChunkName(n string) bool {
+	rest, ok := strings.CutPrefix(n, cookieName+"_")
+	if !ok {
+		return false
+	}
+	_, err := strconv.Atoi(rest)
+	return err == nil
+}
+
+func chunkIndex(n string) int {
+	i, err := strconv.Atoi(strings.TrimPrefix(n, cookieName+"_"))
+	if err != nil {
+		return -1
+	}
+	return i
+}
+
+// withRole runs f with a profiler label: goroutines it starts, and theirs,
+// carry it, so that a -cpuprofile splits by role
+// (go tool pprof -tagfocus role=caddy).
+func withRole(role string, f func()) {
+	pprof.Do(context.Background(), pprof.Labels("role", role), func(context.Context) { f() })
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,352 @@
+package authgate
+
+// Benchmarks of the authenticated hot path, and a test that the session
+// cache keeps memory flat. The load benchmark of a whole Caddy is
+// `go run ./bench`; see docs/performance.md.
+//
+//	go test -bench . -benchmem -run '^$' .
+//
+// Every per-request benchmark builds its request the same way (headers, a
+// replacer and vars in the context, as Caddy does), so that
+// BenchmarkHandlerPlainNext is the baseline to subtract from the others.
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+const benchSessionKey = "bench-session-key-0123456789abcdef-0123456789"
+
+// benchLargeGroups makes a session of over 5 KB, in two cookies.
+const benchLargeGroups = 360
+
+// benchGateway is a gateway with one provider configured by URLs, so that
+// nothing is discovered and nothing touches the network.
+func benchGateway(tb testing.TB) *gateway {
+	tb.Helper()
+	gw, err := newGateway(context.Background(), Settings{
+		SessionKeys: []string{benchSessionKey},
+		Providers: map[string]*ProviderConfig{"corp": {
+			ClientID:     "app",
+			ClientSecret: "app-secret",
+			AuthorizeURL: "http://127.0.0.1:9/authorize",
+			TokenURL:     "http://127.0.0.1:9/token",
+		}},
+	}, zap.NewNop())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return gw
+}
+
+// benchHandler provisions `authgate` with no options the way Caddy does
+// (caddy.ProvisionContext, then the handler module from JSON) with the
+// settings of benchGateway in the app: defaults everywhere, so that the
+// benchmark follows whatever Provision sets up. Its gateway is h.gw.
+func benchHandler(b *testing.B) *Handler {
+	b.Helper()
+	b.Setenv("AUTHGATE_BENCH_KEY", benchSessionKey)
+	var cfg caddy.Config
+	if err := json.Unmarshal([]byte(`{
+		"logging": {"logs": {"default": {"level": "ERROR"}}},
+		"apps": {"authgate": {
+			"session_keys": ["{env.AUTHGATE_BENCH_KEY}"],
+			"providers": {"corp": {
+				"client_id": "app",
+				"client_secret": "{env.AUTHGATE_BENCH_KEY}",
+				"authorize_url": "http://127.0.0.1:9/authorize",
+				"token_url": "http://127.0.0.1:9/token"
+			}}
+		}}
+	}`), &cfg); err != nil {
+		b.Fatal(err)
+	}
+	ctx, err := caddy.ProvisionContext(&cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mod, err := ctx.LoadModuleByID("http.handlers.authgate", json.RawMessage(`{}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return mod.(*Handler)
+}
+
+// benchJWT looks like a provider's signed token: base64url JSON header
+// and claims, and an RS256-sized signature. Its size and compressibility
+// are what matter here, not its validity.
+func benchJWT(claims map[string]any) string {
+	enc := func(v any) string {
+		b, _ := json.Marshal(v)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	return enc(map[string]any{"alg": "RS256", "kid": "k1", "typ": "at+jwt"}) + "." + enc(claims) + "." + randomString(256)
+}
+
+// benchSession is a session like a login through the test provider makes:
+// identity claims, a JWT access token that repeats them, a refresh token
+// and, when it is small enough, the ID token. groups sets its size.
+func benchSession(sub string, groups int) *Session {
+	gs := make([]any, groups)
+	for i := range gs {
+		gs[i] = fmt.Sprintf("org-unit-%03d-team-members", i)
+	}
+	claims := map[string]any{
+		"sub": sub, "email": sub + "@example.test", "name": "Bench User " + sub,
+		"preferred_username": sub, "groups": gs, "sid": randomString(12),
+	}
+	now := timeNow().Unix()
+	tokenClaims := map[string]any{"iss": "https://idp.example.test", "aud": "app", "iat": now, "exp": now + 3600, "jti": randomString(16)}
+	for k, v := range claims {
+		tokenClaims[k] = v
+	}
+	s := &Session{
+		Version: sessionVersion, ID: randomString(16), Provider: "corp", Created: now, Expiry: now + 3600,
+		AccessToken: benchJWT(tokenClaims), RefreshToken: randomString(32), Claims: claims,
+	}
+	if id := benchJWT(tokenClaims); len(id) <= maxIDTokenHint {
+		s.IDToken = id
+	}
+	return s
+}
+
+// benchCookie encodes s into the Cookie header a browser would send back:
+// one cookie, or numbered chunks for a large session.
+func benchCookie(tb testing.TB, gw *gateway, s *Session) (header, value string, chunks int) {
+	tb.Helper()
+	value, err := gw.codec.encode(gw.cookie.Name, s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	if err := writeChunked(rec, gw.cookie, value, 3600, false, nil); err != nil {
+		tb.Fatal(err)
+	}
+	var parts []string
+	for _, c := range rec.Result().Cookies() {
+		parts = append(parts, c.Name+"="+c.Value)
+	}
+	// Browsers send other cookies too; authgate must leave them alone.
+	parts = append(parts, "theme=dark", "lang=en")
+	return strings.Join(parts, "; "), value, len(parts) - 2
+}
+
+var benchURL = &url.URL{Scheme: "http", Host: "app.example.test", Path: "/dashboard"}
+
+// benchRequest builds a request as Caddy hands it to a handler: parsed
+// headers, and a replacer and vars map in the context.
+func benchRequest(cookie string) *http.Request {
+	r := &http.Request{
+		Method: http.MethodGet, URL: benchURL, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Host: benchURL.Host, RemoteAddr: "127.0.0.1:50000", RequestURI: benchURL.Path,
+		Header: http.Header{
+			"Accept":     {"text/html,application/xhtml+xml"},
+			"User-Agent": {"Mozilla/5.0 (bench)"},
+			"Cookie":     {cookie},
+		},
+	}
+	ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+	return r.WithContext(ctx)
+}
+
+// benchWriter is a ResponseWriter that discards everything.
+type benchWriter struct{ h http.Header }
+
+func (w *benchWriter) Header() http.Header         { return w.h }
+func (w *benchWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *benchWriter) WriteHeader(int)             {}
+
+var benchNext = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+
+func BenchmarkSessionDecode(b *testing.B) {
+	gw := benchGateway(b)
+	_, raw, _ := benchCookie(b, gw, benchSession("alice", 2))
+	b.ReportAllocs()
+	for b.Loop() {
+		var s Session
+		if _, err := gw.codec.decode(gw.cookie.Name, raw, &s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// After the loop: b.Loop resets the timer, which drops metrics.
+	b.ReportMetric(float64(len(raw)), "cookie-bytes")
+}
+
+func BenchmarkSessionDecodeChunked(b *testing.B) {
+	gw := benchGateway(b)
+	header, raw, chunks := benchCookie(b, gw, benchSession("alice", benchLargeGroups))
+	if chunks < 2 || len(raw) < 5<<10 {
+		b.Fatalf("want a chunked session over 5 KB, got %d bytes in %d cookies", len(raw), chunks)
+	}
+	r := benchRequest(header)
+	b.ReportAllocs()
+	for b.Loop() {
+		v, _ := readChunked(r, gw.cookie.Name)
+		var s Session
+		if _, err := gw.codec.decode(gw.cookie.Name, v, &s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(raw)), "cookie-bytes")
+	b.ReportMetric(float64(chunks), "chunks")
+}
+
+func BenchmarkSessionCacheHit(b *testing.B) {
+	gw := benchGateway(b)
+	_, raw, _ := benchCookie(b, gw, benchSession("alice", 2))
+	if _, err := gw.decodeSession(raw); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := gw.decodeSession(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkIdentityHeaders(b *testing.B) {
+	h := benchHandler(b)
+	gw := h.gw
+	header, raw, _ := benchCookie(b, gw, benchSession("alice", 2))
+	e, err := gw.decodeSession(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r := benchRequest(header)
+		h.forward(r, e.identity, e.sess)
+	}
+}
+
+func benchmarkHandler(b *testing.B, groups int) {
+	h := benchHandler(b)
+	gw := h.gw
+	header, _, _ := benchCookie(b, gw, benchSession("alice", groups))
+	w := &benchWriter{h: http.Header{}}
+	// One request checked in full before the timing starts.
+	var seen *http.Request
+	check := caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error { seen = r; return nil })
+	if err := h.ServeHTTP(w, benchRequest(header), check); err != nil {
+		b.Fatal(err)
+	}
+	if seen == nil || seen.Header.Get("X-Forwarded-User") != "alice" || strings.Contains(seen.Header.Get("Cookie"), gw.cookie.Name) {
+		b.Fatalf("the request did not pass authenticated: %v", seen)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.ServeHTTP(w, benchRequest(header), benchNext); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkHandlerAuthenticated(b *testing.B) { benchmarkHandler(b, 2) }
+
+func BenchmarkHandlerAuthenticatedChunked(b *testing.B) { benchmarkHandler(b, benchLargeGroups) }
+
+func BenchmarkHandlerPlainNext(b *testing.B) {
+	gw := benchGateway(b)
+	header, _, _ := benchCookie(b, gw, benchSession("alice", 2))
+	w := &benchWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := benchNext.ServeHTTP(w, benchRequest(header)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestMemoryFlatWith100kSessions decodes 100,000 distinct sessions, as
+// many users would bring, and checks that the cache of decoded sessions
+// stays within its byte budget and the heap does not grow with the number
+// of users. Small sessions are the hard case: the cache's size estimate is
+// proportional to the cookie, the real cost of an entry has a fixed part.
+func TestMemoryFlatWith100kSessions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("decodes 100,000 sessions")
+	}
+	const sessions = 100_000
+	const maxGrowth = 64 << 20
+	gw := benchGateway(t)
+	now := timeNow().Unix()
+	newSession := func(i int) *Session {
+		sub := fmt.Sprintf("user-%06d", i)
+		return &Session{
+			Version: sessionVersion, ID: fmt.Sprintf("s%08d", i), Provider: "corp", Created: now, Expiry: now + 3600,
+			AccessToken: "at-" + sub + "-" + strings.Repeat("x", 200), RefreshToken: "rt-" + sub,
+			Claims: map[string]any{
+				"sub": sub, "email": sub + "@example.test", "name": "User " + sub,
+				"preferred_username": sub, "groups": []any{"staff", "developers"},
+			},
+		}
+	}
+
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	var last string
+	for i := range sessions {
+		raw, err := gw.codec.encode(gw.cookie.Name, newSession(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := gw.decodeSession(raw)
+		if err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("user-%06d", i); e.identity.ID != want {
+			t.Fatalf("session %d decoded as %q", i, e.identity.ID)
+		}
+		last = raw
+	}
+	elapsed := time.Since(start)
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+
+	c := gw.sessions
+	c.mu.RLock()
+	curBytes, oldBytes, entries := c.curBytes, 0, len(c.cur)+len(c.old)
+	for _, e := range c.old {
+		oldBytes += e.size
+	}
+	c.mu.RUnlock()
+	growth := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d sessions in %s; cache: %d entries, %d + %d estimated bytes of a %d budget; heap growth %.1f MiB (%.0f bytes per cached entry)",
+		sessions, elapsed.Round(time.Millisecond), entries, curBytes, oldBytes, c.budget,
+		float64(growth)/(1<<20), float64(growth)/float64(max(1, entries)))
+
+	if curBytes > c.budget {
+		t.Errorf("current generation holds %d bytes, over the %d budget", curBytes, c.budget)
+	}
+	if curBytes+oldBytes > c.budget {
+		t.Errorf("both generations hold %d bytes, over the %d budget", curBytes+oldBytes, c.budget)
+	}
+	if entries >= sessions {
+		t.Errorf("the cache kept all %d sessions: nothing was evicted", entries)
+	}
+	if growth > maxGrowth {
+		t.Errorf("heap grew by %.1f MiB, more than %d MiB", float64(growth)/(1<<20), maxGrowth>>20)
+	}
+	if c.get(last) == nil {
+		t.Error("the most recent session is not cached")
+	}
+	runtime.KeepAlive(gw)
+}

@@ -54,6 +54,38 @@ type identityOut struct {
 	id, email, username, name, groups string
 }
 
+// placeholder resolves {http.auth.user.*} for Caddy's replacer: the
+// identity fields, then any top-level scalar claim. One provider per
+// request instead of a map write per field.
+func (id *Identity) placeholder(key string) (any, bool) {
+	name, ok := strings.CutPrefix(key, "http.auth.user.")
+	if !ok {
+		return nil, false
+	}
+	switch name {
+	case "id":
+		return id.out.id, true
+	case "email":
+		return id.out.email, true
+	case "preferred_username":
+		return id.out.username, true
+	case "name":
+		return id.out.name, true
+	case "groups":
+		return id.out.groups, true
+	case "provider":
+		return id.Provider, true
+	}
+	v, ok := id.Claims[name]
+	if !ok {
+		return nil, false
+	}
+	if s, ok := scalarString(v); ok {
+		return sanitizeHeaderValue(s), true
+	}
+	return nil, false
+}
+
 // prepare fills in the header-ready values.
 func (id *Identity) prepare() *Identity {
 	id.out = identityOut{

@@ -613,29 +613,7 @@ func (h *Handler) forward(r *http.Request, id *Identity, sess *Session) {
 		}
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		// Placeholders end up in headers (header_up, request_header) and
-		// logs: the same sanitising as the identity headers.
-		repl.Set("http.auth.user.id", o.id)
-		repl.Set("http.auth.user.email", o.email)
-		repl.Set("http.auth.user.preferred_username", o.username)
-		repl.Set("http.auth.user.name", o.name)
-		repl.Set("http.auth.user.groups", o.groups)
-		repl.Set("http.auth.user.provider", id.Provider)
-		claims := id.Claims
-		repl.Map(func(key string) (any, bool) {
-			name, ok := strings.CutPrefix(key, "http.auth.user.")
-			if !ok {
-				return nil, false
-			}
-			v, ok := claims[name]
-			if !ok {
-				return nil, false
-			}
-			if s, ok := scalarString(v); ok {
-				return sanitizeHeaderValue(s), true
-			}
-			return nil, false
-		})
+		repl.Map(id.placeholder)
 	}
 	if !h.PassCookie {
 		stripCookies(r, h.gw.cookie.Name)
@@ -648,7 +626,7 @@ func (h *Handler) forward(r *http.Request, id *Identity, sess *Session) {
 }
 
 // stripCookies removes authgate's cookies (session, chunks, pending
-// logins) from the request's Cookie headers.
+// logins) from the request's Cookie headers, in one pass.
 func stripCookies(r *http.Request, base string) {
 	lines := r.Header["Cookie"]
 	found := false
@@ -661,25 +639,30 @@ func stripCookies(r *http.Request, base string) {
 	if !found {
 		return
 	}
-	var kept []string
+	var b strings.Builder
 	for _, l := range lines {
-		for part := range strings.SplitSeq(l, ";") {
-			p := strings.TrimSpace(part)
-			if p == "" {
+		for len(l) > 0 {
+			var part string
+			part, l, _ = strings.Cut(l, ";")
+			part = strings.TrimSpace(part)
+			if part == "" {
 				continue
 			}
-			name, _, _ := strings.Cut(p, "=")
+			name, _, _ := strings.Cut(part, "=")
 			if name == base || strings.HasPrefix(name, base+"_") {
 				continue
 			}
-			kept = append(kept, p)
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(part)
 		}
 	}
-	if len(kept) == 0 {
+	if b.Len() == 0 {
 		delete(r.Header, "Cookie")
 		return
 	}
-	r.Header["Cookie"] = []string{strings.Join(kept, "; ")}
+	r.Header["Cookie"] = []string{b.String()}
 }
 
 // log writes one structured line with the request id. Values must never

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -98,6 +99,9 @@ const (
 	maxInflated = 256 << 10
 )
 
+// inflaters reuses flate readers: each holds a 32 KiB window.
+var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
+
 func (jsonSerializer) Serialize(src any) ([]byte, error) {
 	b, err := json.Marshal(src)
 	if err != nil {
@@ -124,8 +128,11 @@ func (jsonSerializer) Deserialize(src []byte, dst any) error {
 	switch src[0] {
 	case tagJSON:
 	case tagDeflate:
-		zr := flate.NewReader(bytes.NewReader(body))
-		defer zr.Close()
+		zr := inflaters.Get().(io.ReadCloser)
+		defer inflaters.Put(zr)
+		if err := zr.(flate.Resetter).Reset(bytes.NewReader(body), nil); err != nil {
+			return errBadSession
+		}
 		inflated, err := io.ReadAll(io.LimitReader(zr, maxInflated+1))
 		if err != nil || len(inflated) > maxInflated {
 			return errBadSession
@@ -227,39 +234,63 @@ func chunkName(base string, i int) string { return base + "_" + strconv.Itoa(i) 
 // readChunked returns the session cookie value from r, joining numbered
 // chunks when the session did not fit one cookie. It also returns the names
 // of every session cookie present, so that writers can clear stale ones.
+//
+// It scans the Cookie headers itself rather than through r.Cookies(), which
+// parses and validates every cookie of the site on every request: only
+// authgate's own cookies are looked at, and a single cookie's value is
+// returned without copying. Values are checked by the MAC, not here.
 func readChunked(r *http.Request, base string) (value string, present []string) {
 	var single string
-	chunks := make(map[int]string)
-	for _, c := range r.Cookies() {
-		if c.Name == base {
-			single = c.Value
-			present = append(present, c.Name)
-			continue
+	var chunks [maxCookieChunks]string
+	nChunks := 0
+	for _, line := range r.Header["Cookie"] {
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimLeft(part, " ")
+			name, val, ok := strings.Cut(part, "=")
+			if !ok || !strings.HasPrefix(name, base) {
+				continue
+			}
+			val = strings.Trim(strings.TrimRight(val, " "), `"`)
+			if name == base {
+				single = val
+				present = append(present, name)
+				continue
+			}
+			rest, ok := strings.CutPrefix(name[len(base):], "_")
+			if !ok {
+				continue
+			}
+			i, err := strconv.Atoi(rest)
+			if err != nil || i < 0 || i >= maxCookieChunks || strconv.Itoa(i) != rest {
+				continue
+			}
+			if chunks[i] == "" {
+				nChunks++
+			}
+			chunks[i] = val
+			present = append(present, name)
 		}
-		rest, ok := strings.CutPrefix(c.Name, base+"_")
-		if !ok {
-			continue
-		}
-		i, err := strconv.Atoi(rest)
-		if err != nil || i < 0 || i >= maxCookieChunks || strconv.Itoa(i) != rest {
-			continue
-		}
-		chunks[i] = c.Value
-		present = append(present, c.Name)
 	}
 	if single != "" {
 		return single, present
 	}
-	if len(chunks) == 0 {
+	if nChunks == 0 || chunks[0] == "" {
 		return "", present
 	}
+	size, n := 0, 0
+	for n < maxCookieChunks && chunks[n] != "" {
+		size += len(chunks[n])
+		n++
+	}
+	if n == 1 {
+		return chunks[0], present
+	}
 	var b strings.Builder
-	for i := 0; i < maxCookieChunks; i++ {
-		v, ok := chunks[i]
-		if !ok {
-			break
-		}
-		b.WriteString(v)
+	b.Grow(size)
+	for _, c := range chunks[:n] {
+		b.WriteString(c)
 	}
 	return b.String(), present
 }

@@ -161,6 +161,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.BearerTokens != nil {
 		h.bearers = newBearerCache()
 	}
+	if h.PassAccessToken {
+		h.gw.keepAccessToken.Store(true)
+	}
 	switch h.ErrorPages {
 	case "", "builtin", "caddy":
 	default:
@@ -486,7 +489,7 @@ func (gw *gateway) decodeSession(raw string) (*sessionEntry, error) {
 // entryFor checks a decoded session and works out its identity.
 func (gw *gateway) entryFor(s *Session, oldKey bool) (*sessionEntry, error) {
 	p, ok := gw.providers[s.Provider]
-	if s.Version != sessionVersion || !ok || s.AccessToken == "" {
+	if s.Version != sessionVersion || !ok || s.ID == "" || s.Created == 0 {
 		return nil, errBadSession
 	}
 	id, err := p.claims.identity(s.Provider, s.Claims, false)
@@ -508,10 +511,10 @@ func (gw *gateway) refreshAt(p *provider) refreshFunc {
 			return nil, err
 		}
 		ns := *old
-		ns.AccessToken = ts.AccessToken
 		if ts.RefreshToken != "" {
 			ns.RefreshToken = ts.RefreshToken
 		}
+		ns.AccessToken = gw.sessionAccessToken(ts.AccessToken, ns.RefreshToken, st)
 		ns.Expiry = 0
 		if !ts.Expiry.IsZero() {
 			ns.Expiry = ts.Expiry.Unix()

@@ -1,6 +1,8 @@
 package authgate
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -472,5 +474,17 @@ func burst(t *testing.T, u, cookie string, n int) []burstResult {
 	}
 	close(start)
 	wg.Wait()
+	return out
+}
+
+// namedGroups returns n group names that compress poorly (hex), so that a
+// session with them needs several cookies yet fits Caddy's 16 KiB
+// request-header limit for n up to about 500.
+func namedGroups(n int) []any {
+	out := make([]any, n)
+	for i := range out {
+		sum := sha256.Sum256([]byte(fmt.Sprint(i)))
+		out[i] = hex.EncodeToString(sum[:8])
+	}
 	return out
 }

@@ -262,13 +262,13 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		ID:           randomString(16),
 		Provider:     p.name,
 		Created:      timeNow().Unix(),
-		AccessToken:  ts.AccessToken,
 		RefreshToken: ts.RefreshToken,
 		Claims:       claims,
 	}
 	if p.cfg.Dialect.NoRefresh {
 		sess.RefreshToken = ""
 	}
+	sess.AccessToken = gw.sessionAccessToken(ts.AccessToken, sess.RefreshToken, st)
 	if st.endSession != "" && len(ts.IDToken) <= maxIDTokenHint {
 		// Kept only as id_token_hint for the provider's logout; a large
 		// one is left out and logout sends client_id instead.

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -217,8 +218,12 @@ type gateway struct {
 	refresher *refresher
 	sessions  *sessionCache
 	store     *redisStore // nil: sessions live in cookies
-	logger    *zap.Logger
-	transport http.RoundTripper
+	// keepAccessToken is set when a site of this gateway passes the access
+	// token to its backend; otherwise sessions do not carry it (the refresh
+	// token renews it, and revoking the refresh token ends the grant).
+	keepAccessToken atomic.Bool
+	logger          *zap.Logger
+	transport       http.RoundTripper
 }
 
 // newGateway resolves placeholders, checks the settings and starts
@@ -338,6 +343,16 @@ func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, 
 		}()
 	}
 	return gw, nil
+}
+
+// sessionAccessToken is what a session keeps of an access token: the token
+// when a site passes it on, or when nothing else could revoke the grant at
+// logout; otherwise nothing. It is most of a cookie's size.
+func (gw *gateway) sessionAccessToken(at, refreshToken string, st *providerState) string {
+	if gw.keepAccessToken.Load() || (refreshToken == "" && st.client.revokeURL != "") {
+		return at
+	}
+	return ""
 }
 
 func validCookieName(n string) bool {

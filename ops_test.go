@@ -103,7 +103,15 @@ func TestLogsCarryEventsButNeverSecrets(t *testing.T) {
 	}
 	reverse_proxy %s
 }
-`, globalPrelude, logFile, testKey, idp.Issuer(), origin, be.URL))
+# A site that passes the access token on: sessions then carry it, and
+# the scan below can look for it.
+http://127.0.0.1:%d {
+	authgate {
+		pass_access_token
+	}
+	respond "token passer"
+}
+`, globalPrelude, logFile, testKey, idp.Issuer(), origin, be.URL, freePort(t)))
 
 	secrets := map[string]string{"session key": testKey, "client secret": "app-secret-value-xyz"}
 	b := newBrowser(t)

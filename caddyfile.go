@@ -280,6 +280,7 @@ func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bo
 //		state   off
 //		pkce    off
 //		refresh off
+//		id_token_hint on
 //		authorize_param rename <standard> <theirs> | omit <name>... | set <name> <value>
 //		token_param     rename <standard> <theirs> | omit <name>... | set <name> <value>
 //		callback_param  code|state|error <theirs>
@@ -345,7 +346,7 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 			if pc.Dialect.ClientAuth != "basic" && pc.Dialect.ClientAuth != "body" {
 				return nil, d.Errf("client_auth must be basic or body, not %q", pc.Dialect.ClientAuth)
 			}
-		case "state", "pkce", "refresh":
+		case "state", "pkce", "refresh", "id_token_hint":
 			var v string
 			if err := oneArg(d, &v); err != nil {
 				return nil, err
@@ -361,6 +362,8 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 				pc.Dialect.NoPKCE = off
 			case "refresh":
 				pc.Dialect.NoRefresh = off
+			case "id_token_hint":
+				pc.IDTokenHint = !off
 			}
 		case "authorize_param", "token_param":
 			dst := &pc.Dialect.AuthorizeParams

@@ -529,8 +529,8 @@ func (gw *gateway) refreshAt(p *provider) refreshFunc {
 			if sub, _ := old.Claims["sub"].(string); sub != "" && tok.Subject != sub {
 				return nil, fmt.Errorf("refreshed ID token is for another subject: %w", errInvalidGrant)
 			}
-			if old.IDToken != "" && len(ts.IDToken) <= maxIDTokenHint {
-				ns.IDToken = ts.IDToken
+			if old.IDToken != "" {
+				ns.IDToken = gw.sessionIDToken(p, st, ts.IDToken)
 			}
 		}
 		return &ns, nil

@@ -223,41 +223,48 @@ func TestRefreshRejectedAndProviderDown(t *testing.T) {
 }
 
 func TestLogoutRevokesAndEndsProviderSession(t *testing.T) {
-	s := setupSite(t, testidp.Options{}, "", "")
-	b := newBrowser(t)
-	s.login(t, b)
-	before := b.cookieHeader(s.origin)
-	s.idp.ResetCounts()
-	resp, body := b.get(s.origin + "/oauth2/logout?rd=/bye")
-	// The ID token goes to the provider by POST, from a page whose script
-	// submits it (as a browser does), never in a URL.
-	if strings.Contains(strings.Join(b.hops, " "), "id_token_hint") {
-		t.Errorf("the ID token went into a URL: %v", b.hops)
-	}
-	resp, _, ok := b.submitAutoPost(body)
-	if !ok {
-		t.Fatalf("logout answered %d without the end-session form", resp.StatusCode)
-	}
-	// The session holds no access token unless a site passes it on: the
-	// refresh token is revoked, which ends the grant at the provider.
-	if n := s.idp.Count("revoke"); n != 1 {
-		t.Errorf("%d revocations, want 1 (the refresh token)", n)
-	}
-	if n := s.idp.Count("end_session"); n != 1 {
-		t.Errorf("end-session endpoint visited %d times, want 1", n)
-	}
-	// After the provider's logout the browser is back on our site at /bye,
-	// which sends it to log in again: AutoLogin signs it straight back in,
-	// so the final page is the backend at /bye.
-	if resp.Request.URL.Path != "/bye" {
-		t.Errorf("ended at %s, want /bye", resp.Request.URL)
-	}
-	// The cookie from before logout is dead at the provider: its tokens
-	// are revoked. Without a session store, the cookie itself stays valid
-	// until the access token expires; what logout guarantees is that the
-	// browser no longer has it.
-	if before == "" {
-		t.Fatal("no session before logout")
+	for _, tc := range []struct {
+		name     string
+		provider string // extra provider options
+		hint     bool   // id_token_hint expected, by POST
+	}{
+		{"default: client_id, no ID token in the cookie", "", false},
+		{"id_token_hint on: the hint goes by POST", "id_token_hint on", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := setupSiteWith(t, siteConfig{provider: tc.provider})
+			b := newBrowser(t)
+			s.login(t, b)
+			s.idp.ResetCounts()
+			resp, body := b.get(s.origin + "/oauth2/logout?rd=/bye")
+			// The ID token never goes into a URL.
+			if strings.Contains(strings.Join(b.hops, " "), "id_token_hint") {
+				t.Errorf("the ID token went into a URL: %v", b.hops)
+			}
+			if tc.hint {
+				_, fields, ok := autoPostForm(body)
+				if !ok || fields.Get("id_token_hint") == "" || fields.Get("client_id") != "app" {
+					t.Fatalf("logout answered %d without the end-session form carrying the hint", resp.StatusCode)
+				}
+				resp, _, _ = b.submitAutoPost(body)
+			} else if _, _, ok := autoPostForm(body); ok {
+				t.Error("an ID token was kept without id_token_hint on")
+			}
+			// The session holds no access token unless a site passes it
+			// on: the refresh token is revoked, which ends the grant.
+			if n := s.idp.Count("revoke"); n != 1 {
+				t.Errorf("%d revocations, want 1 (the refresh token)", n)
+			}
+			if n := s.idp.Count("end_session"); n != 1 {
+				t.Errorf("end-session endpoint visited %d times, want 1", n)
+			}
+			// After the provider's logout the browser is back at /bye, which
+			// sends it to log in again: AutoLogin signs it straight back in,
+			// so the final page is the backend at /bye.
+			if resp.Request.URL.Path != "/bye" {
+				t.Errorf("ended at %s, want /bye", resp.Request.URL)
+			}
+		})
 	}
 }
 

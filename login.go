@@ -269,11 +269,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		sess.RefreshToken = ""
 	}
 	sess.AccessToken = gw.sessionAccessToken(ts.AccessToken, sess.RefreshToken, st)
-	if st.endSession != "" && len(ts.IDToken) <= maxIDTokenHint {
-		// Kept only as id_token_hint for the provider's logout; a large
-		// one is left out and logout sends client_id instead.
-		sess.IDToken = ts.IDToken
-	}
+	sess.IDToken = gw.sessionIDToken(p, st, ts.IDToken)
 	if !ts.Expiry.IsZero() {
 		sess.Expiry = ts.Expiry.Unix()
 	}

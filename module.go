@@ -355,6 +355,21 @@ func (gw *gateway) sessionAccessToken(at, refreshToken string, st *providerState
 	return ""
 }
 
+// sessionIDToken is what a session keeps of an ID token: only the
+// id_token_hint for the provider's logout, and in cookies only when the
+// provider asks for it (id_token_hint on) and it is small.
+func (gw *gateway) sessionIDToken(p *provider, st *providerState, idToken string) string {
+	switch {
+	case st.endSession == "":
+		return ""
+	case gw.store != nil:
+		return idToken
+	case p.cfg.IDTokenHint && len(idToken) <= maxIDTokenHint:
+		return idToken
+	}
+	return ""
+}
+
 func validCookieName(n string) bool {
 	if n == "" {
 		return false

@@ -71,6 +71,13 @@ type ProviderConfig struct {
 	// Default: none, the token lasts as long as the session.
 	DefaultExpiresIn caddy.Duration `json:"default_expires_in,omitempty"`
 
+	// IDTokenHint keeps the ID token in cookie sessions so that logout can
+	// send it as id_token_hint (with it, Keycloak and others end the
+	// session without asking the user to confirm). It costs about 1 KiB
+	// on every request. With session_store the ID token is always kept.
+	// Default: off; logout then sends client_id.
+	IDTokenHint bool `json:"id_token_hint,omitempty"`
+
 	// Timeout bounds every request to the provider, discovery included.
 	// Default: 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`

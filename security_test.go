@@ -1057,6 +1057,8 @@ func TestSecurityTokenExposure(t *testing.T) {
 			issuer %s
 			client_id app
 			client_secret app-secret
+			# the hint is what the id_token_hint checks below are about
+			id_token_hint on
 		}
 	}
 }

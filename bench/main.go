@@ -18,6 +18,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"net/http"
@@ -53,6 +55,7 @@ type options struct {
 const (
 	targetSmallRatio = 0.95
 	targetLargeRatio = 0.90
+	targetRedisRatio = 0.90
 	targetAddedP99   = 0.2 // milliseconds
 )
 
@@ -70,15 +73,15 @@ func main() {
 	flag.IntVar(&o.loginConcurrency, "login-concurrency", 4, "concurrent browsers logging in")
 	flag.BoolVar(&o.plainCookie, "plain-cookie", false, "send the session cookie to the plain site too (isolates authgate's CPU from the request's size)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the load rounds (the whole process) to this file")
-	scenarios := flag.String("scenarios", "small,large,logins", "which scenarios to run, comma-separated")
+	scenarios := flag.String("scenarios", "small,large,redis,logins", "which scenarios to run, comma-separated")
 	flag.Parse()
 	o.scenarios = map[string]bool{}
 	for _, sc := range strings.Split(*scenarios, ",") {
 		switch sc = strings.TrimSpace(sc); sc {
-		case "small", "large", "logins":
+		case "small", "large", "redis", "logins":
 			o.scenarios[sc] = true
 		default:
-			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (small, large, logins)\n", sc)
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (small, large, redis, logins)\n", sc)
 			os.Exit(2)
 		}
 	}
@@ -157,9 +160,13 @@ func run(o options) int {
 
 	// Scenario 2: large, chunked session.
 	if o.scenarios["large"] {
+		// Hex names compress poorly, like real group ids: the session
+		// must need several cookies (sessions carry no access token when
+		// no site passes it on, so repetitive names would fit one).
 		groups := make([]any, o.groups)
 		for i := range groups {
-			groups[i] = fmt.Sprintf("org-unit-%03d-team-members", i)
+			sum := sha256.Sum256([]byte(fmt.Sprint(i)))
+			groups[i] = "grp-" + hex.EncodeToString(sum[:8])
 		}
 		st.idp.SetUserClaims(benchUser, map[string]any{"groups": groups})
 		large, err := login(loginRT, st.authURL)
@@ -174,15 +181,31 @@ func run(o options) int {
 		res.target = targetLargeRatio
 		results = append(results, res)
 	}
-	stopProfile()
 	st.idp.SetUserClaims(benchUser, map[string]any{"groups": smallGroups})
+
+	// Scenario 3: sessions in Redis (session_store): the cookie holds an id.
+	if o.scenarios["redis"] {
+		if st.redisURL == "" {
+			fmt.Println("\nScenario 3 (session_store redis): skipped, redis-server is not installed (apt-get install -y redis-server)")
+		} else {
+			rs, err := loginAs(loginRT, st.redisURL, "_authgate_redis")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bench: login with session_store:", err)
+				return 1
+			}
+			res := runScenario(o, st, "Scenario 3: session_store redis (small session)", rs, directRound, &providerDuringLoad, &fails)
+			res.target = targetRedisRatio
+			results = append(results, res)
+		}
+	}
+	stopProfile()
 
 	fmt.Printf("\nprovider requests during authenticated load: %d\n", providerDuringLoad)
 	if providerDuringLoad != 0 {
 		fails.add("the provider saw %d requests during authenticated load; the hot path must make none", providerDuringLoad)
 	}
 
-	// Scenario 3: logins per second.
+	// Scenario 4: logins per second.
 	var lr loginResult
 	if o.scenarios["logins"] && o.loginDuration > 0 {
 		lr = runLogins(o, st, loginRT)
@@ -274,7 +297,7 @@ func runScenario(o options, st *stack, title string, sess session, direct round,
 		fmt.Printf("  the plain site gets the same Cookie header (-plain-cookie)\n")
 	}
 	plain := newTarget("plain reverse_proxy", st.plainURL, plainCookie, o.concurrency)
-	auth := newTarget("authgate + reverse_proxy", st.authURL, sess.header, o.concurrency)
+	auth := newTarget("authgate + reverse_proxy", sess.site, sess.header, o.concurrency)
 	plainProbe := newTarget(plain.name, plain.url, plain.cookie, 1)
 	authProbe := newTarget(auth.name, auth.url, auth.cookie, 1)
 
@@ -408,7 +431,7 @@ type loginResult struct {
 // cookie jar), through authgate's start, the provider, the callback and on
 // to the backend, from several browsers at once.
 func runLogins(o options, st *stack, rt http.RoundTripper) loginResult {
-	fmt.Printf("\nScenario 3: logins per second (%d browsers at once, fresh cookie jar per login, %s)\n", o.loginConcurrency, o.loginDuration)
+	fmt.Printf("\nScenario 4: logins per second (%d browsers at once, fresh cookie jar per login, %s)\n", o.loginConcurrency, o.loginDuration)
 	const maxLogins = 100_000
 	var (
 		mu      sync.Mutex

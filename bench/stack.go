@@ -12,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"os/exec"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -44,10 +45,39 @@ type stack struct {
 	// proof that authenticated load really passed authgate.
 	identified atomic.Int64
 
-	idp       *testidp.Server
-	plainURL  string // http://127.0.0.1:port, reverse_proxy only
-	authURL   string // http://127.0.0.1:port, authgate + reverse_proxy
+	idp      *testidp.Server
+	plainURL string // http://127.0.0.1:port, reverse_proxy only
+	authURL  string // http://127.0.0.1:port, authgate + reverse_proxy
+	// redisURL is the authgate site whose sessions live in Redis
+	// (session_store); empty when redis-server is not installed.
+	redisURL  string
+	redis     *exec.Cmd
 	caddyfile string
+}
+
+// startRedis runs redis-server on a loopback port, without persistence,
+// when it is installed; it returns "" otherwise.
+func (s *stack) startRedis() (addr string, err error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", nil
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	s.redis = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := s.redis.Start(); err != nil {
+		return "", err
+	}
+	addr = fmt.Sprintf("127.0.0.1:%d", port)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("redis-server did not listen on %s", addr)
 }
 
 // benchUser is the provider's AutoLogin account.
@@ -87,6 +117,36 @@ func startStack() (*stack, error) {
 	}
 	s.plainURL = fmt.Sprintf("http://127.0.0.1:%d", plainPort)
 	s.authURL = fmt.Sprintf("http://127.0.0.1:%d", authPort)
+	redisAddr, err := s.startRedis()
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	redisSite := ""
+	callbacks := []string{s.authURL + "/oauth2/callback"}
+	if redisAddr != "" {
+		redisPort, err := freePort()
+		if err != nil {
+			s.stop()
+			return nil, err
+		}
+		s.redisURL = fmt.Sprintf("http://127.0.0.1:%d", redisPort)
+		callbacks = append(callbacks, s.redisURL+"/oauth2/callback")
+		// Its own cookie name: the browser's cookies ignore ports.
+		redisSite = fmt.Sprintf(`
+%s {
+	authgate {
+		cookie {
+			name _authgate_redis
+		}
+		session_store redis {
+			address %s
+		}
+	}
+	reverse_proxy %s
+}
+`, s.redisURL, redisAddr, "%[5]s")
+	}
 
 	secret := randomHex(16)
 	s.idp, err = testidp.New(testidp.Options{
@@ -94,7 +154,7 @@ func startStack() (*stack, error) {
 			"sub": "bench-user-0001", "email": "bench@example.test", "name": "Bench User",
 			"preferred_username": benchUser, "groups": smallGroups,
 		}}},
-		Clients:   []testidp.Client{{ID: "bench", Secret: secret, RedirectURIs: []string{s.authURL + "/oauth2/callback"}}},
+		Clients:   []testidp.Client{{ID: "bench", Secret: secret, RedirectURIs: callbacks}},
 		AutoLogin: benchUser,
 		// Long-lived tokens: a refresh during the load would be a
 		// provider request on the hot path, which is not what is measured
@@ -133,15 +193,15 @@ func startStack() (*stack, error) {
 	}
 }
 
-%s {
-	reverse_proxy %s
+%[2]s {
+	reverse_proxy %[3]s
 }
 
-%s {
+%[4]s {
 	authgate
-	reverse_proxy %s
+	reverse_proxy %[5]s
 }
-`, s.idp.Issuer(), s.plainURL, s.backendAddr, s.authURL, s.backendAddr)
+`+redisSite, s.idp.Issuer(), s.plainURL, s.backendAddr, s.authURL, s.backendAddr)
 	cfgJSON, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(s.caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		s.stop()
@@ -160,6 +220,10 @@ func startStack() (*stack, error) {
 
 func (s *stack) stop() {
 	_ = caddy.Stop()
+	if s.redis != nil && s.redis.Process != nil {
+		_ = s.redis.Process.Kill()
+		_, _ = s.redis.Process.Wait()
+	}
 	if s.idp != nil {
 		s.idp.Close()
 	}
@@ -185,6 +249,7 @@ func (s *stack) providerRequests() int {
 
 // session is a logged-in browser's session cookies.
 type session struct {
+	site   string   // the authgate site it belongs to
 	header string   // "Cookie" header value: the session cookie(s) only
 	names  []string // cookie names, in order
 	size   int      // bytes of the cookie values together
@@ -203,6 +268,11 @@ func (s session) describe() string {
 // page, follows the redirects to the provider (which approves at once) and
 // back to the callback, and lands on the backend. jar is fresh per login.
 func login(rt http.RoundTripper, site string) (session, error) {
+	return loginAs(rt, site, cookieName)
+}
+
+// loginAs is login for a site whose session cookie has another name.
+func loginAs(rt http.RoundTripper, site, cookieName string) (session, error) {
 	jar, _ := cookiejar.New(nil)
 	hops := 0
 	client := &http.Client{
@@ -238,11 +308,13 @@ func login(rt http.RoundTripper, site string) (session, error) {
 	var sess session
 	var cookies []*http.Cookie
 	for _, c := range jar.Cookies(u) {
-		if c.Name == cookieName || isChunkName(c.Name) {
+		if c.Name == cookieName || isChunkName(cookieName, c.Name) {
 			cookies = append(cookies, c)
 		}
 	}
-	sort.Slice(cookies, func(i, j int) bool { return chunkIndex(cookies[i].Name) < chunkIndex(cookies[j].Name) })
+	sort.Slice(cookies, func(i, j int) bool {
+		return chunkIndex(cookieName, cookies[i].Name) < chunkIndex(cookieName, cookies[j].Name)
+	})
 	var parts []string
 	for _, c := range cookies {
 		parts = append(parts, c.Name+"="+c.Value)
@@ -254,10 +326,11 @@ func login(rt http.RoundTripper, site string) (session, error) {
 	}
 	sess.header = strings.Join(parts, "; ")
 	sess.hops = hops
+	sess.site = site
 	return sess, nil
 }
 
-func isChunkName(n string) bool {
+func isChunkName(cookieName, n string) bool {
 	rest, ok := strings.CutPrefix(n, cookieName+"_")
 	if !ok {
 		return false
@@ -266,7 +339,7 @@ func isChunkName(n string) bool {
 	return err == nil
 }
 
-func chunkIndex(n string) int {
+func chunkIndex(cookieName, n string) int {
 	i, err := strconv.Atoi(strings.TrimPrefix(n, cookieName+"_"))
 	if err != nil {
 		return -1

@@ -54,7 +54,7 @@ type Session struct {
 	ID           string         `json:"i"`
 	Provider     string         `json:"p"`
 	Created      int64          `json:"c"`
-	Expiry       int64          `json:"e,omitempty"` // access token expiry, unix seconds; 0: unknown
+	Expiry       int64          `json:"e,omitempty"`  // access token expiry, unix seconds; 0: unknown
 	AccessToken  string         `json:"at,omitempty"` // only when needed: see gateway.sessionAccessToken
 	RefreshToken string         `json:"rt,omitempty"`
 	IDToken      string         `json:"it,omitempty"`

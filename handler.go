@@ -86,7 +86,8 @@ type Handler struct {
 
 // HeaderNames are the names of the identity headers. Each is removed from
 // the client's request before authgate sets it, so a client cannot forge
-// it; the default names are removed too when others are configured.
+// it; the default names are removed too when others are configured. The
+// name "off" sends no such header.
 type HeaderNames struct {
 	// User carries the user id. Default: X-Forwarded-User.
 	User string `json:"user,omitempty"`
@@ -199,6 +200,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			h.stripNames = append(h.stripNames, ch.name)
 		}
 	}
+	// "off" sends no such header (the client's copy is still removed).
+	for _, name := range []*string{&h.Headers.User, &h.Headers.Email, &h.Headers.PreferredUsername, &h.Headers.Groups, &h.Headers.AccessToken} {
+		if strings.EqualFold(*name, "off") {
+			*name = ""
+		}
+	}
+	h.stripNames = slices.DeleteFunc(h.stripNames, func(n string) bool { return n == "Off" })
 	return nil
 }
 
@@ -595,19 +603,19 @@ func isHTTPS(r *http.Request) bool { return r.TLS != nil }
 func (h *Handler) forward(r *http.Request, id *Identity, sess *Session) {
 	hd := r.Header
 	o := &id.out
-	if o.id != "" {
+	if o.id != "" && h.Headers.User != "" {
 		hd[h.Headers.User] = []string{o.id}
 	}
-	if o.email != "" {
+	if o.email != "" && h.Headers.Email != "" {
 		hd[h.Headers.Email] = []string{o.email}
 	}
-	if o.username != "" {
+	if o.username != "" && h.Headers.PreferredUsername != "" {
 		hd[h.Headers.PreferredUsername] = []string{o.username}
 	}
-	if o.groups != "" {
+	if o.groups != "" && h.Headers.Groups != "" {
 		hd[h.Headers.Groups] = []string{o.groups}
 	}
-	if h.PassAccessToken && sess != nil {
+	if h.PassAccessToken && sess != nil && h.Headers.AccessToken != "" {
 		hd[h.Headers.AccessToken] = []string{sess.AccessToken}
 	}
 	for _, ch := range h.claimHeaders {

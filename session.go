@@ -252,7 +252,10 @@ func readChunked(r *http.Request, base string) (value string, present []string) 
 			if !ok || !strings.HasPrefix(name, base) {
 				continue
 			}
-			val = strings.Trim(strings.TrimRight(val, " "), `"`)
+			val, ok = cookieValue(strings.TrimRight(val, " "))
+			if !ok {
+				continue // as net/http would: not a cookie
+			}
 			if name == base {
 				single = val
 				present = append(present, name)
@@ -293,6 +296,21 @@ func readChunked(r *http.Request, base string) (value string, present []string) 
 		b.WriteString(c)
 	}
 	return b.String(), present
+}
+
+// cookieValue unquotes a cookie value and checks it holds only RFC 6265
+// cookie-octets, as net/http does.
+func cookieValue(v string) (string, bool) {
+	if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\' {
+			return "", false
+		}
+	}
+	return v, true
 }
 
 // splitValue cuts an encoded value into pieces that each fit a Set-Cookie

@@ -996,24 +996,3 @@ func TestTokensClassifyErrors(t *testing.T) {
 		})
 	}
 }
-
-func TestTokensIsJSONContentTypes(t *testing.T) {
-	tests := []struct {
-		ct   string
-		want bool
-	}{
-		{"application/json", true},
-		{"application/json; charset=utf-8", true},
-		{"Application/JSON", true},
-		{"application/problem+json", true},
-		{"text/json", false},
-		{"text/html", false},
-		{"", false},
-		{"application/json;;", false},
-	}
-	for _, tt := range tests {
-		if got := isJSONContent(tt.ct); got != tt.want {
-			t.Errorf("isJSONContent(%q) = %v, want %v", tt.ct, got, tt.want)
-		}
-	}
-}

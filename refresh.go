@@ -175,9 +175,3 @@ func (c *sessionCache) forget(raw string) {
 	delete(c.cur, raw)
 	delete(c.old, raw)
 }
-
-func (c *sessionCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.cur) + len(c.old)
-}

@@ -615,7 +615,7 @@ func (h *Handler) forward(r *http.Request, id *Identity, sess *Session) {
 	if o.groups != "" && h.Headers.Groups != "" {
 		hd[h.Headers.Groups] = []string{o.groups}
 	}
-	if h.PassAccessToken && sess != nil && h.Headers.AccessToken != "" {
+	if h.PassAccessToken && sess != nil && sess.AccessToken != "" && h.Headers.AccessToken != "" {
 		hd[h.Headers.AccessToken] = []string{sess.AccessToken}
 	}
 	for _, ch := range h.claimHeaders {

@@ -382,17 +382,8 @@ func audiences(c map[string]any) []string {
 // ---- revocation ----
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		methodNotAllowed(w, http.MethodPost)
-		return
-	}
-	if oe := parsePostForm(r); oe != nil {
-		writeOAuthError(w, oe)
-		return
-	}
-	client, oe := s.authenticateClient(r)
-	if oe != nil {
-		writeOAuthError(w, oe)
+	client, ok := s.clientPost(w, r)
+	if !ok {
 		return
 	}
 	token := r.PostForm.Get("token")

@@ -32,21 +32,33 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	s.runEndpoint(w, r, s.token, key, "token")
 }
 
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+// clientPost is the start of every client endpoint: POST only, a valid
+// form body, an authenticated client. It writes the error and reports
+// false when any fails.
+func (s *Server) clientPost(w http.ResponseWriter, r *http.Request) (*Client, bool) {
 	if r.Method != http.MethodPost {
 		methodNotAllowed(w, http.MethodPost)
-		return
+		return nil, false
 	}
 	if oe := parsePostForm(r); oe != nil {
 		writeOAuthError(w, oe)
-		return
+		return nil, false
 	}
 	client, oe := s.authenticateClient(r)
 	if oe != nil {
 		writeOAuthError(w, oe)
+		return nil, false
+	}
+	return client, true
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	client, ok := s.clientPost(w, r)
+	if !ok {
 		return
 	}
 	var resp map[string]any
+	var oe *oauthError
 	switch gt := r.PostForm.Get("grant_type"); gt {
 	case "":
 		oe = badRequest("invalid_request", "missing grant_type")

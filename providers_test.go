@@ -99,8 +99,7 @@ func TestProviderOmniport(t *testing.T) {
 	})
 	t.Run("refresh", func(t *testing.T) { s.checkRefresh(t, ttl) })
 	t.Run("concurrent_refresh", func(t *testing.T) { s.checkConcurrentRefresh(t, ttl) })
-	// Refresh and access token revoked at /open_auth/revoke_token/.
-	// One revocation: the refresh token; revoking it ends the grant and its
+	// One revocation at /open_auth/revoke_token/: the refresh token; revoking it ends the grant and its
 	// access tokens (RFC 7009 §2.1, and Omniport does so).
 	t.Run("logout", func(t *testing.T) { s.checkLogout(t, 1, false) })
 	// Omniport sends a user who denies "back to Omniport home", never to

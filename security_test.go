@@ -268,30 +268,28 @@ func TestSecurityFlow(t *testing.T) {
 			t.Errorf("%d code exchanges, want 1 (refused by the provider's PKCE check)", n)
 		}
 	})
-	t.Run("RFC 9207: iss of another issuer in the callback: 400 issuer_mismatch, code never redeemed", func(t *testing.T) {
-		b := newBrowser(t)
-		s.idp.SetFault("authorize", testidp.Fault{Kind: testidp.FaultAuthorizeIss, Value: "https://attacker-idp.example", Times: 1})
-		defer s.idp.ClearFaults()
-		s.idp.ResetCounts()
-		resp, body := b.get(s.origin + "/mixup")
-		assertHTMLError(t, resp, body, http.StatusBadRequest, "issuer_mismatch")
-		assertJarHasNoSession(t, b, s.origin)
-		if n := s.idp.Count("token"); n != 0 {
-			t.Errorf("a code from a mixed-up issuer was sent to the token endpoint (%d requests)", n)
-		}
-	})
-	t.Run("RFC 9207: iss missing although discovery promises it: 400 issuer_mismatch", func(t *testing.T) {
-		b := newBrowser(t)
-		s.idp.SetFault("authorize", testidp.Fault{Kind: testidp.FaultAuthorizeNoIss, Times: 1})
-		defer s.idp.ClearFaults()
-		s.idp.ResetCounts()
-		resp, body := b.get(s.origin + "/mixup")
-		assertHTMLError(t, resp, body, http.StatusBadRequest, "issuer_mismatch")
-		assertJarHasNoSession(t, b, s.origin)
-		if n := s.idp.Count("token"); n != 0 {
-			t.Errorf("a code without iss was sent to the token endpoint (%d requests)", n)
-		}
-	})
+	for _, tc := range []struct {
+		name, what string
+		fault      testidp.Fault
+	}{
+		{"RFC 9207: iss of another issuer in the callback: 400 issuer_mismatch, code never redeemed",
+			"a code from a mixed-up issuer", testidp.Fault{Kind: testidp.FaultAuthorizeIss, Value: "https://attacker-idp.example", Times: 1}},
+		{"RFC 9207: iss missing although discovery promises it: 400 issuer_mismatch",
+			"a code without iss", testidp.Fault{Kind: testidp.FaultAuthorizeNoIss, Times: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBrowser(t)
+			s.idp.SetFault("authorize", tc.fault)
+			defer s.idp.ClearFaults()
+			s.idp.ResetCounts()
+			resp, body := b.get(s.origin + "/mixup")
+			assertHTMLError(t, resp, body, http.StatusBadRequest, "issuer_mismatch")
+			assertJarHasNoSession(t, b, s.origin)
+			if n := s.idp.Count("token"); n != 0 {
+				t.Errorf("%s was sent to the token endpoint (%d requests)", tc.what, n)
+			}
+		})
+	}
 	t.Run("RFC 9207: iss given twice: 400 issuer_mismatch", func(t *testing.T) {
 		b := newBrowser(t)
 		cb := startLoginAt(t, b, s.origin+"/x")

@@ -215,6 +215,34 @@ func FuzzSessionCookie(f *testing.F) {
 			t.Fatalf("a session without the key: %+v", s)
 		}
 
+		// The hot path's unchecked scan agrees with the strict read
+		// whenever it may be trusted: its pieces are all cookie-octets
+		// (else lookup reads strictly), and it never says "no session"
+		// where the strict read finds one.
+		sc := scanSessionCookie(r, cs.Name)
+		if sc.valid() && sc.value() != raw {
+			t.Fatalf("scan found %q, the strict read %q", sc.value(), raw)
+		}
+		if sc.n == 0 && raw != "" {
+			t.Fatalf("scan found no session, the strict read %q", raw)
+		}
+		if len(present) > 0 && !sc.seen {
+			t.Fatalf("scan saw no session cookie, the strict read %v", present)
+		}
+		// Without other cookies, dropping the Cookie header loses
+		// nothing that stripping authgate's cookies would keep.
+		if !sc.others {
+			stripped := r.Clone(r.Context())
+			stripCookies(stripped, cs.Name)
+			for _, v := range stripped.Header["Cookie"] {
+				for part := range strings.SplitSeq(v, ";") {
+					if strings.TrimSpace(part) != "" {
+						t.Fatalf("scan saw only authgate's cookies, stripping kept %q", v)
+					}
+				}
+			}
+		}
+
 		// Chunking round trip for values a cookie can carry.
 		if raw != "" && fuzzCookieSafe(raw) {
 			rec := httptest.NewRecorder()

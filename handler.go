@@ -245,23 +245,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			h.logger.Warn("serving plain http: session cookies are sent without Secure and can be read on the network; use https", zap.String("host", r.Host))
 		})
 	}
-	id, sess, err := h.identify(w, r)
+	sc := scanSessionCookie(r, h.gw.cookie.Name)
+	id, sess, err := h.identify(w, r, &sc)
 	if err != nil {
-		metricRequest(h.sites.label(r.Host), "unauthenticated")
+		h.sites.count(r.Host, decisionUnauthenticated)
 		return h.unauthenticated(w, r, err)
 	}
 	if !allowed(h.rules, id) {
 		return h.forbidden(w, r, id)
 	}
-	metricRequest(h.sites.label(r.Host), "allowed")
-	h.forward(r, id, sess)
+	h.sites.count(r.Host, decisionAllowed)
+	h.forward(r, id, sess, sc.others)
 	return next.ServeHTTP(w, r)
 }
 
 // identify finds who is asking: the session cookie first, then, when
 // enabled, a bearer token. A bearer request never gets a session.
-func (h *Handler) identify(w http.ResponseWriter, r *http.Request) (*Identity, *Session, error) {
-	id, sess, err := h.authenticate(w, r)
+func (h *Handler) identify(w http.ResponseWriter, r *http.Request, sc *sessionCookie) (*Identity, *Session, error) {
+	id, sess, err := h.authenticate(w, r, sc)
 	if err == nil || h.BearerTokens == nil || isProviderFailure(err) || errors.Is(err, errStoreDown) {
 		return id, sess, err
 	}
@@ -279,19 +280,20 @@ var (
 )
 
 // authenticate finds the request's session, refreshing its tokens when
-// they are about to expire.
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identity, *Session, error) {
+// they are about to expire. sc is the session cookie as scanned from r.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, sc *sessionCookie) (*Identity, *Session, error) {
 	gw := h.gw
-	raw, present := readChunked(r, gw.cookie.Name)
-	if raw == "" {
-		// Stray chunks without chunk 0 are no session: clear them.
-		gw.clearCookies(w, r, present)
+	if sc.n == 0 {
+		if sc.seen {
+			// Stray chunks without chunk 0 are no session: clear them.
+			gw.clearCookies(w, r, gw.presentCookies(r))
+		}
 		return nil, nil, errNoSession
 	}
-	e, err := gw.lookup(r.Context(), raw)
+	e, err := gw.lookup(r, sc)
 	if err != nil {
 		if !errors.Is(err, errStoreDown) {
-			gw.clearCookies(w, r, present)
+			gw.clearCookies(w, r, gw.presentCookies(r))
 		}
 		return nil, nil, err
 	}
@@ -303,14 +305,14 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identit
 	}
 	now := timeNow()
 	if now.After(time.Unix(e.sess.Created, 0).Add(gw.lifetime)) {
-		gw.clearCookies(w, r, present)
+		gw.clearCookies(w, r, gw.presentCookies(r))
 		return nil, nil, errSessionExpired
 	}
 	if exp := e.sess.Expiry; exp != 0 && !now.Before(time.Unix(exp, 0).Add(-gw.skew)) {
 		expired := !now.Before(time.Unix(exp, 0))
 		if p.cfg.Dialect.NoRefresh || e.sess.RefreshToken == "" {
 			if expired {
-				gw.clearCookies(w, r, present)
+				gw.clearCookies(w, r, gw.presentCookies(r))
 				return nil, nil, errSessionExpired
 			}
 		} else {
@@ -324,11 +326,11 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identit
 			case err == nil:
 				ne, ierr := gw.entryFor(ns, false)
 				if ierr != nil {
-					gw.clearCookies(w, r, present)
+					gw.clearCookies(w, r, gw.presentCookies(r))
 					return nil, nil, ierr
 				}
 				if gw.store == nil {
-					if werr := gw.writeSession(w, r, ns, present); werr != nil {
+					if werr := gw.writeSession(w, r, ns, gw.presentCookies(r)); werr != nil {
 						return nil, nil, werr
 					}
 				}
@@ -337,12 +339,12 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identit
 				return ne.identity, ns, nil
 			case errors.Is(err, errNoSession):
 				// Logged out elsewhere while we were refreshing.
-				gw.clearCookies(w, r, present)
+				gw.clearCookies(w, r, gw.presentCookies(r))
 				return nil, nil, err
 			case errors.Is(err, errStoreDown):
 				return nil, nil, err
 			case errors.Is(err, errInvalidGrant):
-				gw.clearCookies(w, r, present)
+				gw.clearCookies(w, r, gw.presentCookies(r))
 				gw.log(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "invalid_grant"))
 				metricRefresh(p.name, "invalid_grant")
 				return nil, nil, fmt.Errorf("%w: %w", errSessionEnded, err)
@@ -359,7 +361,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*Identit
 		}
 	}
 	if e.oldKey {
-		if err := gw.writeCookie(w, r, e.sess, present); err != nil {
+		if err := gw.writeCookie(w, r, e.sess, gw.presentCookies(r)); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -372,28 +374,33 @@ func (gw *gateway) needsRefresh(s *Session) bool {
 	return s.Expiry != 0 && !timeNow().Before(time.Unix(s.Expiry, 0).Add(-gw.skew))
 }
 
-// lookup finds the session a cookie value stands for: decoded from the
-// cookie, or, with a session store, read from the store by the id in the
-// cookie (trusting a local copy for storeCacheTTL).
-func (gw *gateway) lookup(ctx context.Context, raw string) (*sessionEntry, error) {
+// lookup finds the session a cookie stands for: decoded from the cookie,
+// or, with a session store, read from the store by the id in the cookie
+// (trusting a local copy for storeCacheTTL). Known cookie values come from
+// the cache; any other is read again as net/http would before decoding.
+func (gw *gateway) lookup(r *http.Request, sc *sessionCookie) (*sessionEntry, error) {
 	if gw.store == nil {
-		return gw.decodeSession(raw)
+		if e := gw.sessions.get(kindCookie, sc.pieces()...); e != nil {
+			return e, nil
+		}
+		return gw.decodeSession(gw.checked(r, sc))
 	}
-	refEntry := gw.sessions.get(raw)
+	refEntry := gw.sessions.get(kindCookie, sc.pieces()...)
 	if refEntry == nil {
+		checked := gw.checked(r, sc)
 		var ref storeRef
-		oldKey, err := gw.codec.decode(gw.cookie.Name, raw, &ref)
+		oldKey, err := gw.codec.decode(gw.cookie.Name, checked.value(), &ref)
 		if err != nil || ref.Version != sessionVersion || ref.ID == "" {
 			return nil, errBadSession
 		}
 		refEntry = &sessionEntry{ref: &ref, oldKey: oldKey}
-		gw.sessions.put(raw, refEntry)
+		gw.sessions.put(kindCookie, refEntry, checked.pieces()...)
 	}
-	key := "id:" + refEntry.ref.ID
-	if e := gw.sessions.get(key); e != nil && timeNow().Sub(e.fetched) < storeCacheTTL {
+	id := refEntry.ref.ID
+	if e := gw.sessions.get(kindStored, id); e != nil && timeNow().Sub(e.fetched) < storeCacheTTL {
 		return e.forCookie(refEntry.oldKey), nil
 	}
-	s, err := gw.store.load(ctx, refEntry.ref.ID)
+	s, err := gw.store.load(r.Context(), id)
 	if err != nil {
 		return nil, err
 	}
@@ -402,8 +409,25 @@ func (gw *gateway) lookup(ctx context.Context, raw string) (*sessionEntry, error
 		return nil, err
 	}
 	e.fetched = timeNow()
-	gw.sessions.put(key, e)
+	gw.sessions.put(kindStored, e, id)
 	return e.forCookie(refEntry.oldKey), nil
+}
+
+// checked returns sc as net/http would read it: when a scanned value is
+// not all cookie-octets, the cookie is read again, skipping such values.
+func (gw *gateway) checked(r *http.Request, sc *sessionCookie) *sessionCookie {
+	if sc.valid() {
+		return sc
+	}
+	strict, _ := readSessionCookie(r, gw.cookie.Name, true)
+	return &strict
+}
+
+// presentCookies names the session cookies r carries, for clearing or
+// replacing them.
+func (gw *gateway) presentCookies(r *http.Request) []string {
+	_, present := readChunked(r, gw.cookie.Name)
+	return present
 }
 
 // forCookie returns e as seen through one cookie, which may have been
@@ -431,7 +455,7 @@ func (gw *gateway) refreshStored(ctx context.Context, p *provider, old *Session)
 				return nil, err
 			}
 			if cur.RefreshToken != old.RefreshToken || !gw.needsRefresh(cur) {
-				gw.sessions.forget("id:" + old.ID)
+				gw.sessions.forget(kindStored, old.ID)
 				return cur, nil
 			}
 			token, ok, err := gw.store.lock(ctx, old.ID, p.timeout()+time.Second)
@@ -455,7 +479,7 @@ func (gw *gateway) refreshStored(ctx context.Context, p *provider, old *Session)
 				if err := gw.store.save(ctx, ns, gw.remaining(ns)); err != nil {
 					return nil, err
 				}
-				gw.sessions.forget("id:" + old.ID)
+				gw.sessions.forget(kindStored, old.ID)
 				return ns, nil
 			}
 			if timeNow().After(deadline) {
@@ -475,14 +499,13 @@ func (gw *gateway) remaining(s *Session) time.Duration {
 	return max(time.Second, time.Unix(s.Created, 0).Add(gw.lifetime).Sub(timeNow()))
 }
 
-// decodeSession opens a session cookie value, from the cache when it was
-// seen before.
-func (gw *gateway) decodeSession(raw string) (*sessionEntry, error) {
-	if e := gw.sessions.get(raw); e != nil {
-		return e, nil
+// decodeSession opens a session cookie and caches what it found.
+func (gw *gateway) decodeSession(sc *sessionCookie) (*sessionEntry, error) {
+	if sc.n == 0 {
+		return nil, errNoSession
 	}
 	var s Session
-	oldKey, err := gw.codec.decode(gw.cookie.Name, raw, &s)
+	oldKey, err := gw.codec.decode(gw.cookie.Name, sc.value(), &s)
 	if err != nil {
 		return nil, err
 	}
@@ -490,7 +513,7 @@ func (gw *gateway) decodeSession(raw string) (*sessionEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	gw.sessions.put(raw, e)
+	gw.sessions.put(kindCookie, e, sc.pieces()...)
 	return e, nil
 }
 
@@ -599,8 +622,9 @@ func (gw *gateway) clearCookies(w http.ResponseWriter, r *http.Request, names []
 func isHTTPS(r *http.Request) bool { return r.TLS != nil }
 
 // forward hands the identity to the backend: headers, placeholders, and
-// the request without the session cookies.
-func (h *Handler) forward(r *http.Request, id *Identity, sess *Session) {
+// the request without the session cookies. otherCookies tells whether the
+// request carries cookies besides authgate's (see sessionCookie).
+func (h *Handler) forward(r *http.Request, id *Identity, sess *Session, otherCookies bool) {
 	hd := r.Header
 	o := &id.out
 	if o.id != "" && h.Headers.User != "" {
@@ -627,7 +651,11 @@ func (h *Handler) forward(r *http.Request, id *Identity, sess *Session) {
 		repl.Map(id.placeholder)
 	}
 	if !h.PassCookie {
-		stripCookies(r, h.gw.cookie.Name)
+		if otherCookies {
+			stripCookies(r, h.gw.cookie.Name)
+		} else {
+			delete(hd, "Cookie")
+		}
 	}
 	// A browser coming straight from the callback may name it, code
 	// included, as its Referer; the backend has no use for that.

@@ -316,7 +316,7 @@ func safeToken(s string) string {
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	gw := h.gw
 	rd := gw.redirects.safeReturnURL(r.URL.Query().Get("rd"), r.Host)
-	raw, present := readChunked(r, gw.cookie.Name)
+	sc, present := readSessionCookie(r, gw.cookie.Name, true)
 	gw.clearCookies(w, r, present)
 	if len(present) == 0 {
 		gw.cookie.expire(w, gw.cookie.Name, isHTTPS(r))
@@ -330,11 +330,11 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	// deletions of a response that carries it (on plain http it is ignored
 	// too), which left users signed in.
 	w.Header().Set("Cache-Control", "no-store")
-	if raw == "" {
+	if sc.n == 0 {
 		http.Redirect(w, r, rd, http.StatusFound)
 		return nil
 	}
-	e, err := gw.lookup(r.Context(), raw)
+	e, err := gw.lookup(r, &sc)
 	if err != nil {
 		if errors.Is(err, errStoreDown) {
 			gw.log(r, zap.WarnLevel, "logout", zap.String("result", "cookies cleared; session store unavailable, stored session kept until it expires"), zap.Error(err))
@@ -343,9 +343,9 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	p := gw.providers[e.sess.Provider]
-	gw.sessions.forget(raw)
+	gw.sessions.forget(kindCookie, sc.pieces()...)
 	if gw.store != nil {
-		gw.sessions.forget("id:" + e.sess.ID)
+		gw.sessions.forget(kindStored, e.sess.ID)
 		if err := gw.store.delete(r.Context(), e.sess.ID); err != nil {
 			gw.log(r, zap.WarnLevel, "logout", zap.String("result", "session store unavailable; stored session kept until it expires"), zap.Error(err))
 		}
@@ -408,7 +408,8 @@ type userinfoJSON struct {
 }
 
 func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
-	id, _, err := h.identify(w, r)
+	sc := scanSessionCookie(r, h.gw.cookie.Name)
+	id, _, err := h.identify(w, r, &sc)
 	if err != nil {
 		return h.apiUnauthenticated(w, r, err)
 	}
@@ -429,11 +430,12 @@ func (h *Handler) serveAuth(w http.ResponseWriter, r *http.Request) error {
 	for _, n := range h.stripNames {
 		delete(r.Header, n)
 	}
-	id, sess, err := h.identify(w, r)
+	sc := scanSessionCookie(r, h.gw.cookie.Name)
+	id, sess, err := h.identify(w, r, &sc)
 	if err != nil {
 		if !isProviderFailure(err) && forwardedNavigation(r) {
 			if rd, ok := h.gw.redirects.check(forwardedURL(r), r.Host); ok {
-				metricRequest(h.sites.label(r.Host), "unauthenticated")
+				h.sites.count(r.Host, decisionUnauthenticated)
 				// forward_auth keeps the app's Host on the subrequest, so
 				// the login goes to the auth host when there is one.
 				scheme := "http"
@@ -451,7 +453,7 @@ func (h *Handler) serveAuth(w http.ResponseWriter, r *http.Request) error {
 	if !allowed(h.rules, id) {
 		return h.forbidden(w, r, id)
 	}
-	h.forward(r, id, sess)
+	h.forward(r, id, sess, sc.others)
 	for _, n := range h.stripNames {
 		if v, ok := r.Header[n]; ok {
 			w.Header()[n] = v

@@ -82,12 +82,6 @@ func metricRefresh(provider, result string) {
 	}
 }
 
-func metricRequest(site, decision string) {
-	if m := currentMetrics.Load(); m != nil {
-		m.requests.WithLabelValues(site, decision).Inc()
-	}
-}
-
 func metricProviderLatency(provider, endpoint string, since time.Time) {
 	if m := currentMetrics.Load(); m != nil {
 		m.providerLatency.WithLabelValues(provider, endpoint).Observe(time.Since(since).Seconds())
@@ -112,33 +106,67 @@ func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // siteLabels bounds the cardinality of the site label: the first
 // maxSiteLabels hosts are labelled by name, any later one "other", so that
-// a handler answering any Host cannot be made to grow the registry.
+// a handler answering any Host cannot be made to grow the registry. It
+// keeps each named host's counters, so that counting a request costs a
+// map read rather than hashing label values into the registry's vector.
 type siteLabels struct {
-	mu    sync.RWMutex
-	known map[string]bool
+	hosts sync.Map // host → *siteCounters
+	mu    sync.Mutex
+	named int
 }
 
 const maxSiteLabels = 100
 
-func (s *siteLabels) label(host string) string {
-	s.mu.RLock()
-	ok := s.known[host]
-	n := len(s.known)
-	s.mu.RUnlock()
-	if ok {
-		return host
+// Decisions on a request, the values of the decision label.
+const (
+	decisionAllowed = iota
+	decisionDenied
+	decisionUnauthenticated
+	numDecisions
+)
+
+var decisionNames = [numDecisions]string{"allowed", "denied", "unauthenticated"}
+
+// siteCounters are one site's requests_total counters, from m.
+type siteCounters struct {
+	m *authgateMetrics
+	c [numDecisions]prometheus.Counter
+}
+
+func newSiteCounters(m *authgateMetrics, site string) *siteCounters {
+	sc := &siteCounters{m: m}
+	for d, name := range decisionNames {
+		sc.c[d] = m.requests.WithLabelValues(site, name)
 	}
-	if n >= maxSiteLabels {
-		return "other"
+	return sc
+}
+
+// count counts a request to host with its decision.
+func (s *siteLabels) count(host string, decision int) {
+	m := currentMetrics.Load()
+	if m == nil {
+		return
+	}
+	if v, ok := s.hosts.Load(host); ok {
+		if sc := v.(*siteCounters); sc.m == m {
+			sc.c[decision].Inc()
+			return
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.known == nil {
-		s.known = map[string]bool{}
+	v, known := s.hosts.Load(host)
+	if !known && s.named >= maxSiteLabels {
+		m.requests.WithLabelValues("other", decisionNames[decision]).Inc()
+		return
 	}
-	if len(s.known) >= maxSiteLabels {
-		return "other"
+	if !known {
+		s.named++
 	}
-	s.known[host] = true
-	return host
+	sc, _ := v.(*siteCounters)
+	if sc == nil || sc.m != m {
+		sc = newSiteCounters(m, host)
+		s.hosts.Store(host, sc)
+	}
+	sc.c[decision].Inc()
 }

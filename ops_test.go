@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authgate/caddy-authgate/internal/testidp"
 )
@@ -294,4 +295,68 @@ func TestHandleErrorsReplacesPages(t *testing.T) {
 	if resp.StatusCode != 400 || !strings.HasPrefix(body, "custom page: login_expired (400)") {
 		t.Errorf("callback without login: %d %q", resp.StatusCode, body)
 	}
+}
+
+// TestSiteLabelsBounded: the site label names the first maxSiteLabels
+// hosts and counts every later one as "other", however many Host headers a
+// client invents; counts survive the metrics being registered anew.
+func TestSiteLabelsBounded(t *testing.T) {
+	prev := currentMetrics.Load()
+	t.Cleanup(func() { currentMetrics.Store(prev) })
+	reg := prometheus.NewRegistry()
+	registerMetrics(reg)
+
+	var s siteLabels
+	const hosts = maxSiteLabels + 50
+	for i := range hosts {
+		host := fmt.Sprintf("h%d.example.test", i)
+		s.count(host, decisionAllowed)
+		s.count(host, decisionDenied)
+	}
+	s.count("h0.example.test", decisionAllowed)
+
+	series := requestSeries(t, reg)
+	// A named site has all its decisions' series, from zero; "other"
+	// those that happened.
+	if want := numDecisions*maxSiteLabels + 2; len(series) != want {
+		t.Errorf("%d series, want %d: %d named sites with %d decisions, and other with two", len(series), want, maxSiteLabels, numDecisions)
+	}
+	if got := series["other/allowed"]; got != 50 {
+		t.Errorf("other/allowed = %v, want 50", got)
+	}
+	if got := series["h0.example.test/allowed"]; got != 2 {
+		t.Errorf("h0/allowed = %v, want 2", got)
+	}
+
+	// A new configuration registers its collectors again, reusing the
+	// registered ones: counting goes on in the same series.
+	registerMetrics(reg)
+	s.count("h0.example.test", decisionAllowed)
+	if got := requestSeries(t, reg)["h0.example.test/allowed"]; got != 3 {
+		t.Errorf("after re-registering, h0/allowed = %v, want 3", got)
+	}
+}
+
+// requestSeries reads authgate_requests_total from reg as site/decision →
+// count.
+func requestSeries(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "authgate_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			out[labels["site"]+"/"+labels["decision"]] = m.GetCounter().GetValue()
+		}
+	}
+	return out
 }

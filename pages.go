@@ -108,7 +108,7 @@ func (h *Handler) storeFailure(w http.ResponseWriter, r *http.Request, err error
 // forbidden is the 403 for a signed-in user the rules refuse.
 func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, id *Identity) error {
 	h.gw.log(r, zap.InfoLevel, "denied", zap.String("provider", id.Provider), zap.String("user_id", id.ID), zap.String("host", r.Host))
-	metricRequest(h.sites.label(r.Host), "denied")
+	h.sites.count(r.Host, decisionDenied)
 	who := id.ID
 	if id.Email != "" {
 		who = id.Email

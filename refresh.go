@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,12 +120,28 @@ func (rf *refresher) store(key [32]byte, s *Session) {
 // different cookie is a different key and goes through full decoding. It
 // is bounded in bytes: two generations, the older dropped when the newer
 // fills half the budget, so memory stays flat however many users there are.
+//
+// Keys are a seeded hash of the value's pieces (the chunks of a chunked
+// cookie, read in place), and every hit is confirmed by comparing the
+// pieces with the value the entry was made from: a chunked session is
+// looked up without joining its chunks. Entries of different kinds (cookie
+// values, stored session ids) never answer for each other, whatever their
+// bytes.
 type sessionCache struct {
+	seed     maphash.Seed
 	mu       sync.RWMutex
-	cur, old map[string]*sessionEntry
+	cur, old map[uint64]*sessionEntry
 	curBytes int
 	budget   int
 }
+
+// cacheKind keeps the cache's two kinds of keys apart.
+type cacheKind uint8
+
+const (
+	kindCookie cacheKind = iota + 1 // a session cookie's value
+	kindStored                      // a session id in the session store
+)
 
 // sessionCacheSize is the byte budget of the cache.
 const sessionCacheSize = 32 << 20
@@ -134,6 +152,9 @@ type sessionEntry struct {
 	identity *Identity
 	oldKey   bool // decoded with a retired key: re-encode
 	size     int
+	// kind and raw are the key the entry was stored under.
+	kind cacheKind
+	raw  string
 	// ref and fetched are used with a session store: the cookie's
 	// session id, and when the session was read from the store.
 	ref     *storeRef
@@ -141,37 +162,79 @@ type sessionEntry struct {
 }
 
 func newSessionCache(budget int) *sessionCache {
-	return &sessionCache{cur: map[string]*sessionEntry{}, old: map[string]*sessionEntry{}, budget: budget}
+	return &sessionCache{
+		seed:   maphash.MakeSeed(),
+		cur:    map[uint64]*sessionEntry{},
+		old:    map[uint64]*sessionEntry{},
+		budget: budget,
+	}
 }
 
-func (c *sessionCache) get(raw string) *sessionEntry {
+// key hashes the pieces of a value, in order, with their kind.
+func (c *sessionCache) key(kind cacheKind, pieces []string) uint64 {
+	h := uint64(kind)
+	for _, p := range pieces {
+		h = (h ^ maphash.String(c.seed, p)) * 0x9e3779b97f4a7c15
+	}
+	return h
+}
+
+// matches reports whether e was stored for these pieces.
+func (e *sessionEntry) matches(kind cacheKind, pieces []string) bool {
+	if e.kind != kind {
+		return false
+	}
+	rest := e.raw
+	for _, p := range pieces {
+		if len(p) > len(rest) || rest[:len(p)] != p {
+			return false
+		}
+		rest = rest[len(p):]
+	}
+	return rest == ""
+}
+
+func (c *sessionCache) get(kind cacheKind, pieces ...string) *sessionEntry {
+	k := c.key(kind, pieces)
 	c.mu.RLock()
-	e, ok := c.cur[raw]
+	e, ok := c.cur[k]
 	if !ok {
-		e = c.old[raw]
+		e = c.old[k]
 	}
 	c.mu.RUnlock()
+	if e == nil || !e.matches(kind, pieces) {
+		return nil
+	}
 	return e
 }
 
-func (c *sessionCache) put(raw string, e *sessionEntry) {
-	e.size = 2*len(raw) + 512 // the key, the decoded tokens, overhead
+// put stores e for the value made of pieces. A hash collision replaces the
+// older entry; get's comparison keeps it from answering for the newer.
+func (c *sessionCache) put(kind cacheKind, e *sessionEntry, pieces ...string) {
+	e.kind = kind
+	e.raw = strings.Join(pieces, "")
+	e.size = 2*len(e.raw) + 512 // the key, the decoded tokens, overhead
+	k := c.key(kind, pieces)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.curBytes+e.size > c.budget/2 {
 		c.old = c.cur
-		c.cur = make(map[string]*sessionEntry, len(c.old))
+		c.cur = make(map[uint64]*sessionEntry, len(c.old))
 		c.curBytes = 0
 	}
-	c.cur[raw] = e
+	c.cur[k] = e
 	c.curBytes += e.size
 }
 
-// forget drops a cookie value, so that a logged-out cookie is decoded
-// afresh (and its expiry checked) should it come back.
-func (c *sessionCache) forget(raw string) {
+// forget drops a value, so that a logged-out cookie is decoded afresh (and
+// its expiry checked) should it come back.
+func (c *sessionCache) forget(kind cacheKind, pieces ...string) {
+	k := c.key(kind, pieces)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.cur, raw)
-	delete(c.old, raw)
+	for _, m := range []map[uint64]*sessionEntry{c.cur, c.old} {
+		if e := m[k]; e != nil && e.matches(kind, pieces) {
+			delete(m, k)
+		}
+	}
 }

@@ -231,15 +231,60 @@ func (cs cookieSettings) expire(w http.ResponseWriter, name string, secure bool)
 
 func chunkName(base string, i int) string { return base + "_" + strconv.Itoa(i) }
 
+// sessionCookie is the session a request's Cookie headers carry: one
+// cookie, or numbered chunks that joined make the value.
+type sessionCookie struct {
+	parts [maxCookieChunks]string
+	n     int // parts in use; 0: no session
+	// seen: some session cookie or chunk was present, usable or not.
+	seen bool
+	// others: the headers also carry cookies that are not authgate's, so
+	// stripping ours means rewriting the header rather than dropping it.
+	others bool
+}
+
+func (sc *sessionCookie) pieces() []string { return sc.parts[:sc.n] }
+
+// value joins the parts.
+func (sc *sessionCookie) value() string { return strings.Join(sc.pieces(), "") }
+
+// valid reports whether every part holds only cookie-octets.
+func (sc *sessionCookie) valid() bool {
+	for _, p := range sc.pieces() {
+		if !cookieOctets(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// scanSessionCookie finds the session cookie in r's Cookie headers, for
+// the hot path: values are taken in place and not checked, byte by byte,
+// to be cookie-octets. That is sound only for looking them up among
+// values that were checked and decoded before (the session cache), which
+// an unchecked value can only equal if it is valid; anything else must go
+// through readChunked, as net/http would read it.
+func scanSessionCookie(r *http.Request, base string) sessionCookie {
+	sc, _ := readSessionCookie(r, base, false)
+	return sc
+}
+
 // readChunked returns the session cookie value from r, joining numbered
-// chunks when the session did not fit one cookie. It also returns the names
-// of every session cookie present, so that writers can clear stale ones.
-//
-// It scans the Cookie headers itself rather than through r.Cookies(), which
-// parses and validates every cookie of the site on every request: only
-// authgate's own cookies are looked at, and a single cookie's value is
-// returned without copying. Values are checked by the MAC, not here.
+// chunks when the session did not fit one cookie, as net/http would read
+// the cookies: values that are not cookie-octets are skipped. It also
+// returns the names of every session cookie present, so that writers can
+// clear stale ones.
 func readChunked(r *http.Request, base string) (value string, present []string) {
+	sc, present := readSessionCookie(r, base, true)
+	return sc.value(), present
+}
+
+// readSessionCookie scans the Cookie headers itself rather than through
+// r.Cookies(), which parses and validates every cookie of the site on
+// every request: only authgate's own cookies are looked at, and values are
+// not copied. Values are checked by the MAC, not here; strict checks that
+// they are cookie-octets, and collects the names of the session cookies.
+func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCookie, present []string) {
 	var single string
 	var chunks [maxCookieChunks]string
 	nChunks := 0
@@ -249,26 +294,35 @@ func readChunked(r *http.Request, base string) (value string, present []string) 
 			part, line, _ = strings.Cut(line, ";")
 			part = strings.TrimLeft(part, " ")
 			name, val, ok := strings.Cut(part, "=")
-			if !ok || !strings.HasPrefix(name, base) {
+			if !strings.HasPrefix(name, base) || len(name) > len(base) && name[len(base)] != '_' {
+				// Not ours by stripCookies' rule, unless blank.
+				if !sc.others && strings.TrimSpace(part) != "" {
+					sc.others = true
+				}
 				continue
 			}
-			val, ok = cookieValue(strings.TrimRight(val, " "))
 			if !ok {
+				continue
+			}
+			val = strings.TrimRight(val, " ")
+			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
+				val = val[1 : len(val)-1]
+			}
+			if strict && !cookieOctets(val) {
 				continue // as net/http would: not a cookie
 			}
 			if name == base {
+				sc.seen = true
 				single = val
 				present = append(present, name)
 				continue
 			}
-			rest, ok := strings.CutPrefix(name[len(base):], "_")
-			if !ok {
-				continue
-			}
+			rest := name[len(base)+1:]
 			i, err := strconv.Atoi(rest)
 			if err != nil || i < 0 || i >= maxCookieChunks || strconv.Itoa(i) != rest {
-				continue
+				continue // a pending login, or not a chunk
 			}
+			sc.seen = true
 			if chunks[i] == "" {
 				nChunks++
 			}
@@ -277,40 +331,29 @@ func readChunked(r *http.Request, base string) (value string, present []string) 
 		}
 	}
 	if single != "" {
-		return single, present
+		sc.parts[0], sc.n = single, 1
+		return sc, present
 	}
 	if nChunks == 0 || chunks[0] == "" {
-		return "", present
+		return sc, present
 	}
-	size, n := 0, 0
-	for n < maxCookieChunks && chunks[n] != "" {
-		size += len(chunks[n])
-		n++
+	for sc.n < maxCookieChunks && chunks[sc.n] != "" {
+		sc.n++
 	}
-	if n == 1 {
-		return chunks[0], present
-	}
-	var b strings.Builder
-	b.Grow(size)
-	for _, c := range chunks[:n] {
-		b.WriteString(c)
-	}
-	return b.String(), present
+	sc.parts = chunks
+	return sc, present
 }
 
-// cookieValue unquotes a cookie value and checks it holds only RFC 6265
-// cookie-octets, as net/http does.
-func cookieValue(v string) (string, bool) {
-	if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-		v = v[1 : len(v)-1]
-	}
+// cookieOctets reports whether v holds only RFC 6265 cookie-octets, as
+// net/http requires of a cookie value.
+func cookieOctets(v string) bool {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\' {
-			return "", false
+			return false
 		}
 	}
-	return v, true
+	return true
 }
 
 // splitValue cuts an encoded value into pieces that each fit a Set-Cookie

@@ -459,9 +459,10 @@ func TestReadChunked(t *testing.T) {
 		cookies     string
 		want        string
 		wantPresent []string
+		others      bool
 	}{
 		{name: "none", cookies: "", want: ""},
-		{name: "other cookies only", cookies: "a=1; _authgatex=2; _authgate_login_abc=3", want: ""},
+		{name: "other cookies only", cookies: "a=1; _authgatex=2; _authgate_login_abc=3", want: "", others: true},
 		{name: "single", cookies: "_authgate=v", want: "v", wantPresent: []string{"_authgate"}},
 		{name: "chunks in order", cookies: "_authgate_0=a; _authgate_1=b; _authgate_2=c", want: "abc", wantPresent: []string{"_authgate_0", "_authgate_1", "_authgate_2"}},
 		{name: "chunks out of order", cookies: "_authgate_2=c; _authgate_0=a; _authgate_1=b", want: "abc", wantPresent: []string{"_authgate_2", "_authgate_0", "_authgate_1"}},
@@ -472,6 +473,9 @@ func TestReadChunked(t *testing.T) {
 		{name: "last allowed chunk", cookies: "_authgate_15=p", want: "", wantPresent: []string{"_authgate_15"}},
 		{name: "duplicate chunk: last one counts", cookies: "_authgate_0=a; _authgate_0=b", want: "b", wantPresent: []string{"_authgate_0", "_authgate_0"}},
 		{name: "empty single falls back to chunks", cookies: "_authgate=; _authgate_0=a", want: "a", wantPresent: []string{"_authgate", "_authgate_0"}},
+		{name: "application cookies around ours", cookies: "app=1; _authgate=v; theme=dark", want: "v", wantPresent: []string{"_authgate"}, others: true},
+		{name: "pending logins are ours to strip", cookies: "_authgate_login_abc=1; _authgate=v", want: "v", wantPresent: []string{"_authgate"}},
+		{name: "quoted value", cookies: `_authgate="v"`, want: "v", wantPresent: []string{"_authgate"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -483,8 +487,29 @@ func TestReadChunked(t *testing.T) {
 			if got != tt.want || !reflect.DeepEqual(present, tt.wantPresent) {
 				t.Errorf("readChunked = %q, %q; want %q, %q", got, present, tt.want, tt.wantPresent)
 			}
+			// The hot path's scan finds the same, and knows whether
+			// the request carries cookies besides authgate's.
+			sc := scanSessionCookie(r, "_authgate")
+			if sc.value() != tt.want || sc.others != tt.others || sc.seen != (len(tt.wantPresent) > 0) {
+				t.Errorf("scanSessionCookie = %q, others %v, seen %v; want %q, others %v, seen %v",
+					sc.value(), sc.others, sc.seen, tt.want, tt.others, len(tt.wantPresent) > 0)
+			}
 		})
 	}
+	t.Run("a value net/http refuses", func(t *testing.T) {
+		// net/http skips a value with a quote inside; so does the strict
+		// read. The scan takes it unchecked, and says so: lookup must
+		// then read strictly.
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Cookie", `_authgate=v; _authgate=b"ad`)
+		if got, _ := readChunked(r, "_authgate"); got != "v" {
+			t.Errorf("readChunked = %q, want %q", got, "v")
+		}
+		sc := scanSessionCookie(r, "_authgate")
+		if sc.value() != `b"ad` || sc.valid() {
+			t.Errorf("scanSessionCookie = %q, valid %v; want the unchecked value, not valid", sc.value(), sc.valid())
+		}
+	})
 	t.Run("all sixteen chunks", func(t *testing.T) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		var want strings.Builder
@@ -498,6 +523,47 @@ func TestReadChunked(t *testing.T) {
 			t.Errorf("readChunked = %q, want %q", got, want.String())
 		}
 	})
+}
+
+// TestSessionCache: entries answer only for the exact pieces and kind
+// they were stored under, so that a cookie value can never be taken for a
+// stored session's id (or the reverse), whatever its bytes.
+func TestSessionCache(t *testing.T) {
+	c := newSessionCache(1 << 20)
+	cookie := &sessionEntry{}
+	stored := &sessionEntry{}
+	c.put(kindCookie, cookie, "AAAA", "BBBB")
+	c.put(kindStored, stored, "sess-1")
+
+	for _, tt := range []struct {
+		name   string
+		kind   cacheKind
+		pieces []string
+		want   *sessionEntry
+	}{
+		{"the cookie's chunks", kindCookie, []string{"AAAA", "BBBB"}, cookie},
+		{"a changed chunk", kindCookie, []string{"AAAA", "BBBC"}, nil},
+		{"a missing chunk", kindCookie, []string{"AAAA"}, nil},
+		{"an extra chunk", kindCookie, []string{"AAAA", "BBBB", "C"}, nil},
+		{"the stored id", kindStored, []string{"sess-1"}, stored},
+		{"a cookie value equal to a stored id", kindCookie, []string{"sess-1"}, nil},
+		{"a stored id equal to a cookie value", kindStored, []string{"AAAA", "BBBB"}, nil},
+	} {
+		if got := c.get(tt.kind, tt.pieces...); got != tt.want {
+			t.Errorf("%s: get = %p, want %p", tt.name, got, tt.want)
+		}
+	}
+	// A hit is confirmed by comparing bytes, not only by the hash.
+	if cookie.matches(kindCookie, []string{"AAAA", "BBBX"}) {
+		t.Error("matches took other bytes for the entry's")
+	}
+	if !cookie.matches(kindCookie, []string{"AAAAB", "BBB"}) {
+		t.Error("matches must compare the joined bytes, wherever the pieces split")
+	}
+	c.forget(kindCookie, "AAAA", "BBBB")
+	if c.get(kindCookie, "AAAA", "BBBB") != nil || c.get(kindStored, "sess-1") != stored {
+		t.Error("forget must drop exactly its entry")
+	}
 }
 
 // TestChunkedTamper: a chunked session with any chunk changed, dropped,

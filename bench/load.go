@@ -24,6 +24,11 @@ type target struct {
 
 // newTransport is the load generator's keep-alive transport: one idle
 // connection kept per worker, so that the steady state opens none.
+//
+// WriteBufferSize makes each request one write. Go's default write buffer
+// is 4 KiB: a request carrying 6 KB of session cookies would leave in two
+// writes, and the server would wake up twice to read it. A browser sends
+// a request's headers at once, and so does this generator.
 func newTransport(concurrency int) *http.Transport {
 	return &http.Transport{
 		Proxy:               nil,
@@ -34,6 +39,7 @@ func newTransport(concurrency int) *http.Transport {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
+		WriteBufferSize:     64 << 10,
 	}
 }
 
@@ -50,6 +56,17 @@ func newTarget(name, url, cookie string, concurrency int) *target {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
+}
+
+// newRequest is the generator's GET of path on t, with t's Cookie header.
+func (t *target) newRequest(path string) *http.Request {
+	req, _ := http.NewRequest(http.MethodGet, t.url+path, nil)
+	req.Header.Set("User-Agent", "authgate-bench")
+	req.Header.Set("Accept", "*/*")
+	if t.cookie != "" {
+		req.Header.Set("Cookie", t.cookie)
+	}
+	return req
 }
 
 // round is the outcome of loading one target for a while.
@@ -109,13 +126,7 @@ func load(t *target, d time.Duration, concurrency, maxRequests int) round {
 	}
 	reqs := make([]*http.Request, concurrency)
 	for i := range reqs {
-		req, _ := http.NewRequest(http.MethodGet, t.url+"/app/home", nil)
-		req.Header.Set("User-Agent", "authgate-bench")
-		req.Header.Set("Accept", "*/*")
-		if t.cookie != "" {
-			req.Header.Set("Cookie", t.cookie)
-		}
-		reqs[i] = req
+		reqs[i] = t.newRequest("/app/home")
 	}
 	var (
 		sent     atomic.Int64
@@ -220,14 +231,27 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// comparison is a series of alternating rounds of two targets.
+// comparison is a series of rounds of several targets loaded side by
+// side: rounds[t][i] is target t's round i.
 type comparison struct {
-	plain, auth []round
+	rounds [][]round
 }
 
-func (c comparison) each(rs []round, f func(round) float64) []float64 {
-	out := make([]float64, len(rs))
-	for i, r := range rs {
+func newComparison(targets int) *comparison {
+	return &comparison{rounds: make([][]round, targets)}
+}
+
+// add appends one round: a round per target, in target order.
+func (c *comparison) add(rs []round) {
+	for t, r := range rs {
+		c.rounds[t] = append(c.rounds[t], r)
+	}
+}
+
+// each applies f to target t's rounds.
+func (c *comparison) each(t int, f func(round) float64) []float64 {
+	out := make([]float64, len(c.rounds[t]))
+	for i, r := range c.rounds[t] {
 		out[i] = f(r)
 	}
 	return out
@@ -239,31 +263,44 @@ func p50(r round) float64 { return ms(r.percentile(0.50)) }
 func p99(r round) float64 { return ms(r.percentile(0.99)) }
 func rps(r round) float64 { return r.rps() }
 
-// paired applies f to each pair of rounds run next to each other.
-func (c comparison) paired(f func(plain, auth round) float64) []float64 {
-	out := make([]float64, 0, len(c.auth))
-	for i := range c.auth {
-		out = append(out, f(c.plain[i], c.auth[i]))
+// paired applies f to the rounds of targets a and b that ran side by side,
+// round by round.
+func (c *comparison) paired(a, b int, f func(a, b round) float64) []float64 {
+	out := make([]float64, 0, len(c.rounds[a]))
+	for i := range c.rounds[a] {
+		out = append(out, f(c.rounds[a][i], c.rounds[b][i]))
 	}
 	return out
 }
 
-func (c comparison) errors() (n int, first string) {
-	for _, r := range append(slices.Clone(c.plain), c.auth...) {
-		n += r.errors
-		if first == "" {
-			first = r.firstErr
+func (c *comparison) errors() (n int, first string) {
+	for _, rs := range c.rounds {
+		for _, r := range rs {
+			n += r.errors
+			if first == "" {
+				first = r.firstErr
+			}
 		}
 	}
 	return n, first
 }
 
-func (c comparison) requests() (plain, auth int) {
-	for _, r := range c.plain {
-		plain += r.requests
+// requests is target t's number of recorded requests.
+func (c *comparison) requests(t int) int {
+	n := 0
+	for _, r := range c.rounds[t] {
+		n += r.requests
 	}
-	for _, r := range c.auth {
-		auth += r.requests
+	return n
+}
+
+// rotation is the order of n targets in slice k: 0, 1, ..., n-1 rotated
+// by k, so that over n consecutive slices each target takes each place
+// once and whatever else the machine does falls on all alike.
+func rotation(n, k int) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = (k + i) % n
 	}
-	return plain, auth
+	return order
 }

@@ -41,18 +41,28 @@ var backendBody = []byte("hello from the backend\n")
 type stack struct {
 	backend     *http.Server
 	backendAddr string
-	// identified counts backend requests that carried X-Forwarded-User:
-	// proof that authenticated load really passed authgate.
-	identified atomic.Int64
+	// identified counts, per site ("127.0.0.1:port", as Caddy sets it in
+	// X-Forwarded-Host), the backend requests that carried
+	// X-Forwarded-User: proof that the authgate sites' load really passed
+	// authgate. Per site, because the same-bytes sites send that header
+	// too. Filled in before the backend serves, read-only afterwards.
+	identified map[string]*atomic.Int64
 
 	idp      *testidp.Server
 	plainURL string // http://127.0.0.1:port, reverse_proxy only
 	authURL  string // http://127.0.0.1:port, authgate + reverse_proxy
 	// redisURL is the authgate site whose sessions live in Redis
 	// (session_store); empty when redis-server is not installed.
-	redisURL  string
-	redis     *exec.Cmd
-	caddyfile string
+	redisURL string
+	// sameSmallURL and sameLargeURL are the "same bytes, no authgate"
+	// sites: a stock reverse_proxy that drops the Cookie header and sets
+	// the identity headers authgate sends for the bench user, as static
+	// values, for the small session (small and redis scenarios) and the
+	// large one (empty unless the large scenario runs).
+	sameSmallURL string
+	sameLargeURL string
+	redis        *exec.Cmd
+	caddyfile    string
 }
 
 // startRedis runs redis-server on a loopback port, without persistence,
@@ -83,54 +93,105 @@ func (s *stack) startRedis() (addr string, err error) {
 // benchUser is the provider's AutoLogin account.
 const benchUser = "bench"
 
-var smallGroups = []any{"staff", "developers"}
+var smallGroups = []string{"staff", "developers"}
 
-func startStack() (*stack, error) {
-	s := &stack{}
+// benchIdentity is the provider's bench user. Its claims feed the test
+// provider, and the same values, as authgate sends them upstream, are the
+// static headers of the same-bytes sites: one source for both.
+type benchIdentity struct {
+	sub, email, name, username string
+	groups                     []string
+}
+
+var benchID = benchIdentity{
+	sub: "bench-user-0001", email: "bench@example.test", name: "Bench User",
+	username: benchUser, groups: smallGroups,
+}
+
+func (id benchIdentity) claims() map[string]any {
+	return map[string]any{
+		"sub": id.sub, "email": id.email, "name": id.name,
+		"preferred_username": id.username, "groups": groupsClaim(id.groups),
+	}
+}
+
+// groupsClaim is groups as the provider's JSON claim.
+func groupsClaim(groups []string) []any {
+	out := make([]any, len(groups))
+	for i, g := range groups {
+		out[i] = g
+	}
+	return out
+}
+
+// upstreamHeaders are the identity headers authgate, with its default
+// settings (user from sub, default header names, groups joined by ",",
+// no header for an empty value), adds to the upstream request for id. The
+// echo check before each scenario verifies that this still matches what
+// authgate really sends.
+func (id benchIdentity) upstreamHeaders() [][2]string {
+	var out [][2]string
+	for _, h := range [][2]string{
+		{"X-Forwarded-User", id.sub},
+		{"X-Forwarded-Email", id.email},
+		{"X-Forwarded-Preferred-Username", id.username},
+		{"X-Forwarded-Groups", strings.Join(id.groups, ",")},
+	} {
+		if h[1] != "" {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// startStack starts the backend, the provider, Redis when installed, and
+// Caddy. largeGroups, when not nil, are the groups of the large-session
+// scenario: it gets a same-bytes site of its own.
+func startStack(largeGroups []string) (*stack, error) {
+	s := &stack{identified: map[string]*atomic.Int64{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	s.backendAddr = ln.Addr().String()
-	s.backend = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Header.Get("X-Forwarded-User") != "" {
-				s.identified.Add(1)
-			}
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.Header().Set("Content-Length", strconv.Itoa(len(backendBody)))
-			_, _ = w.Write(backendBody)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
+	site := func() (string, error) {
+		port, err := freePort()
+		if err != nil {
+			return "", err
+		}
+		host := fmt.Sprintf("127.0.0.1:%d", port)
+		s.identified[host] = new(atomic.Int64)
+		return "http://" + host, nil
 	}
-	withRole("backend", func() { go func() { _ = s.backend.Serve(ln) }() })
-
-	plainPort, err := freePort()
-	if err != nil {
+	fail := func(err error) (*stack, error) {
+		ln.Close()
 		s.stop()
 		return nil, err
 	}
-	authPort, err := freePort()
-	if err != nil {
-		s.stop()
-		return nil, err
+	if s.plainURL, err = site(); err != nil {
+		return fail(err)
 	}
-	s.plainURL = fmt.Sprintf("http://127.0.0.1:%d", plainPort)
-	s.authURL = fmt.Sprintf("http://127.0.0.1:%d", authPort)
+	if s.authURL, err = site(); err != nil {
+		return fail(err)
+	}
+	if s.sameSmallURL, err = site(); err != nil {
+		return fail(err)
+	}
+	if largeGroups != nil {
+		if s.sameLargeURL, err = site(); err != nil {
+			return fail(err)
+		}
+	}
 	redisAddr, err := s.startRedis()
 	if err != nil {
-		s.stop()
-		return nil, err
+		return fail(err)
 	}
 	redisSite := ""
 	callbacks := []string{s.authURL + "/oauth2/callback"}
 	if redisAddr != "" {
-		redisPort, err := freePort()
-		if err != nil {
-			s.stop()
-			return nil, err
+		if s.redisURL, err = site(); err != nil {
+			return fail(err)
 		}
-		s.redisURL = fmt.Sprintf("http://127.0.0.1:%d", redisPort)
 		callbacks = append(callbacks, s.redisURL+"/oauth2/callback")
 		// Its own cookie name: the browser's cookies ignore ports.
 		redisSite = fmt.Sprintf(`
@@ -145,15 +206,45 @@ func startStack() (*stack, error) {
 	}
 	reverse_proxy %s
 }
-`, s.redisURL, redisAddr, "%[5]s")
+`, s.redisURL, redisAddr, s.backendAddr)
 	}
+	sameSites, err := sameBytesSite(s.sameSmallURL, s.backendAddr, benchID)
+	if err != nil {
+		return fail(err)
+	}
+	if largeGroups != nil {
+		large := benchID
+		large.groups = largeGroups
+		site, err := sameBytesSite(s.sameLargeURL, s.backendAddr, large)
+		if err != nil {
+			return fail(err)
+		}
+		sameSites += site
+	}
+
+	// The map is complete: from here on the backend only reads it.
+	s.backend = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Forwarded-User") != "" {
+				if n := s.identified[r.Header.Get("X-Forwarded-Host")]; n != nil {
+					n.Add(1)
+				}
+			}
+			if r.URL.Path == echoPath {
+				writeEcho(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Content-Length", strconv.Itoa(len(backendBody)))
+			_, _ = w.Write(backendBody)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	withRole("backend", func() { go func() { _ = s.backend.Serve(ln) }() })
 
 	secret := randomHex(16)
 	s.idp, err = testidp.New(testidp.Options{
-		Users: []testidp.User{{Username: benchUser, Claims: map[string]any{
-			"sub": "bench-user-0001", "email": "bench@example.test", "name": "Bench User",
-			"preferred_username": benchUser, "groups": smallGroups,
-		}}},
+		Users:     []testidp.User{{Username: benchUser, Claims: benchID.claims()}},
 		Clients:   []testidp.Client{{ID: "bench", Secret: secret, RedirectURIs: callbacks}},
 		AutoLogin: benchUser,
 		// Long-lived tokens: a refresh during the load would be a
@@ -199,9 +290,9 @@ func startStack() (*stack, error) {
 
 %[4]s {
 	authgate
-	reverse_proxy %[5]s
+	reverse_proxy %[3]s
 }
-`+redisSite, s.idp.Issuer(), s.plainURL, s.backendAddr, s.authURL, s.backendAddr)
+`, s.idp.Issuer(), s.plainURL, s.backendAddr, s.authURL) + redisSite + sameSites
 	cfgJSON, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(s.caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		s.stop()
@@ -216,6 +307,69 @@ func startStack() (*stack, error) {
 		return nil, fmt.Errorf("starting Caddy: %w", err)
 	}
 	return s, nil
+}
+
+// sameBytesSite is the Caddyfile of a "same bytes, no authgate" site: a
+// stock reverse_proxy that, like authgate, removes the session cookie
+// from the upstream request (the load sends it only session cookies, so
+// the whole Cookie header goes) and adds id's identity headers, static.
+// Its clients send it the same Cookie header as the authgate site's.
+func sameBytesSite(siteURL, backend string, id benchIdentity) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%s {\n\treverse_proxy %s {\n\t\theader_up -Cookie\n", siteURL, backend)
+	for _, h := range id.upstreamHeaders() {
+		q, err := caddyfileQuote(h[1])
+		if err != nil {
+			return "", fmt.Errorf("same-bytes site, %s: %w", h[0], err)
+		}
+		fmt.Fprintf(&b, "\t\theader_up %s %s\n", h[0], q)
+	}
+	b.WriteString("\t}\n}\n")
+	return b.String(), nil
+}
+
+// caddyfileQuote makes s one Caddyfile token that header_up sends byte for
+// byte. Double quotes keep spaces, commas and '#' inside the token, and
+// '"' is written \" (the lexer's only escape inside quotes besides a
+// newline). Braces would start a placeholder, which header_up expands
+// on every request: they are written \{ and \}, which Caddy's replacer
+// turns back into braces. What has no faithful spelling is refused:
+// control characters (authgate drops them from header values anyway), a
+// backslash (the lexer keeps it, except before '"', and the replacer
+// would take it as an escape before a brace), and "{$", which the
+// Caddyfile parser replaces with an environment variable even when the
+// brace is escaped.
+func caddyfileQuote(s string) (string, error) {
+	if strings.Contains(s, "{$") {
+		return "", fmt.Errorf("value %.40q: {$ cannot be spelled in a Caddyfile", s)
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c == 0x7f:
+			return "", fmt.Errorf("value %.40q: control character %#x", s, c)
+		case c == '\\':
+			return "", fmt.Errorf("value %.40q: backslash", s)
+		case c == '"', c == '{', c == '}':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String(), nil
+}
+
+// identifiedAt is the number of identified backend requests that came
+// through siteURL.
+func (s *stack) identifiedAt(siteURL string) int64 {
+	if n := s.identified[strings.TrimPrefix(siteURL, "http://")]; n != nil {
+		return n.Load()
+	}
+	return 0
 }
 
 func (s *stack) stop() {

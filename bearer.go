@@ -155,8 +155,8 @@ func (h *Handler) verifyBearer(ctx context.Context, p *provider, token string) (
 			return nil, time.Time{}, fmt.Errorf("%w: provider %s has no userinfo endpoint to check opaque tokens", errBadBearer, p.name)
 		}
 	}
-	merged, err := mergeClaims(claims, nil)
-	if err != nil {
+	merged := mergeClaims(claims, nil)
+	if err := checkClaimsSize(merged); err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: %v", errBadBearer, err)
 	}
 	id, err := p.claims.identity(p.name, merged, false)

@@ -285,13 +285,14 @@ func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bo
 //		token_param     rename <standard> <theirs> | omit <name>... | set <name> <value>
 //		callback_param  code|state|error <theirs>
 //		claim user|email|preferred_username|name|groups <path>
+//		keep_groups <glob>...
 //	}
 func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 	pc := new(ProviderConfig)
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
-		repeatable := name == "authorize_param" || name == "token_param" || name == "callback_param" || name == "claim"
+		repeatable := name == "authorize_param" || name == "token_param" || name == "callback_param" || name == "claim" || name == "keep_groups"
 		if !repeatable {
 			if seen[name] {
 				return nil, d.Errf("provider option %s may be given only once", name)
@@ -410,6 +411,17 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 			default:
 				return nil, d.Errf("claim: unknown field %q (user, email, preferred_username, name, groups)", args[0])
 			}
+		case "keep_groups":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.Err("keep_groups takes one or more glob patterns of the groups to keep (app-*, admins)")
+			}
+			for _, a := range args {
+				if a == "" {
+					return nil, d.Err("keep_groups: empty pattern")
+				}
+			}
+			pc.Claims.KeepGroups = append(pc.Claims.KeepGroups, args...)
 		default:
 			return nil, d.Errf("unrecognized subdirective %s", name)
 		}

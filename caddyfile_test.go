@@ -93,6 +93,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad claim field", global(provider + "\t\t\tclaim shoe_size size\n\t\t}"), `claim: unknown field "shoe_size"`},
 		{"bad param action", global(provider + "\t\t\ttoken_param swap a b\n\t\t}"), `token_param: unknown action "swap"`},
 		{"bad callback param", global(provider + "\t\t\tcallback_param nonce n\n\t\t}"), `callback_param: unknown parameter "nonce"`},
+		{"keep_groups without patterns", global(provider + "\t\t\tkeep_groups\n\t\t}"), "keep_groups takes one or more glob patterns"},
 		{"unknown handler option", "example.com {\n\tauthgate {\n\t\talow email *@x\n\t}\n}\n", "unrecognized subdirective alow"},
 		{"bad rule field", "example.com {\n\tauthgate {\n\t\tallow shoe 42\n\t}\n}\n", `allow: unknown field "shoe"`},
 		{"rule without pattern", "example.com {\n\tauthgate {\n\t\tdeny email\n\t}\n}\n", "deny takes a field"},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 )
@@ -32,6 +33,14 @@ type ClaimMap struct {
 	// Groups is the path of the groups or roles (a list, or one value).
 	// Default: groups.
 	Groups string `json:"groups,omitempty"`
+	// KeepGroups, when set, keeps only the groups matching one of these
+	// glob patterns (`*` any run, `?` one character): in the session, the
+	// groups header, the {http.auth.user.groups} placeholder and rules.
+	// For users with hundreds of groups of which a site needs a few: every
+	// request then carries a few. Groups reached through arrays of objects
+	// (`roles[].name`) are filtered for the identity but stay whole in the
+	// session.
+	KeepGroups []string `json:"keep_groups,omitempty"`
 }
 
 // Identity is the signed-in user as backends see it.
@@ -222,6 +231,7 @@ func (p claimPath) strings(claims map[string]any) []string {
 type compiledClaimMap struct {
 	user, email, username, name, groups claimPath
 	explicit                            map[string]bool
+	keepGroups                          []string // glob patterns; none: keep all
 }
 
 func compileClaimMap(m ClaimMap) (*compiledClaimMap, error) {
@@ -248,7 +258,72 @@ func compileClaimMap(m ClaimMap) (*compiledClaimMap, error) {
 		}
 		*f.dst = p
 	}
+	for _, g := range m.KeepGroups {
+		if g == "" {
+			return nil, errors.New("keep_groups: empty pattern")
+		}
+	}
+	c.keepGroups = m.KeepGroups
 	return c, nil
+}
+
+// keeps reports whether group g is kept.
+func (c *compiledClaimMap) keeps(g string) bool {
+	if len(c.keepGroups) == 0 {
+		return true
+	}
+	for _, pat := range c.keepGroups {
+		if globMatch(pat, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// pruneGroups returns claims with the groups claim narrowed to the kept
+// groups, for storing in a session, when the groups path is a chain of
+// object keys; the maps along the path are copied, never changed. Other
+// claims are returned as they are (the identity is filtered anyway).
+func (c *compiledClaimMap) pruneGroups(claims map[string]any) map[string]any {
+	if len(c.keepGroups) == 0 {
+		return claims
+	}
+	for _, st := range c.groups {
+		if st.all || st.index >= 0 {
+			return claims
+		}
+	}
+	return c.pruneAt(claims, c.groups)
+}
+
+func (c *compiledClaimMap) pruneAt(m map[string]any, p claimPath) map[string]any {
+	v, ok := m[p[0].key]
+	if !ok {
+		return m
+	}
+	out := maps.Clone(m)
+	if len(p) > 1 {
+		sub, ok := v.(map[string]any)
+		if !ok {
+			return m
+		}
+		out[p[0].key] = c.pruneAt(sub, p[1:])
+		return out
+	}
+	if arr, ok := v.([]any); ok {
+		kept := []any{}
+		for _, e := range arr {
+			if s, ok := scalarString(e); ok && s != "" && c.keeps(s) {
+				kept = append(kept, e)
+			}
+		}
+		out[p[0].key] = kept
+		return out
+	}
+	if s, ok := scalarString(v); !ok || s == "" || !c.keeps(s) {
+		delete(out, p[0].key)
+	}
+	return out
 }
 
 // identity maps claims to an Identity. strict (at login) makes an explicit
@@ -282,6 +357,15 @@ func (c *compiledClaimMap) identity(provider string, claims map[string]any, stri
 	id.Groups = c.groups.strings(claims)
 	if strict && c.explicit["groups"] && len(id.Groups) == 0 {
 		return nil, fmt.Errorf("claim groups: path %q found nothing in the provider's claims", pathString(c.groups))
+	}
+	if len(c.keepGroups) > 0 {
+		kept := id.Groups[:0]
+		for _, g := range id.Groups {
+			if c.keeps(g) {
+				kept = append(kept, g)
+			}
+		}
+		id.Groups = kept
 	}
 	return id.prepare(), nil
 }
@@ -338,9 +422,8 @@ func sanitizeHeaderValue(s string) string {
 var registeredClaims = []string{"iss", "aud", "exp", "iat", "nbf", "auth_time", "at_hash", "c_hash", "nonce", "jti", "azp", "typ", "session_state", "acr", "amr"}
 
 // mergeClaims combines ID-token and userinfo claims (userinfo wins, as it
-// is fresher) and drops bookkeeping claims. It fails when the result is too
-// large to carry.
-func mergeClaims(idClaims, userinfo map[string]any) (map[string]any, error) {
+// is fresher) and drops bookkeeping claims.
+func mergeClaims(idClaims, userinfo map[string]any) map[string]any {
 	out := make(map[string]any, len(idClaims)+len(userinfo))
 	for k, v := range idClaims {
 		out[k] = v
@@ -351,12 +434,17 @@ func mergeClaims(idClaims, userinfo map[string]any) (map[string]any, error) {
 	for _, k := range registeredClaims {
 		delete(out, k)
 	}
-	b, err := json.Marshal(out)
+	return out
+}
+
+// checkClaimsSize fails when claims are too large to carry.
+func checkClaimsSize(claims map[string]any) error {
+	b, err := json.Marshal(claims)
 	if err != nil {
-		return nil, fmt.Errorf("encoding claims: %w", err)
+		return fmt.Errorf("encoding claims: %w", err)
 	}
 	if len(b) > maxClaimsJSON {
-		return nil, fmt.Errorf("claims are %d bytes, over the %d allowed", len(b), maxClaimsJSON)
+		return fmt.Errorf("claims are %d bytes, over the %d allowed", len(b), maxClaimsJSON)
 	}
-	return out, nil
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -447,7 +448,8 @@ func TestMergeClaims(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			idCopy := claimsTestCopy(tt.id)
-			got, err := mergeClaims(tt.id, tt.info)
+			got := mergeClaims(tt.id, tt.info)
+			err := checkClaimsSize(got)
 			if tt.err {
 				if err == nil {
 					t.Fatalf("mergeClaims succeeded with %d keys, want an error", len(got))
@@ -473,4 +475,91 @@ func claimsTestCopy(m map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// TestKeepGroups: keep_groups narrows the identity's groups, and the
+// stored claims where the path allows, without touching the input.
+func TestKeepGroups(t *testing.T) {
+	c, err := compileClaimMap(ClaimMap{KeepGroups: []string{"app-*", "admins"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := map[string]any{"sub": "u", "groups": []any{"app-read", "staff", "admins", "app-write", "administrators", 7.0}}
+	before := fmt.Sprint(claims)
+
+	id, err := c.identity("p", claims, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"app-read", "admins", "app-write"}; !reflect.DeepEqual(id.Groups, want) {
+		t.Errorf("identity groups = %q, want %q", id.Groups, want)
+	}
+	if id.out.groups != "app-read,admins,app-write" {
+		t.Errorf("groups header = %q", id.out.groups)
+	}
+	pruned := c.pruneGroups(claims)
+	if want := []any{"app-read", "admins", "app-write"}; !reflect.DeepEqual(pruned["groups"], want) {
+		t.Errorf("stored groups = %v, want %v", pruned["groups"], want)
+	}
+	if fmt.Sprint(claims) != before {
+		t.Errorf("pruneGroups changed its input: %v", claims)
+	}
+
+	t.Run("none kept is no missing claim", func(t *testing.T) {
+		c, _ := compileClaimMap(ClaimMap{Groups: "groups", KeepGroups: []string{"nothing-*"}})
+		id, err := c.identity("p", claims, true)
+		if err != nil || len(id.Groups) != 0 {
+			t.Fatalf("identity = %v, %v; want no groups, no error", id, err)
+		}
+		stored := c.pruneGroups(claims)
+		if g, ok := stored["groups"].([]any); !ok || len(g) != 0 {
+			t.Errorf("stored groups = %#v, want an empty list", stored["groups"])
+		}
+		// The stored session maps to the same identity later.
+		if id, err := c.identity("p", stored, false); err != nil || len(id.Groups) != 0 {
+			t.Errorf("stored session's identity = %v, %v", id, err)
+		}
+	})
+	t.Run("nested path is copied along the way", func(t *testing.T) {
+		c, _ := compileClaimMap(ClaimMap{Groups: "realm_access.roles", KeepGroups: []string{"app-*"}})
+		inner := map[string]any{"roles": []any{"app-a", "offline_access"}, "other": "x"}
+		claims := map[string]any{"sub": "u", "realm_access": inner}
+		stored := c.pruneGroups(claims)
+		got := stored["realm_access"].(map[string]any)
+		if !reflect.DeepEqual(got["roles"], []any{"app-a"}) || got["other"] != "x" {
+			t.Errorf("stored realm_access = %v", got)
+		}
+		if len(inner["roles"].([]any)) != 2 {
+			t.Error("the provider's nested map was changed")
+		}
+	})
+	t.Run("single value", func(t *testing.T) {
+		c, _ := compileClaimMap(ClaimMap{Groups: "role", KeepGroups: []string{"app-*"}})
+		if _, ok := c.pruneGroups(map[string]any{"role": "staff"})["role"]; ok {
+			t.Error("a single unkept value must go")
+		}
+		if v := c.pruneGroups(map[string]any{"role": "app-x"})["role"]; v != "app-x" {
+			t.Errorf("a single kept value = %v", v)
+		}
+	})
+	t.Run("arrays of objects stay whole in the session", func(t *testing.T) {
+		c, _ := compileClaimMap(ClaimMap{Groups: "roles[].name", KeepGroups: []string{"app-*"}})
+		claims := map[string]any{"sub": "u", "roles": []any{map[string]any{"name": "app-a"}, map[string]any{"name": "staff"}}}
+		if stored := c.pruneGroups(claims); !reflect.DeepEqual(stored, claims) {
+			t.Errorf("stored = %v, want the claims unchanged", stored)
+		}
+		id, _ := c.identity("p", claims, false)
+		if !reflect.DeepEqual(id.Groups, []string{"app-a"}) {
+			t.Errorf("identity groups = %q", id.Groups)
+		}
+	})
+	t.Run("no keep_groups keeps everything", func(t *testing.T) {
+		c, _ := compileClaimMap(ClaimMap{})
+		if stored := c.pruneGroups(claims); !reflect.DeepEqual(stored, claims) {
+			t.Errorf("stored = %v", stored)
+		}
+	})
+	if _, err := compileClaimMap(ClaimMap{KeepGroups: []string{""}}); err == nil {
+		t.Error("an empty pattern must be refused")
+	}
 }

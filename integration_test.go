@@ -380,6 +380,53 @@ func TestLargeSessionIsChunked(t *testing.T) {
 	}
 }
 
+// TestKeepGroupsShrinksTheSession: a user with 500 groups, of which the
+// site keeps the app-* ones, gets one small cookie; the backend, the
+// placeholder and the rules see only the kept groups.
+func TestKeepGroupsShrinksTheSession(t *testing.T) {
+	groups := append(namedGroups(500), "app-admin", "app-read")
+	s := setupSiteWith(t, siteConfig{
+		provider: "keep_groups app-*",
+		handler:  "allow group app-admin",
+		proxy:    "header_up X-Placeholder-Groups {http.auth.user.groups}",
+		beforeStart: func(idp *testidp.Server) {
+			idp.SetUserClaims("alice", map[string]any{"sub": "alice-sub", "email": "alice@example.test", "groups": groups})
+		},
+	})
+	b := newBrowser(t)
+	saw := s.login(t, b)
+	if got := saw.Headers.Get("X-Forwarded-Groups"); got != "app-admin,app-read" {
+		t.Errorf("X-Forwarded-Groups = %q, want the kept groups only", got)
+	}
+	if got := saw.Headers.Get("X-Placeholder-Groups"); got != "app-admin,app-read" {
+		t.Errorf("{http.auth.user.groups} = %q", got)
+	}
+	var names []string
+	size := 0
+	for _, c := range b.cookies(s.origin) {
+		if strings.HasPrefix(c.Name, "_authgate") {
+			names = append(names, c.Name)
+			size += len(c.Value)
+		}
+	}
+	if len(names) != 1 || names[0] != "_authgate" || size > 1500 {
+		t.Errorf("session cookies %v, %d bytes: want one small cookie", names, size)
+	}
+
+	// A rule on a group the site does not keep never matches.
+	denied := setupSiteWith(t, siteConfig{
+		provider: "keep_groups app-*",
+		handler:  fmt.Sprintf("allow group %s", groups[0]),
+		beforeStart: func(idp *testidp.Server) {
+			idp.SetUserClaims("alice", map[string]any{"sub": "alice-sub", "groups": groups})
+		},
+	})
+	b = newBrowser(t)
+	if resp, _ := b.get(denied.origin + "/"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a rule on an unkept group: status %d, want 403", resp.StatusCode)
+	}
+}
+
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -245,13 +245,16 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 			return fail(http.StatusBadGateway, "userinfo_failed", "The identity provider's user details are for another user.", nil)
 		}
 	}
-	claims, err := mergeClaims(idClaims, userinfo)
-	if err != nil {
-		return fail(http.StatusBadGateway, "claims_too_large", "The identity provider sent more user details than a session can carry.", err)
-	}
+	claims := mergeClaims(idClaims, userinfo)
 	id, err := p.claims.identity(p.name, claims, true)
 	if err != nil {
 		return fail(http.StatusBadGateway, "claims_missing", "The identity provider's user details lack a field this site needs.", err)
+	}
+	// Only then narrow the groups (keep_groups): a path that found groups,
+	// none of them kept, is no missing field.
+	claims = p.claims.pruneGroups(claims)
+	if err := checkClaimsSize(claims); err != nil {
+		return fail(http.StatusBadGateway, "claims_too_large", "The identity provider sent more user details than a session can carry.", err)
 	}
 	rd, ok := gw.redirects.check(login.ReturnURL, r.Host)
 	if !ok {

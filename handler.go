@@ -173,6 +173,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.rules, err = compileRules(h.Rules); err != nil {
 		return err
 	}
+	if err := checkRulesAgainstKeptGroups(h.Rules, h.providers); err != nil {
+		return err
+	}
 	h.Headers.User = orDefault(h.Headers.User, defaultHeaders.User)
 	h.Headers.Email = orDefault(h.Headers.Email, defaultHeaders.Email)
 	h.Headers.PreferredUsername = orDefault(h.Headers.PreferredUsername, defaultHeaders.PreferredUsername)

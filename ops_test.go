@@ -243,6 +243,22 @@ func TestStartupValidation(t *testing.T) {
 		})
 	}
 
+	t.Run("a group rule on a group keep_groups drops", func(t *testing.T) {
+		cfg := func(rule string) string {
+			return "{\n\tadmin off\n\tauthgate {\n\t\tsession_keys " + testKey + "\n" +
+				"\t\tprovider corp {\n\t\t\tissuer http://127.0.0.1:1/never\n\t\t\tclient_id app\n\t\t\tkeep_groups app-*\n\t\t}\n\t}\n}\n" +
+				"http://127.0.0.1:1 {\n\tauthgate {\n\t\t" + rule + "\n\t}\n\trespond ok\n}\n"
+		}
+		// A deny that can never match would let in whom it names.
+		err := validate(t, cfg("deny group contractors"))
+		if err == nil || !strings.Contains(err.Error(), "rule 1 (deny group contractors) can never match: provider corp keeps only the groups matching app-*") {
+			t.Errorf("validate: %v, want the rule refused", err)
+		}
+		if err := validate(t, cfg("allow group app-admin")); err != nil {
+			t.Errorf("a rule on a kept group: %v", err)
+		}
+	})
+
 	t.Run("unreachable provider: start does not hang and other sites serve", func(t *testing.T) {
 		dead := freePort(t) // nothing listens here
 		port, other := freePort(t), freePort(t)

@@ -146,3 +146,27 @@ func globMatch(p, s string) bool {
 	}
 	return px == len(p)
 }
+
+// checkRulesAgainstKeptGroups refuses a group rule naming a group that a
+// provider's keep_groups drops: the rule could never match, and a deny
+// rule that never matches lets in the users it was written for. Patterns
+// with wildcards are not checked (the README says so).
+func checkRulesAgainstKeptGroups(rules []Rule, providers []*provider) error {
+	for i, r := range rules {
+		if r.Field != "group" {
+			continue
+		}
+		for _, v := range r.Values {
+			if strings.ContainsAny(v, "*?") {
+				continue
+			}
+			for _, p := range providers {
+				if !p.claims.keeps(v) {
+					return fmt.Errorf("rule %d (%s group %s) can never match: provider %s keeps only the groups matching %s (keep_groups)",
+						i+1, r.Action, v, p.name, strings.Join(p.claims.keepGroups, " "))
+				}
+			}
+		}
+	}
+	return nil
+}

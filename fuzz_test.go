@@ -19,11 +19,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -145,6 +147,23 @@ func FuzzClaimPath(f *testing.F) {
 				if str == "" {
 					t.Fatalf("%q yielded an empty string", s)
 				}
+			}
+			// keep_groups on this path: the stored claims map to the
+			// same groups as the full ones, and the provider's claims
+			// are never changed.
+			c, err := compileClaimMap(ClaimMap{Groups: s, KeepGroups: []string{"*a*", "1?"}})
+			if err != nil {
+				t.Fatalf("%q: %v", s, err)
+			}
+			before := fmt.Sprint(doc)
+			full, _ := c.identity("p", doc, false)
+			pruned := c.pruneGroups(doc)
+			if fmt.Sprint(doc) != before {
+				t.Fatalf("%q: pruneGroups changed the provider's claims", s)
+			}
+			stored, _ := c.identity("p", pruned, false)
+			if !slices.Equal(full.Groups, stored.Groups) {
+				t.Fatalf("%q: groups %q from the full claims, %q from the stored ones", s, full.Groups, stored.Groups)
 			}
 		}
 	})

@@ -212,7 +212,13 @@ func (c *sessionCache) get(kind cacheKind, pieces ...string) *sessionEntry {
 // older entry; get's comparison keeps it from answering for the newer.
 func (c *sessionCache) put(kind cacheKind, e *sessionEntry, pieces ...string) {
 	e.kind = kind
-	e.raw = strings.Join(pieces, "")
+	// A copy: a piece is a substring of the request's Cookie header, which
+	// would otherwise stay in memory whole, uncounted by the budget.
+	if len(pieces) == 1 {
+		e.raw = strings.Clone(pieces[0])
+	} else {
+		e.raw = strings.Join(pieces, "")
+	}
 	e.size = 2*len(e.raw) + 512 // the key, the decoded tokens, overhead
 	k := c.key(kind, pieces)
 	c.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -559,6 +560,15 @@ func TestSessionCache(t *testing.T) {
 	}
 	if !cookie.matches(kindCookie, []string{"AAAAB", "BBB"}) {
 		t.Error("matches must compare the joined bytes, wherever the pieces split")
+	}
+	// The entry keeps a copy of the value, never the request's header it
+	// was cut from (which the byte budget does not count).
+	header := "app=" + strings.Repeat("x", 8000) + "; _authgate=VALUE"
+	piece := header[len(header)-len("VALUE"):]
+	single := &sessionEntry{}
+	c.put(kindCookie, single, piece)
+	if unsafe.StringData(single.raw) == unsafe.StringData(piece) {
+		t.Error("the cache entry holds on to the request's Cookie header")
 	}
 	c.forget(kindCookie, "AAAA", "BBBB")
 	if c.get(kindCookie, "AAAA", "BBBB") != nil || c.get(kindStored, "sess-1") != stored {

@@ -543,6 +543,9 @@ func TestSessionCache(t *testing.T) {
 		want   *sessionEntry
 	}{
 		{"the cookie's chunks", kindCookie, []string{"AAAA", "BBBB"}, cookie},
+		{"the same bytes cut elsewhere", kindCookie, []string{"AAAAB", "BBB"}, cookie},
+		{"the same bytes in one piece", kindCookie, []string{"AAAABBBB"}, cookie},
+		{"the same bytes in many pieces", kindCookie, []string{"A", "AAA", "", "BB", "B", "B"}, cookie},
 		{"a changed chunk", kindCookie, []string{"AAAA", "BBBC"}, nil},
 		{"a missing chunk", kindCookie, []string{"AAAA"}, nil},
 		{"an extra chunk", kindCookie, []string{"AAAA", "BBBB", "C"}, nil},
@@ -554,6 +557,20 @@ func TestSessionCache(t *testing.T) {
 			t.Errorf("%s: get = %p, want %p", tt.name, got, tt.want)
 		}
 	}
+	// However a client splits one long value, it is one entry.
+	long := strings.Repeat("0123456789", 300)
+	first := &sessionEntry{}
+	c.put(kindCookie, first, long[:1000], long[1000:])
+	for k := 1; k < len(long); k += 97 {
+		if got := c.get(kindCookie, long[:k], long[k:]); got != first {
+			t.Fatalf("split at %d: a miss", k)
+		}
+	}
+	// Values that share their length and last bytes differ in the rest.
+	if c.get(kindCookie, "X"+long[1:]) != nil {
+		t.Error("a value with the same tail but other bytes hit")
+	}
+
 	// A hit is confirmed by comparing bytes, not only by the hash.
 	if cookie.matches(kindCookie, []string{"AAAA", "BBBX"}) {
 		t.Error("matches took other bytes for the entry's")

@@ -111,8 +111,9 @@ func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // map read rather than hashing label values into the registry's vector.
 type siteLabels struct {
 	hosts sync.Map // host → *siteCounters
-	mu    sync.Mutex
-	named int
+	named atomic.Int32
+	other atomic.Pointer[siteCounters] // hosts past the cap
+	mu    sync.Mutex                   // naming a new host
 }
 
 const maxSiteLabels = 100
@@ -141,7 +142,9 @@ func newSiteCounters(m *authgateMetrics, site string) *siteCounters {
 	return sc
 }
 
-// count counts a request to host with its decision.
+// count counts a request to host with its decision. Known hosts and, once
+// the cap is reached, unknown ones cost map reads and atomics only: a
+// client inventing Host headers never takes a lock.
 func (s *siteLabels) count(host string, decision int) {
 	m := currentMetrics.Load()
 	if m == nil {
@@ -152,16 +155,19 @@ func (s *siteLabels) count(host string, decision int) {
 			sc.c[decision].Inc()
 			return
 		}
+	} else if s.named.Load() >= maxSiteLabels {
+		s.otherCounters(m).c[decision].Inc()
+		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, known := s.hosts.Load(host)
-	if !known && s.named >= maxSiteLabels {
-		m.requests.WithLabelValues("other", decisionNames[decision]).Inc()
+	if !known && s.named.Load() >= maxSiteLabels {
+		s.otherCounters(m).c[decision].Inc()
 		return
 	}
 	if !known {
-		s.named++
+		s.named.Add(1)
 	}
 	sc, _ := v.(*siteCounters)
 	if sc == nil || sc.m != m {
@@ -169,4 +175,14 @@ func (s *siteLabels) count(host string, decision int) {
 		s.hosts.Store(host, sc)
 	}
 	sc.c[decision].Inc()
+}
+
+// otherCounters are the "other" site's counters from m.
+func (s *siteLabels) otherCounters(m *authgateMetrics) *siteCounters {
+	if sc := s.other.Load(); sc != nil && sc.m == m {
+		return sc
+	}
+	sc := newSiteCounters(m, "other")
+	s.other.Store(sc)
+	return sc
 }

@@ -332,10 +332,10 @@ func TestSiteLabelsBounded(t *testing.T) {
 	s.count("h0.example.test", decisionAllowed)
 
 	series := requestSeries(t, reg)
-	// A named site has all its decisions' series, from zero; "other"
-	// those that happened.
-	if want := numDecisions*maxSiteLabels + 2; len(series) != want {
-		t.Errorf("%d series, want %d: %d named sites with %d decisions, and other with two", len(series), want, maxSiteLabels, numDecisions)
+	// Each named site, and "other", has all its decisions' series, from
+	// zero.
+	if want := numDecisions * (maxSiteLabels + 1); len(series) != want {
+		t.Errorf("%d series, want %d: %d named sites and other, with %d decisions each", len(series), want, maxSiteLabels, numDecisions)
 	}
 	if got := series["other/allowed"]; got != 50 {
 		t.Errorf("other/allowed = %v, want 50", got)
@@ -348,8 +348,13 @@ func TestSiteLabelsBounded(t *testing.T) {
 	// registered ones: counting goes on in the same series.
 	registerMetrics(reg)
 	s.count("h0.example.test", decisionAllowed)
-	if got := requestSeries(t, reg)["h0.example.test/allowed"]; got != 3 {
+	s.count("new.example.test", decisionAllowed)
+	after := requestSeries(t, reg)
+	if got := after["h0.example.test/allowed"]; got != 3 {
 		t.Errorf("after re-registering, h0/allowed = %v, want 3", got)
+	}
+	if got := after["other/allowed"]; got != 51 {
+		t.Errorf("after re-registering, other/allowed = %v, want 51", got)
 	}
 }
 

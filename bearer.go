@@ -155,7 +155,7 @@ func (h *Handler) verifyBearer(ctx context.Context, p *provider, token string) (
 			return nil, time.Time{}, fmt.Errorf("%w: provider %s has no userinfo endpoint to check opaque tokens", errBadBearer, p.name)
 		}
 	}
-	merged := mergeClaims(claims, nil)
+	merged, _ := p.claims.pruneGroups(mergeClaims(claims, nil))
 	if err := checkClaimsSize(merged); err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: %v", errBadBearer, err)
 	}

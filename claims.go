@@ -1,10 +1,13 @@
 package authgate
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -232,6 +235,9 @@ type compiledClaimMap struct {
 	user, email, username, name, groups claimPath
 	explicit                            map[string]bool
 	keepGroups                          []string // glob patterns; none: keep all
+	// keepPrint names the keep_groups a session was narrowed under (see
+	// Session.KeptGroups); "" when nothing is narrowed.
+	keepPrint string
 }
 
 func compileClaimMap(m ClaimMap) (*compiledClaimMap, error) {
@@ -264,6 +270,10 @@ func compileClaimMap(m ClaimMap) (*compiledClaimMap, error) {
 		}
 	}
 	c.keepGroups = m.KeepGroups
+	if len(m.KeepGroups) > 0 {
+		sum := sha256.Sum256([]byte(pathString(c.groups) + "\x00" + strings.Join(m.KeepGroups, "\x00")))
+		c.keepPrint = base64.RawURLEncoding.EncodeToString(sum[:9])
+	}
 	return c, nil
 }
 
@@ -281,19 +291,21 @@ func (c *compiledClaimMap) keeps(g string) bool {
 }
 
 // pruneGroups returns claims with the groups claim narrowed to the kept
-// groups, for storing in a session, when the groups path is a chain of
-// object keys; the maps along the path are copied, never changed. Other
-// claims are returned as they are (the identity is filtered anyway).
-func (c *compiledClaimMap) pruneGroups(claims map[string]any) map[string]any {
+// groups, for storing in a session, and whether it narrowed anything: only
+// when the groups path is a chain of object keys; the maps along the path
+// are copied, never changed, and only group names (scalars) that are not
+// kept are dropped. Other claims are returned as they are (the identity is
+// filtered anyway).
+func (c *compiledClaimMap) pruneGroups(claims map[string]any) (map[string]any, bool) {
 	if len(c.keepGroups) == 0 {
-		return claims
+		return claims, false
 	}
 	for _, st := range c.groups {
 		if st.all || st.index >= 0 {
-			return claims
+			return claims, false
 		}
 	}
-	return c.pruneAt(claims, c.groups)
+	return c.pruneAt(claims, c.groups), true
 }
 
 func (c *compiledClaimMap) pruneAt(m map[string]any, p claimPath) map[string]any {
@@ -301,29 +313,68 @@ func (c *compiledClaimMap) pruneAt(m map[string]any, p claimPath) map[string]any
 	if !ok {
 		return m
 	}
-	out := maps.Clone(m)
 	if len(p) > 1 {
 		sub, ok := v.(map[string]any)
 		if !ok {
 			return m
 		}
+		out := maps.Clone(m)
 		out[p[0].key] = c.pruneAt(sub, p[1:])
 		return out
 	}
-	if arr, ok := v.([]any); ok {
+	// A group is a non-empty scalar; anything else at the path is no
+	// group and stays, as other claim paths may read it.
+	dropped := func(e any) bool {
+		s, ok := scalarString(e)
+		return ok && s != "" && !c.keeps(s)
+	}
+	out := maps.Clone(m)
+	switch x := v.(type) {
+	case []any:
 		kept := []any{}
-		for _, e := range arr {
-			if s, ok := scalarString(e); ok && s != "" && c.keeps(s) {
+		for _, e := range x {
+			if !dropped(e) {
 				kept = append(kept, e)
 			}
 		}
 		out[p[0].key] = kept
-		return out
-	}
-	if s, ok := scalarString(v); !ok || s == "" || !c.keeps(s) {
-		delete(out, p[0].key)
+	default:
+		if dropped(x) {
+			delete(out, p[0].key)
+		}
 	}
 	return out
+}
+
+// narrowForSession returns the claims to store for a session that signed
+// in with identity id: narrowed by keep_groups when that changes nothing
+// about who the user is (a claim path of another field may lie under the
+// groups claim), with the fingerprint to store beside them; otherwise the
+// claims as they are.
+func (c *compiledClaimMap) narrowForSession(provider string, claims map[string]any, id *Identity) (map[string]any, string) {
+	pruned, ok := c.pruneGroups(claims)
+	if !ok {
+		return claims, ""
+	}
+	again, err := c.identity(provider, pruned, false)
+	if err != nil || again.ID != id.ID || again.Email != id.Email || again.PreferredUsername != id.PreferredUsername ||
+		again.Name != id.Name || !slices.Equal(again.Groups, id.Groups) {
+		return claims, ""
+	}
+	return pruned, c.keepPrint
+}
+
+// overlapsGroups reports whether claim path p reads into the groups claim,
+// or the groups claim into it: a rule on such a path would see claims that
+// keep_groups narrowed.
+func (c *compiledClaimMap) overlapsGroups(p claimPath) bool {
+	n := min(len(p), len(c.groups))
+	for i := 0; i < n; i++ {
+		if p[i].key != c.groups[i].key {
+			return false
+		}
+	}
+	return true
 }
 
 // identity maps claims to an Identity. strict (at login) makes an explicit

@@ -497,7 +497,7 @@ func TestKeepGroups(t *testing.T) {
 	if id.out.groups != "app-read,admins,app-write" {
 		t.Errorf("groups header = %q", id.out.groups)
 	}
-	pruned := c.pruneGroups(claims)
+	pruned, _ := c.pruneGroups(claims)
 	if want := []any{"app-read", "admins", "app-write"}; !reflect.DeepEqual(pruned["groups"], want) {
 		t.Errorf("stored groups = %v, want %v", pruned["groups"], want)
 	}
@@ -511,7 +511,7 @@ func TestKeepGroups(t *testing.T) {
 		if err != nil || len(id.Groups) != 0 {
 			t.Fatalf("identity = %v, %v; want no groups, no error", id, err)
 		}
-		stored := c.pruneGroups(claims)
+		stored, _ := c.pruneGroups(claims)
 		if g, ok := stored["groups"].([]any); !ok || len(g) != 0 {
 			t.Errorf("stored groups = %#v, want an empty list", stored["groups"])
 		}
@@ -524,7 +524,7 @@ func TestKeepGroups(t *testing.T) {
 		c, _ := compileClaimMap(ClaimMap{Groups: "realm_access.roles", KeepGroups: []string{"app-*"}})
 		inner := map[string]any{"roles": []any{"app-a", "offline_access"}, "other": "x"}
 		claims := map[string]any{"sub": "u", "realm_access": inner}
-		stored := c.pruneGroups(claims)
+		stored, _ := c.pruneGroups(claims)
 		got := stored["realm_access"].(map[string]any)
 		if !reflect.DeepEqual(got["roles"], []any{"app-a"}) || got["other"] != "x" {
 			t.Errorf("stored realm_access = %v", got)
@@ -535,17 +535,17 @@ func TestKeepGroups(t *testing.T) {
 	})
 	t.Run("single value", func(t *testing.T) {
 		c, _ := compileClaimMap(ClaimMap{Groups: "role", KeepGroups: []string{"app-*"}})
-		if _, ok := c.pruneGroups(map[string]any{"role": "staff"})["role"]; ok {
+		if stored, _ := c.pruneGroups(map[string]any{"role": "staff"}); stored["role"] != nil {
 			t.Error("a single unkept value must go")
 		}
-		if v := c.pruneGroups(map[string]any{"role": "app-x"})["role"]; v != "app-x" {
-			t.Errorf("a single kept value = %v", v)
+		if stored, _ := c.pruneGroups(map[string]any{"role": "app-x"}); stored["role"] != "app-x" {
+			t.Errorf("a single kept value = %v", stored["role"])
 		}
 	})
 	t.Run("arrays of objects stay whole in the session", func(t *testing.T) {
 		c, _ := compileClaimMap(ClaimMap{Groups: "roles[].name", KeepGroups: []string{"app-*"}})
 		claims := map[string]any{"sub": "u", "roles": []any{map[string]any{"name": "app-a"}, map[string]any{"name": "staff"}}}
-		if stored := c.pruneGroups(claims); !reflect.DeepEqual(stored, claims) {
+		if stored, narrowed := c.pruneGroups(claims); narrowed || !reflect.DeepEqual(stored, claims) {
 			t.Errorf("stored = %v, want the claims unchanged", stored)
 		}
 		id, _ := c.identity("p", claims, false)
@@ -555,8 +555,44 @@ func TestKeepGroups(t *testing.T) {
 	})
 	t.Run("no keep_groups keeps everything", func(t *testing.T) {
 		c, _ := compileClaimMap(ClaimMap{})
-		if stored := c.pruneGroups(claims); !reflect.DeepEqual(stored, claims) {
+		if stored, narrowed := c.pruneGroups(claims); narrowed || !reflect.DeepEqual(stored, claims) {
 			t.Errorf("stored = %v", stored)
+		}
+	})
+	t.Run("what is not a group stays", func(t *testing.T) {
+		// Another field's path may lie under the groups claim.
+		c, _ := compileClaimMap(ClaimMap{Groups: "groups", Email: "groups.mail", KeepGroups: []string{"app-*"}})
+		claims := map[string]any{"sub": "u", "groups": map[string]any{"mail": "a@b.test"}}
+		if stored, _ := c.pruneGroups(claims); !reflect.DeepEqual(stored, claims) {
+			t.Errorf("stored = %v, want the object kept", stored)
+		}
+		mixed := map[string]any{"sub": "u", "groups": []any{"app-a", "staff", map[string]any{"x": 1.0}}}
+		stored, _ := c.pruneGroups(mixed)
+		if want := []any{"app-a", map[string]any{"x": 1.0}}; !reflect.DeepEqual(stored["groups"], want) {
+			t.Errorf("stored groups = %v, want %v", stored["groups"], want)
+		}
+	})
+	t.Run("narrowing never changes who the user is", func(t *testing.T) {
+		// Email read from the first group: narrowing would change it,
+		// so the session keeps the claims whole.
+		c, _ := compileClaimMap(ClaimMap{Groups: "groups", Email: "groups[0]", KeepGroups: []string{"app-*"}})
+		claims := map[string]any{"sub": "u", "groups": []any{"first@x.test", "app-a"}}
+		id, err := c.identity("p", claims, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, print := c.narrowForSession("p", claims, id)
+		if print != "" || !reflect.DeepEqual(stored, claims) {
+			t.Errorf("narrowForSession = %v, %q; want the claims whole, no fingerprint", stored, print)
+		}
+		plain, _ := compileClaimMap(ClaimMap{KeepGroups: []string{"app-*"}})
+		id, _ = plain.identity("p", claims, true)
+		if _, print := plain.narrowForSession("p", claims, id); print == "" || print != plain.keepPrint {
+			t.Errorf("fingerprint %q, want %q", print, plain.keepPrint)
+		}
+		other, _ := compileClaimMap(ClaimMap{KeepGroups: []string{"app-*", "staff"}})
+		if other.keepPrint == plain.keepPrint {
+			t.Error("other keep_groups, same fingerprint")
 		}
 	})
 	if _, err := compileClaimMap(ClaimMap{KeepGroups: []string{""}}); err == nil {

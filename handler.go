@@ -526,6 +526,11 @@ func (gw *gateway) entryFor(s *Session, oldKey bool) (*sessionEntry, error) {
 	if s.Version != sessionVersion || !ok || s.ID == "" || s.Created == 0 {
 		return nil, errBadSession
 	}
+	if s.KeptGroups != "" && s.KeptGroups != p.claims.keepPrint {
+		// Narrowed under another keep_groups: groups (and deny rules on
+		// them) would be missing. Sign in again.
+		return nil, errBadSession
+	}
 	id, err := p.claims.identity(s.Provider, s.Claims, false)
 	if err != nil || id.ID == "" {
 		return nil, errBadSession

@@ -413,6 +413,19 @@ func TestKeepGroupsShrinksTheSession(t *testing.T) {
 		t.Errorf("session cookies %v, %d bytes: want one small cookie", names, size)
 	}
 
+	// The configuration now keeps more groups: a session narrowed under
+	// the old keep_groups lacks some, so it is refused and its user signs
+	// in again, with the groups the new configuration keeps.
+	s.cfg.provider = "keep_groups app-* " + groups[1].(string)
+	s.start(t, testKey)
+	if resp, _ := b.api("GET", s.origin+"/api"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a session narrowed under other keep_groups: status %d, want 401", resp.StatusCode)
+	}
+	saw = s.login(t, b)
+	if got, want := saw.Headers.Get("X-Forwarded-Groups"), groups[1].(string)+",app-admin,app-read"; got != want {
+		t.Errorf("after signing in again, X-Forwarded-Groups = %q, want %q", got, want)
+	}
+
 	// A rule whose pattern matches only dropped groups never matches (a
 	// literal one is refused at start: TestStartupValidation).
 	denied := setupSiteWith(t, siteConfig{

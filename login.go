@@ -252,7 +252,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Only then narrow the groups (keep_groups): a path that found groups,
 	// none of them kept, is no missing field.
-	claims = p.claims.pruneGroups(claims)
+	claims, keptGroups := p.claims.narrowForSession(p.name, claims, id)
 	if err := checkClaimsSize(claims); err != nil {
 		return fail(http.StatusBadGateway, "claims_too_large", "The identity provider sent more user details than a session can carry.", err)
 	}
@@ -267,6 +267,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		Created:      timeNow().Unix(),
 		RefreshToken: ts.RefreshToken,
 		Claims:       claims,
+		KeptGroups:   keptGroups,
 	}
 	if p.cfg.Dialect.NoRefresh {
 		sess.RefreshToken = ""

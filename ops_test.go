@@ -250,12 +250,25 @@ func TestStartupValidation(t *testing.T) {
 				"http://127.0.0.1:1 {\n\tauthgate {\n\t\t" + rule + "\n\t}\n\trespond ok\n}\n"
 		}
 		// A deny that can never match would let in whom it names.
-		err := validate(t, cfg("deny group contractors"))
-		if err == nil || !strings.Contains(err.Error(), "rule 1 (deny group contractors) can never match: provider corp keeps only the groups matching app-*") {
-			t.Errorf("validate: %v, want the rule refused", err)
-		}
-		if err := validate(t, cfg("allow group app-admin")); err != nil {
-			t.Errorf("a rule on a kept group: %v", err)
+		for _, tc := range []struct{ rule, want string }{
+			{"deny group contractors", "rule 1 (deny group contractors) can never match: provider corp keeps only the groups matching app-*"},
+			{"allow group staff", "rule 1 (allow group staff) can never match"},
+			{"deny group contract*", "rule 1 (deny group contract*) may miss groups that are dropped: contract* is not within a kept pattern"},
+			{"deny group *-contractors", "may miss groups that are dropped"},
+			{"deny claim groups banned", "rule 1 (deny claim groups banned) reads the groups claim, which keep_groups narrows"},
+			{"allow group app-admin", ""},
+			{"deny group app-contract*", ""}, // within app-*
+			{"deny group app-?", ""},
+			{"allow group *admin*", ""}, // an allow that misses only turns users away
+			{"deny claim department sales", ""},
+		} {
+			err := validate(t, cfg(tc.rule))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("%s: %v", tc.rule, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("%s: %v, want an error containing %q", tc.rule, err, tc.want)
+			}
 		}
 	})
 

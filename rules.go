@@ -147,26 +147,68 @@ func globMatch(p, s string) bool {
 	return px == len(p)
 }
 
-// checkRulesAgainstKeptGroups refuses a group rule naming a group that a
-// provider's keep_groups drops: the rule could never match, and a deny
-// rule that never matches lets in the users it was written for. Patterns
-// with wildcards are not checked (the README says so).
+// checkRulesAgainstKeptGroups refuses rules that a provider's keep_groups
+// would silently blunt, since a deny rule that never matches lets in the
+// users it was written for:
+//
+//   - a group rule naming a group that keep_groups drops;
+//   - a deny group rule whose pattern matches groups keep_groups may drop.
+//     It must lie within a kept pattern: pattern D is safe when, read as
+//     plain text, it matches a kept pattern K without '?', for then every
+//     group matching D matches K (D's wildcards fall inside K's `*`);
+//   - a claim rule on a path that reads into the groups claim, or that the
+//     groups claim lies under: it would see narrowed claims.
+//
+// Allow rules with wildcards are not checked: one that can never match
+// only turns users away.
 func checkRulesAgainstKeptGroups(rules []Rule, providers []*provider) error {
 	for i, r := range rules {
-		if r.Field != "group" {
-			continue
-		}
-		for _, v := range r.Values {
-			if strings.ContainsAny(v, "*?") {
+		for _, p := range providers {
+			c := p.claims
+			if len(c.keepGroups) == 0 {
 				continue
 			}
-			for _, p := range providers {
-				if !p.claims.keeps(v) {
-					return fmt.Errorf("rule %d (%s group %s) can never match: provider %s keeps only the groups matching %s (keep_groups)",
-						i+1, r.Action, v, p.name, strings.Join(p.claims.keepGroups, " "))
+			refuse := func(what string) error {
+				return fmt.Errorf("rule %d (%s %s %s) %s: provider %s keeps only the groups matching %s (keep_groups)",
+					i+1, r.Action, r.Field, strings.Join(append(ruleClaim(r), r.Values...), " "), what, p.name, strings.Join(c.keepGroups, " "))
+			}
+			switch r.Field {
+			case "group":
+				for _, v := range r.Values {
+					if !strings.ContainsAny(v, "*?") {
+						if !c.keeps(v) {
+							return refuse("can never match")
+						}
+						continue
+					}
+					if r.Action == "deny" && !withinKept(v, c.keepGroups) {
+						return refuse(fmt.Sprintf("may miss groups that are dropped: %s is not within a kept pattern", v))
+					}
+				}
+			case "claim":
+				if path, err := parseClaimPath(r.Claim); err == nil && c.overlapsGroups(path) {
+					return refuse("reads the groups claim, which keep_groups narrows; use a group rule")
 				}
 			}
 		}
 	}
 	return nil
+}
+
+func ruleClaim(r Rule) []string {
+	if r.Field == "claim" {
+		return []string{r.Claim}
+	}
+	return nil
+}
+
+// withinKept reports whether every group matching pattern d matches one of
+// the kept patterns (conservatively: see checkRulesAgainstKeptGroups).
+func withinKept(d string, kept []string) bool {
+	for _, k := range kept {
+		if !strings.Contains(k, "?") && globMatch(k, d) {
+			return true
+		}
+	}
+	return false
 }

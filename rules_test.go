@@ -243,3 +243,27 @@ func TestRulesAllowedClaimsFromCookie(t *testing.T) {
 		t.Errorf("values = %q", rules[0].values)
 	}
 }
+
+// TestWithinKept: a deny pattern passes only when every group it matches
+// is kept; the check may refuse a safe pattern, never pass an unsafe one.
+func TestWithinKept(t *testing.T) {
+	for _, tc := range []struct {
+		d    string
+		kept []string
+		want bool
+	}{
+		{"app-x*", []string{"app-*"}, true},
+		{"app-?", []string{"app-*"}, true},
+		{"*", []string{"*"}, true},
+		{"*a", []string{"*a*"}, true},
+		{"a*", []string{"*b"}, false},
+		{"a*", []string{"a*b*"}, false},
+		{"?*", []string{"a*"}, false},
+		{"a*c", []string{"a?c"}, false}, // "abbc" matches a*c, not a?c
+		{"x*", []string{"app-*", "x*"}, true},
+	} {
+		if got := withinKept(tc.d, tc.kept); got != tc.want {
+			t.Errorf("withinKept(%q, %q) = %v, want %v", tc.d, tc.kept, got, tc.want)
+		}
+	}
+}

@@ -59,6 +59,10 @@ type Session struct {
 	RefreshToken string         `json:"rt,omitempty"`
 	IDToken      string         `json:"it,omitempty"`
 	Claims       map[string]any `json:"cl"`
+	// KeptGroups names the keep_groups the claims were narrowed under
+	// (compiledClaimMap.keepPrint); a session narrowed under other ones
+	// lacks groups the configuration now wants, and is refused.
+	KeptGroups string `json:"kg,omitempty"`
 }
 
 // pendingLogin is the short-lived state of one login in progress. It lives

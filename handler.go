@@ -429,7 +429,7 @@ func (gw *gateway) checked(r *http.Request, sc *sessionCookie) *sessionCookie {
 // presentCookies names the session cookies r carries, for clearing or
 // replacing them.
 func (gw *gateway) presentCookies(r *http.Request) []string {
-	_, present := readChunked(r, gw.cookie.Name)
+	_, present := readSessionCookie(r, gw.cookie.Name, true)
 	return present
 }
 

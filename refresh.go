@@ -122,10 +122,10 @@ func (rf *refresher) store(key [32]byte, s *Session) {
 // is bounded in bytes: two generations, the older dropped when the newer
 // fills half the budget, so memory stays flat however many users there are.
 //
-// Keys are a seeded hash of the value's pieces (the chunks of a chunked
-// cookie, read in place), and every hit is confirmed by comparing the
-// pieces with the value the entry was made from: a chunked session is
-// looked up without joining its chunks. Entries of different kinds (cookie
+// A value is looked up as the pieces it came in (the chunks of a chunked
+// cookie, read in place, never joined): the key hashes its length and
+// tail (see key), and every hit is confirmed by comparing the pieces with
+// the value the entry was made from. Entries of different kinds (cookie
 // values, stored session ids) never answer for each other, whatever their
 // bytes.
 type sessionCache struct {

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/coreos/go-oidc/v3/oidc"
 )
 
 // BearerConfig lets API clients present `Authorization: Bearer <token>`
@@ -164,12 +162,6 @@ func (h *Handler) verifyBearer(ctx context.Context, p *provider, token string) (
 		return nil, time.Time{}, fmt.Errorf("%w: no user id in its claims", errBadBearer)
 	}
 	return id, until, nil
-}
-
-// newAccessVerifier verifies JWT access tokens: like ID tokens, but the
-// audience is checked by authgate against the configured list.
-func newAccessVerifier(issuer string, keys oidc.KeySet, algs []string) *oidc.IDTokenVerifier {
-	return oidc.NewVerifier(issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs, Now: timeNow})
 }
 
 // isIDToken recognises an ID token by the claims only ID tokens carry

@@ -61,13 +61,6 @@ func (c CallbackParams) errorParam() string {
 	return orDefault(c.Error, "error")
 }
 
-func orDefault(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
 // isStandard reports whether the dialect leaves the token request alone.
 func (d Dialect) isStandard() bool {
 	return d.TokenEncoding == "" && d.TokenParams.empty()

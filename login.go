@@ -3,7 +3,6 @@ package authgate
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -14,8 +13,13 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// maxIDTokenHint is the largest ID token kept in a session for logout.
-const maxIDTokenHint = 2048
+const (
+	// maxPendingLogins bounds how many pending-login cookies a browser keeps;
+	// the oldest are dropped when a new login starts.
+	maxPendingLogins = 4
+	// pendingLifetime is how long a started login may take.
+	pendingLifetime = 10 * time.Minute
+)
 
 // serveStart begins a login: /oauth2/start?rd=URL[&provider=NAME].
 func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) error {
@@ -314,179 +318,16 @@ func safeToken(s string) string {
 	return b.String()
 }
 
-// serveLogout clears every session cookie and pending login, revokes the
-// tokens where the provider can, and ends the provider session where it
-// offers an end-session endpoint.
-func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
-	gw := h.gw
-	rd := gw.redirects.safeReturnURL(r.URL.Query().Get("rd"), r.Host)
-	sc, present := readSessionCookie(r, gw.cookie.Name, true)
-	gw.clearCookies(w, r, present)
-	if len(present) == 0 {
-		gw.cookie.expire(w, gw.cookie.Name, isHTTPS(r))
-	}
-	_, pendingNames := gw.pendingLogins(r)
-	for _, n := range pendingNames {
-		gw.expirePending(w, r, n)
-	}
-	// No Clear-Site-Data: it would wipe every cookie of the site, the
-	// application's own included, and Chromium refuses the Set-Cookie
-	// deletions of a response that carries it (on plain http it is ignored
-	// too), which left users signed in.
-	w.Header().Set("Cache-Control", "no-store")
-	if sc.n == 0 {
-		http.Redirect(w, r, rd, http.StatusFound)
-		return nil
-	}
-	e, err := gw.lookup(r, &sc)
-	if err != nil {
-		if errors.Is(err, errStoreDown) {
-			gw.log(r, zap.WarnLevel, "logout", zap.String("result", "cookies cleared; session store unavailable, stored session kept until it expires"), zap.Error(err))
-		}
-		http.Redirect(w, r, rd, http.StatusFound)
-		return nil
-	}
-	p := gw.providers[e.sess.Provider]
-	gw.sessions.forget(kindCookie, sc.pieces()...)
-	if gw.store != nil {
-		gw.sessions.forget(kindStored, e.sess.ID)
-		if err := gw.store.delete(r.Context(), e.sess.ID); err != nil {
-			gw.log(r, zap.WarnLevel, "logout", zap.String("result", "session store unavailable; stored session kept until it expires"), zap.Error(err))
-		}
-	}
-	st, err := p.state(r.Context())
-	if err != nil {
-		gw.log(r, zap.WarnLevel, "logout", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "provider unreachable; cookies cleared"), zap.Error(err))
-		http.Redirect(w, r, rd, http.StatusFound)
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), p.timeout())
-	defer cancel()
-	result := "ok"
-	if err := st.client.revoke(ctx, e.sess.RefreshToken, "refresh_token"); err != nil {
-		result = "revocation failed"
-		gw.log(r, zap.WarnLevel, "revocation failed", zap.String("provider", p.name), zap.Error(err))
-	}
-	if err := st.client.revoke(ctx, e.sess.AccessToken, "access_token"); err != nil {
-		result = "revocation failed"
-		gw.log(r, zap.WarnLevel, "revocation failed", zap.String("provider", p.name), zap.Error(err))
-	}
-	gw.log(r, zap.InfoLevel, "logout", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", result))
-	if st.endSession != "" {
-		target := rd
-		if strings.HasPrefix(target, "/") {
-			scheme := "http"
-			if isHTTPS(r) {
-				scheme = "https"
-			}
-			target = scheme + "://" + r.Host + target
-		}
-		v := url.Values{"client_id": {p.cfg.ClientID}, "post_logout_redirect_uri": {target}}
-		if e.sess.IDToken != "" {
-			// The hint is an ID token: POST it, never put it in a URL where
-			// logs (Caddy's access log records Location), browser history
-			// and the provider's access log would keep it.
-			v.Set("id_token_hint", e.sess.IDToken)
-			return writeAutoPost(w, st.endSession, v)
-		}
-		sep := "?"
-		if strings.Contains(st.endSession, "?") {
-			sep = "&"
-		}
-		http.Redirect(w, r, st.endSession+sep+v.Encode(), http.StatusFound)
-		return nil
-	}
-	http.Redirect(w, r, rd, http.StatusFound)
-	return nil
-}
-
-// userinfoJSON is the identity as /oauth2/userinfo shows it. Tokens are
-// never part of it.
-type userinfoJSON struct {
-	User              string   `json:"user"`
-	Email             string   `json:"email,omitempty"`
-	PreferredUsername string   `json:"preferred_username,omitempty"`
-	Name              string   `json:"name,omitempty"`
-	Groups            []string `json:"groups,omitempty"`
-	Provider          string   `json:"provider"`
-}
-
-func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
-	sc := scanSessionCookie(r, h.gw.cookie.Name)
-	id, _, err := h.identify(w, r, &sc)
-	if err != nil {
-		return h.apiUnauthenticated(w, r, err)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	return json.NewEncoder(w).Encode(userinfoJSON{
-		User: id.ID, Email: id.Email, PreferredUsername: id.PreferredUsername, Name: id.Name, Groups: id.Groups, Provider: id.Provider,
-	})
-}
-
-// serveAuth is the forward-auth check, for Caddy's forward_auth, nginx
-// auth_request and Traefik ForwardAuth: 200 with the identity headers to
-// copy, 403 when the rules refuse, and without a session 401 — or, for a
-// browser navigation described by X-Forwarded-Method/Proto/Host/Uri, a 302
-// to sign in that returns to the original URL (validated like any return
-// URL).
-func (h *Handler) serveAuth(w http.ResponseWriter, r *http.Request) error {
-	for _, n := range h.stripNames {
-		delete(r.Header, n)
-	}
-	sc := scanSessionCookie(r, h.gw.cookie.Name)
-	id, sess, err := h.identify(w, r, &sc)
-	if err != nil {
-		if !isProviderFailure(err) && forwardedNavigation(r) {
-			if rd, ok := h.gw.redirects.check(forwardedURL(r), r.Host); ok {
-				h.sites.count(r.Host, decisionUnauthenticated)
-				// forward_auth keeps the app's Host on the subrequest, so
-				// the login goes to the auth host when there is one.
-				scheme := "http"
-				if isHTTPS(r) || r.Header.Get("X-Forwarded-Proto") == "https" {
-					scheme = "https"
-				}
-				target := scheme + "://" + orDefault(h.gw.authHost, r.Host) + h.gw.prefix + "start?" + url.Values{"rd": {rd}}.Encode()
-				w.Header().Set("Cache-Control", "no-store")
-				http.Redirect(w, r, target, http.StatusFound)
-				return nil
-			}
-		}
-		return h.apiUnauthenticated(w, r, err)
-	}
-	if !allowed(h.rules, id) {
-		return h.forbidden(w, r, id)
-	}
-	h.forward(r, id, sess, sc.others)
-	for _, n := range h.stripNames {
-		if v, ok := r.Header[n]; ok {
-			w.Header()[n] = v
-		}
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	return nil
-}
-
-// forwardedNavigation reports whether a forward-auth subrequest stands for
-// a browser navigation of the original request.
-func forwardedNavigation(r *http.Request) bool {
-	m := r.Header.Get("X-Forwarded-Method")
-	if m != "" && m != http.MethodGet && m != http.MethodHead {
-		return false
-	}
-	return r.Header.Get("X-Forwarded-Host") != "" && wantsHTML(r)
-}
-
-// forwardedURL rebuilds the original URL of a forward-auth subrequest.
-func forwardedURL(r *http.Request) string {
-	proto := r.Header.Get("X-Forwarded-Proto")
-	if proto != "https" {
-		proto = "http"
-	}
-	uri := r.Header.Get("X-Forwarded-Uri")
-	if !strings.HasPrefix(uri, "/") {
-		uri = "/"
-	}
-	return proto + "://" + r.Header.Get("X-Forwarded-Host") + uri
+// pendingLogin is the short-lived state of one login in progress. It lives
+// in its own cookie so any instance holding the keys can finish the login.
+type pendingLogin struct {
+	State     string `json:"s"`
+	Verifier  string `json:"pv,omitempty"`
+	Nonce     string `json:"n,omitempty"`
+	ReturnURL string `json:"rd"`
+	Provider  string `json:"p"`
+	Issued    int64  `json:"t"`
+	// RedirectURI is the callback URL sent to the provider; the token
+	// request must repeat it exactly.
+	RedirectURI string `json:"ru"`
 }

@@ -382,3 +382,9 @@ func (st *providerState) verifyIDToken(ctx context.Context, raw, nonce, clientID
 	}
 	return claims, nil
 }
+
+// newAccessVerifier verifies JWT access tokens: like ID tokens, but the
+// audience is checked by authgate against the configured list.
+func newAccessVerifier(issuer string, keys oidc.KeySet, algs []string) *oidc.IDTokenVerifier {
+	return oidc.NewVerifier(issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs, Now: timeNow})
+}

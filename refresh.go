@@ -3,11 +3,8 @@ package authgate
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"strings"
 	"sync"
 	"time"
 
@@ -116,154 +113,99 @@ func (rf *refresher) store(key [32]byte, s *Session) {
 	rf.grace[key] = graceEntry{sess: s, until: now.Add(refreshGrace)}
 }
 
-// sessionCache remembers decoded sessions by their exact cookie value, so
-// that the hot path skips decryption, MAC and JSON decoding. A tampered or
-// different cookie is a different key and goes through full decoding. It
-// is bounded in bytes: two generations, the older dropped when the newer
-// fills half the budget, so memory stays flat however many users there are.
-//
-// A value is looked up as the pieces it came in (the chunks of a chunked
-// cookie, read in place, never joined): the key hashes its length and
-// tail (see key), and every hit is confirmed by comparing the pieces with
-// the value the entry was made from. Entries of different kinds (cookie
-// values, stored session ids) never answer for each other, whatever their
-// bytes.
-type sessionCache struct {
-	seed     maphash.Seed
-	mu       sync.RWMutex
-	cur, old map[uint64]*sessionEntry
-	curBytes int
-	budget   int
+// needsRefresh reports whether a session's access token is within the
+// skew of its expiry.
+func (gw *gateway) needsRefresh(s *Session) bool {
+	return s.Expiry != 0 && !timeNow().Before(time.Unix(s.Expiry, 0).Add(-gw.skew))
 }
 
-// cacheKind keeps the cache's two kinds of keys apart.
-type cacheKind uint8
-
-const (
-	kindCookie cacheKind = iota + 1 // a session cookie's value
-	kindStored                      // a session id in the session store
-)
-
-// sessionCacheSize is the byte budget of the cache.
-const sessionCacheSize = 32 << 20
-
-// sessionEntry is a decoded session with its identity worked out.
-type sessionEntry struct {
-	sess     *Session
-	identity *Identity
-	oldKey   bool // decoded with a retired key: re-encode
-	size     int
-	// kind and raw are the key the entry was stored under.
-	kind cacheKind
-	raw  string
-	// ref and fetched are used with a session store: the cookie's
-	// session id, and when the session was read from the store.
-	ref     *storeRef
-	fetched time.Time
-}
-
-func newSessionCache(budget int) *sessionCache {
-	return &sessionCache{
-		seed:   maphash.MakeSeed(),
-		cur:    map[uint64]*sessionEntry{},
-		old:    map[uint64]*sessionEntry{},
-		budget: budget,
-	}
-}
-
-// keyTail is how many of a value's last bytes its key hashes.
-const keyTail = 64
-
-// key is the cache key of a value made of pieces: a seeded hash of its
-// kind, its length and its last keyTail bytes, the same however the value
-// is cut into pieces (a client may split one cookie differently on every
-// request; each split must find the same entry). Hashing only the tail
-// costs the same for a 6 KB session as for a small one, and spreads well:
-// a session cookie ends in its MAC. Correctness never rests on the key:
-// every hit is confirmed by matches.
-func (c *sessionCache) key(kind cacheKind, pieces []string) uint64 {
-	var buf [keyTail + 9]byte
-	total := 0
-	for _, p := range pieces {
-		total += len(p)
-	}
-	buf[0] = byte(kind)
-	binary.LittleEndian.PutUint64(buf[1:9], uint64(total))
-	// Fill the tail from the last piece backwards.
-	n := min(total, keyTail)
-	tail := buf[9 : 9+n]
-	at := n
-	for i := len(pieces) - 1; i >= 0 && at > 0; i-- {
-		p := pieces[i]
-		take := min(len(p), at)
-		copy(tail[at-take:at], p[len(p)-take:])
-		at -= take
-	}
-	return maphash.Bytes(c.seed, buf[:9+n])
-}
-
-// matches reports whether e was stored for these pieces.
-func (e *sessionEntry) matches(kind cacheKind, pieces []string) bool {
-	if e.kind != kind {
-		return false
-	}
-	rest := e.raw
-	for _, p := range pieces {
-		if len(p) > len(rest) || rest[:len(p)] != p {
-			return false
+// refreshStored refreshes a stored session once across all instances: the
+// instance that takes the Redis lock refreshes and saves; the others wait
+// for the stored session to change and use it. No instance waits longer
+// than the provider timeout.
+func (gw *gateway) refreshStored(ctx context.Context, p *provider, old *Session) (*Session, error) {
+	key := sha256.Sum256([]byte("id:" + old.ID))
+	return gw.refresher.run(ctx, key, false, p.timeout(), func(ctx context.Context) (*Session, error) {
+		deadline := timeNow().Add(p.timeout())
+		for {
+			cur, err := gw.store.load(ctx, old.ID)
+			if err != nil {
+				return nil, err
+			}
+			if cur.RefreshToken != old.RefreshToken || !gw.needsRefresh(cur) {
+				gw.sessions.forget(kindStored, old.ID)
+				return cur, nil
+			}
+			token, ok, err := gw.store.lock(ctx, old.ID, p.timeout()+time.Second)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				defer gw.store.unlock(ctx, old.ID, token)
+				if again, err := gw.store.load(ctx, old.ID); err != nil {
+					return nil, err
+				} else if again.RefreshToken != cur.RefreshToken {
+					return again, nil
+				}
+				ns, err := gw.refreshAt(p)(ctx, cur)
+				if err != nil {
+					if errors.Is(err, errInvalidGrant) {
+						_ = gw.store.delete(ctx, old.ID)
+					}
+					return nil, err
+				}
+				if err := gw.store.save(ctx, ns, gw.remaining(ns)); err != nil {
+					return nil, err
+				}
+				gw.sessions.forget(kindStored, old.ID)
+				return ns, nil
+			}
+			if timeNow().After(deadline) {
+				return nil, fmt.Errorf("waiting for another instance's refresh: %w", errProviderTimeout)
+			}
+			select {
+			case <-time.After(25 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, fmt.Errorf("waiting for another instance's refresh: %w", errProviderTimeout)
+			}
 		}
-		rest = rest[len(p):]
-	}
-	return rest == ""
+	})
 }
 
-func (c *sessionCache) get(kind cacheKind, pieces ...string) *sessionEntry {
-	k := c.key(kind, pieces)
-	c.mu.RLock()
-	e, ok := c.cur[k]
-	if !ok {
-		e = c.old[k]
-	}
-	c.mu.RUnlock()
-	if e == nil || !e.matches(kind, pieces) {
-		return nil
-	}
-	return e
-}
-
-// put stores e for the value made of pieces. A hash collision replaces the
-// older entry; get's comparison keeps it from answering for the newer.
-func (c *sessionCache) put(kind cacheKind, e *sessionEntry, pieces ...string) {
-	e.kind = kind
-	// A copy: a piece is a substring of the request's Cookie header, which
-	// would otherwise stay in memory whole, uncounted by the budget.
-	if len(pieces) == 1 {
-		e.raw = strings.Clone(pieces[0])
-	} else {
-		e.raw = strings.Join(pieces, "")
-	}
-	e.size = 2*len(e.raw) + 512 // the key, the decoded tokens, overhead
-	k := c.key(kind, pieces)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.curBytes+e.size > c.budget/2 {
-		c.old = c.cur
-		c.cur = make(map[uint64]*sessionEntry, len(c.old))
-		c.curBytes = 0
-	}
-	c.cur[k] = e
-	c.curBytes += e.size
-}
-
-// forget drops a value, so that a logged-out cookie is decoded afresh (and
-// its expiry checked) should it come back.
-func (c *sessionCache) forget(kind cacheKind, pieces ...string) {
-	k := c.key(kind, pieces)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, m := range []map[uint64]*sessionEntry{c.cur, c.old} {
-		if e := m[k]; e != nil && e.matches(kind, pieces) {
-			delete(m, k)
+// refreshAt returns the function that refreshes a session at p.
+func (gw *gateway) refreshAt(p *provider) refreshFunc {
+	return func(ctx context.Context, old *Session) (*Session, error) {
+		st, err := p.state(ctx)
+		if err != nil {
+			return nil, err
 		}
+		ts, err := st.client.refresh(ctx, old.RefreshToken)
+		if err != nil {
+			return nil, err
+		}
+		ns := *old
+		if ts.RefreshToken != "" {
+			ns.RefreshToken = ts.RefreshToken
+		}
+		ns.AccessToken = gw.sessionAccessToken(ts.AccessToken, ns.RefreshToken, st)
+		ns.Expiry = 0
+		if !ts.Expiry.IsZero() {
+			ns.Expiry = ts.Expiry.Unix()
+		}
+		if ts.IDToken != "" && st.verifier != nil {
+			// A refreshed ID token must be about the same user; it has no
+			// nonce (OIDC Core §12.2).
+			tok, err := st.verifier.Verify(ctx, ts.IDToken)
+			if err != nil {
+				return nil, fmt.Errorf("verifying refreshed ID token: %w", errProviderBadResponse)
+			}
+			if sub, _ := old.Claims["sub"].(string); sub != "" && tok.Subject != sub {
+				return nil, fmt.Errorf("refreshed ID token is for another subject: %w", errInvalidGrant)
+			}
+			if old.IDToken != "" {
+				ns.IDToken = gw.sessionIDToken(p, st, ts.IDToken)
+			}
+		}
+		return &ns, nil
 	}
 }

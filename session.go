@@ -1,43 +1,17 @@
 package authgate
 
 import (
-	"bytes"
-	"compress/flate"
-	"crypto/hkdf"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"slices"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/gorilla/securecookie"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-// Limits on what a client can make us read. A request over them is treated
-// as carrying no session at all.
-const (
-	// maxCookieChunks bounds how many numbered chunks one session may use.
-	maxCookieChunks = 16
-	// maxPendingLogins bounds how many pending-login cookies a browser keeps;
-	// the oldest are dropped when a new login starts.
-	maxPendingLogins = 4
-	// cookieBudget is the size one Set-Cookie header may reach, name,
-	// value and attributes together: browsers accept about 4096 bytes.
-	cookieBudget = 4000
-	// pendingLifetime is how long a started login may take.
-	pendingLifetime = 10 * time.Minute
-	// sessionVersion is written into every session so that a later format
-	// can tell old cookies apart.
-	sessionVersion = 1
-)
+// sessionVersion is written into every session so that a later format can
+// tell old cookies apart.
+const sessionVersion = 1
 
 // Errors a cookie can decode to. None of them is shown to a user verbatim.
 var (
@@ -65,351 +39,191 @@ type Session struct {
 	KeptGroups string `json:"kg,omitempty"`
 }
 
-// pendingLogin is the short-lived state of one login in progress. It lives
-// in its own cookie so any instance holding the keys can finish the login.
-type pendingLogin struct {
-	State     string `json:"s"`
-	Verifier  string `json:"pv,omitempty"`
-	Nonce     string `json:"n,omitempty"`
-	ReturnURL string `json:"rd"`
-	Provider  string `json:"p"`
-	Issued    int64  `json:"t"`
-	// RedirectURI is the callback URL sent to the provider; the token
-	// request must repeat it exactly.
-	RedirectURI string `json:"ru"`
-}
-
-// cookieCodec encrypts and authenticates cookie values with every
-// configured key: the first encodes, all decode, so keys rotate without
-// logging anybody out.
-type cookieCodec struct {
-	codecs []securecookie.Codec
-}
-
-// jsonSerializer encodes cookie payloads as JSON, deflated when that pays
-// off: tokens and group lists compress well, and every byte saved is a
-// byte of every request. A one-byte tag says which form follows. The
-// payload is encrypted after compression; an attacker cannot mix chosen
-// text into a victim's session, so compression leaks nothing useful.
-type jsonSerializer struct{}
-
-const (
-	tagJSON    = 'j'
-	tagDeflate = 'z'
-	// compressAbove is the payload size from which deflating is tried.
-	compressAbove = 512
-	// maxInflated bounds a decompressed payload (a deflate bomb in a
-	// forged cookie would fail the MAC first; this is defence in depth).
-	maxInflated = 256 << 10
-)
-
-// inflaters reuses flate readers: each holds a 32 KiB window.
-var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
-
-func (jsonSerializer) Serialize(src any) ([]byte, error) {
-	b, err := json.Marshal(src)
+// lookup finds the session a cookie stands for: decoded from the cookie,
+// or, with a session store, read from the store by the id in the cookie
+// (trusting a local copy for storeCacheTTL). Known cookie values come from
+// the cache; any other is read again as net/http would before decoding.
+func (gw *gateway) lookup(r *http.Request, sc *sessionCookie) (*sessionEntry, error) {
+	if gw.store == nil {
+		if e := gw.sessions.get(kindCookie, sc.pieces()...); e != nil {
+			return e, nil
+		}
+		return gw.decodeSession(gw.checked(r, sc))
+	}
+	refEntry := gw.sessions.get(kindCookie, sc.pieces()...)
+	if refEntry == nil {
+		checked := gw.checked(r, sc)
+		var ref storeRef
+		oldKey, err := gw.codec.decode(gw.cookie.Name, checked.value(), &ref)
+		if err != nil || ref.Version != sessionVersion || ref.ID == "" {
+			return nil, errBadSession
+		}
+		refEntry = &sessionEntry{ref: &ref, oldKey: oldKey}
+		gw.sessions.put(kindCookie, refEntry, checked.pieces()...)
+	}
+	id := refEntry.ref.ID
+	if e := gw.sessions.get(kindStored, id); e != nil && timeNow().Sub(e.fetched) < storeCacheTTL {
+		return e.forCookie(refEntry.oldKey), nil
+	}
+	s, err := gw.store.load(r.Context(), id)
 	if err != nil {
 		return nil, err
 	}
-	if len(b) >= compressAbove {
-		var buf bytes.Buffer
-		buf.WriteByte(tagDeflate)
-		zw, _ := flate.NewWriter(&buf, flate.BestCompression)
-		_, _ = zw.Write(b)
-		_ = zw.Close()
-		if buf.Len() < len(b) {
-			return buf.Bytes(), nil
-		}
-	}
-	return append([]byte{tagJSON}, b...), nil
-}
-
-func (jsonSerializer) Deserialize(src []byte, dst any) error {
-	if len(src) == 0 {
-		return errBadSession
-	}
-	body := src[1:]
-	switch src[0] {
-	case tagJSON:
-	case tagDeflate:
-		zr := inflaters.Get().(io.ReadCloser)
-		defer inflaters.Put(zr)
-		if err := zr.(flate.Resetter).Reset(bytes.NewReader(body), nil); err != nil {
-			return errBadSession
-		}
-		inflated, err := io.ReadAll(io.LimitReader(zr, maxInflated+1))
-		if err != nil || len(inflated) > maxInflated {
-			return errBadSession
-		}
-		body = inflated
-	default:
-		return errBadSession
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	return dec.Decode(dst)
-}
-
-// newCookieCodec derives an HMAC and an AES-256 key from each session key
-// with HKDF, so that one secret of any length yields two independent keys.
-func newCookieCodec(keys []string, maxAge time.Duration) (*cookieCodec, error) {
-	if len(keys) == 0 {
-		return nil, errors.New("no session keys")
-	}
-	c := &cookieCodec{}
-	for i, k := range keys {
-		if len(k) < minKeyLength {
-			return nil, fmt.Errorf("session key %d is %d bytes; at least %d are needed", i+1, len(k), minKeyLength)
-		}
-		hashKey, err := hkdf.Key(sha256.New, []byte(k), nil, "authgate cookie hmac", 32)
-		if err != nil {
-			return nil, err
-		}
-		blockKey, err := hkdf.Key(sha256.New, []byte(k), nil, "authgate cookie aes", 32)
-		if err != nil {
-			return nil, err
-		}
-		sc := securecookie.New(hashKey, blockKey)
-		sc.MaxAge(int(maxAge / time.Second))
-		sc.MaxLength(0) // chunking, not truncation, handles size
-		sc.SetSerializer(jsonSerializer{})
-		c.codecs = append(c.codecs, sc)
-	}
-	return c, nil
-}
-
-func (c *cookieCodec) encode(name string, v any) (string, error) {
-	return securecookie.EncodeMulti(name, v, c.codecs[:1]...)
-}
-
-// decode reports, besides the error, whether a key other than the first
-// one opened the value, so that the caller can re-encode it.
-func (c *cookieCodec) decode(name, value string, dst any) (oldKey bool, err error) {
-	if err := c.codecs[0].Decode(name, value, dst); err == nil {
-		return false, nil
-	}
-	if len(c.codecs) > 1 {
-		if err := securecookie.DecodeMulti(name, value, dst, c.codecs[1:]...); err == nil {
-			return true, nil
-		}
-	}
-	return false, errBadSession
-}
-
-// cookieSettings are the attributes every cookie authgate writes carries.
-type cookieSettings struct {
-	Name     string
-	Domain   string
-	Path     string
-	SameSite http.SameSite
-	// Secure is decided per request: off only for plain-http sites.
-}
-
-func (cs cookieSettings) pendingPrefix() string { return cs.Name + "_login_" }
-
-// attrOverhead is the most bytes that attributes add to a Set-Cookie. It
-// counts the longest SameSite value: with "Lax" here, strict cookies came
-// out 2 to 3 bytes over the budget.
-func (cs cookieSettings) attrOverhead() int {
-	return len("; Path=; Domain=; Max-Age=2147483647; HttpOnly; Secure; SameSite=Strict") +
-		len(cs.Path) + len(cs.Domain)
-}
-
-func (cs cookieSettings) cookie(name, value string, maxAge int, secure bool) *http.Cookie {
-	return &http.Cookie{
-		Name:     name,
-		Value:    value,
-		Path:     cs.Path,
-		Domain:   cs.Domain,
-		MaxAge:   maxAge,
-		Secure:   secure,
-		HttpOnly: true,
-		SameSite: cs.SameSite,
-	}
-}
-
-// expire appends a Set-Cookie that deletes name.
-func (cs cookieSettings) expire(w http.ResponseWriter, name string, secure bool) {
-	http.SetCookie(w, cs.cookie(name, "", -1, secure))
-}
-
-func chunkName(base string, i int) string { return base + "_" + strconv.Itoa(i) }
-
-// sessionCookie is the session a request's Cookie headers carry: one
-// cookie, or numbered chunks that joined make the value.
-type sessionCookie struct {
-	parts [maxCookieChunks]string
-	n     int // parts in use; 0: no session
-	// seen: some session cookie or chunk was present, usable or not.
-	seen bool
-	// others: the headers also carry cookies that are not authgate's, so
-	// stripping ours means rewriting the header rather than dropping it.
-	others bool
-}
-
-func (sc *sessionCookie) pieces() []string { return sc.parts[:sc.n] }
-
-// value joins the parts.
-func (sc *sessionCookie) value() string { return strings.Join(sc.pieces(), "") }
-
-// valid reports whether every part holds only cookie-octets.
-func (sc *sessionCookie) valid() bool {
-	for _, p := range sc.pieces() {
-		if !cookieOctets(p) {
-			return false
-		}
-	}
-	return true
-}
-
-// scanSessionCookie finds the session cookie in r's Cookie headers, for
-// the hot path: values are taken in place and not checked, byte by byte,
-// to be cookie-octets. That is sound only for looking them up among
-// values that were checked and decoded before (the session cache), which
-// an unchecked value can only equal if it is valid; anything else must go
-// through readChunked, as net/http would read it.
-func scanSessionCookie(r *http.Request, base string) sessionCookie {
-	sc, _ := readSessionCookie(r, base, false)
-	return sc
-}
-
-// readChunked returns the session cookie value from r, joining numbered
-// chunks when the session did not fit one cookie, as net/http would read
-// the cookies: values that are not cookie-octets are skipped. It also
-// returns the names of every session cookie present, so that writers can
-// clear stale ones.
-func readChunked(r *http.Request, base string) (value string, present []string) {
-	sc, present := readSessionCookie(r, base, true)
-	return sc.value(), present
-}
-
-// readSessionCookie scans the Cookie headers itself rather than through
-// r.Cookies(), which parses and validates every cookie of the site on
-// every request: only authgate's own cookies are looked at, and values are
-// not copied. Values are checked by the MAC, not here; strict checks that
-// they are cookie-octets, and collects the names of the session cookies.
-func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCookie, present []string) {
-	var single string
-	var chunks [maxCookieChunks]string
-	nChunks := 0
-	for _, line := range r.Header["Cookie"] {
-		for len(line) > 0 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			part = strings.TrimLeft(part, " ")
-			name, val, ok := strings.Cut(part, "=")
-			if !strings.HasPrefix(name, base) || len(name) > len(base) && name[len(base)] != '_' {
-				// Not ours by stripCookies' rule, unless blank.
-				if !sc.others && strings.TrimSpace(part) != "" {
-					sc.others = true
-				}
-				continue
-			}
-			if !ok {
-				continue
-			}
-			val = strings.TrimRight(val, " ")
-			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
-				val = val[1 : len(val)-1]
-			}
-			if strict && !cookieOctets(val) {
-				continue // as net/http would: not a cookie
-			}
-			if name == base {
-				sc.seen = true
-				single = val
-				present = append(present, name)
-				continue
-			}
-			rest := name[len(base)+1:]
-			i, err := strconv.Atoi(rest)
-			if err != nil || i < 0 || i >= maxCookieChunks || strconv.Itoa(i) != rest {
-				continue // a pending login, or not a chunk
-			}
-			sc.seen = true
-			if chunks[i] == "" {
-				nChunks++
-			}
-			chunks[i] = val
-			present = append(present, name)
-		}
-	}
-	if single != "" {
-		sc.parts[0], sc.n = single, 1
-		return sc, present
-	}
-	if nChunks == 0 || chunks[0] == "" {
-		return sc, present
-	}
-	for sc.n < maxCookieChunks && chunks[sc.n] != "" {
-		sc.n++
-	}
-	sc.parts = chunks
-	return sc, present
-}
-
-// cookieOctets reports whether v holds only RFC 6265 cookie-octets, as
-// net/http requires of a cookie value.
-func cookieOctets(v string) bool {
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
-// splitValue cuts an encoded value into pieces that each fit a Set-Cookie
-// header within cookieBudget.
-func splitValue(cs cookieSettings, value string) ([]string, error) {
-	room := cookieBudget - cs.attrOverhead() - len(cs.Name) - len("=")
-	if len(value) <= room {
-		return []string{value}, nil
-	}
-	room -= len("_15") // chunk names are longer by a suffix
-	n := (len(value) + room - 1) / room
-	if n > maxCookieChunks {
-		return nil, fmt.Errorf("session needs %d cookies, more than the %d allowed", n, maxCookieChunks)
-	}
-	out := make([]string, 0, n)
-	for len(value) > 0 {
-		k := min(room, len(value))
-		out = append(out, value[:k])
-		value = value[k:]
-	}
-	return out, nil
-}
-
-// writeChunked sets the session value on w, as one cookie or as numbered
-// chunks, and deletes any session cookie in present that it did not write.
-func writeChunked(w http.ResponseWriter, cs cookieSettings, value string, maxAge int, secure bool, present []string) error {
-	parts, err := splitValue(cs, value)
+	e, err := gw.entryFor(s, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	written := make([]string, 0, len(parts))
-	if len(parts) == 1 {
-		http.SetCookie(w, cs.cookie(cs.Name, parts[0], maxAge, secure))
-		written = append(written, cs.Name)
-	} else {
-		for i, p := range parts {
-			name := chunkName(cs.Name, i)
-			http.SetCookie(w, cs.cookie(name, p, maxAge, secure))
-			written = append(written, name)
-		}
-	}
-	for _, name := range present {
-		if !slices.Contains(written, name) {
-			cs.expire(w, name, secure)
-		}
-	}
-	return nil
+	e.fetched = timeNow()
+	gw.sessions.put(kindStored, e, id)
+	return e.forCookie(refEntry.oldKey), nil
 }
 
-// randomString returns n bytes from the system's CSPRNG, base64url-encoded.
-func randomString(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // never fails on supported platforms (Go 1.24+)
-	return base64.RawURLEncoding.EncodeToString(b)
+// checked returns sc as net/http would read it: when a scanned value is
+// not all cookie-octets, the cookie is read again, skipping such values.
+func (gw *gateway) checked(r *http.Request, sc *sessionCookie) *sessionCookie {
+	if sc.valid() {
+		return sc
+	}
+	strict, _ := readSessionCookie(r, gw.cookie.Name, true)
+	return &strict
 }
+
+// presentCookies names the session cookies r carries, for clearing or
+// replacing them.
+func (gw *gateway) presentCookies(r *http.Request) []string {
+	_, present := readSessionCookie(r, gw.cookie.Name, true)
+	return present
+}
+
+// forCookie returns e as seen through one cookie, which may have been
+// made with a retired key.
+func (e *sessionEntry) forCookie(oldKey bool) *sessionEntry {
+	if !oldKey {
+		return e
+	}
+	c := *e
+	c.oldKey = true
+	return &c
+}
+
+// remaining is how long a session has left of its lifetime.
+func (gw *gateway) remaining(s *Session) time.Duration {
+	return max(time.Second, time.Unix(s.Created, 0).Add(gw.lifetime).Sub(timeNow()))
+}
+
+// decodeSession opens a session cookie and caches what it found.
+func (gw *gateway) decodeSession(sc *sessionCookie) (*sessionEntry, error) {
+	if sc.n == 0 {
+		return nil, errNoSession
+	}
+	var s Session
+	oldKey, err := gw.codec.decode(gw.cookie.Name, sc.value(), &s)
+	if err != nil {
+		return nil, err
+	}
+	e, err := gw.entryFor(&s, oldKey)
+	if err != nil {
+		return nil, err
+	}
+	gw.sessions.put(kindCookie, e, sc.pieces()...)
+	return e, nil
+}
+
+// entryFor checks a decoded session and works out its identity.
+func (gw *gateway) entryFor(s *Session, oldKey bool) (*sessionEntry, error) {
+	p, ok := gw.providers[s.Provider]
+	if s.Version != sessionVersion || !ok || s.ID == "" || s.Created == 0 {
+		return nil, errBadSession
+	}
+	if s.KeptGroups != "" && s.KeptGroups != p.claims.keepPrint {
+		// Narrowed under another keep_groups: groups (and deny rules on
+		// them) would be missing. Sign in again.
+		return nil, errBadSession
+	}
+	id, err := p.claims.identity(s.Provider, s.Claims, false)
+	if err != nil || id.ID == "" {
+		return nil, errBadSession
+	}
+	return &sessionEntry{sess: s, identity: id, oldKey: oldKey}, nil
+}
+
+// writeSession stores s: in the session cookie(s) on w, or, with a
+// session store, in the store and its id in the cookie. Nothing is written
+// to w when the store fails.
+func (gw *gateway) writeSession(w http.ResponseWriter, r *http.Request, s *Session, present []string) error {
+	if gw.store != nil {
+		if err := gw.store.save(r.Context(), s, gw.remaining(s)); err != nil {
+			return err
+		}
+	}
+	return gw.writeCookie(w, r, s, present)
+}
+
+// writeCookie writes the cookie for s: the session itself, or its id.
+func (gw *gateway) writeCookie(w http.ResponseWriter, r *http.Request, s *Session, present []string) error {
+	var v any = s
+	if gw.store != nil {
+		v = &storeRef{Version: sessionVersion, ID: s.ID, Provider: s.Provider}
+	}
+	value, err := gw.codec.encode(gw.cookie.Name, v)
+	if err != nil {
+		return fmt.Errorf("encoding session: %w", err)
+	}
+	if limit := cookieHeaderLimit(r); len(value) > limit {
+		// The browser would send it back in a Cookie header the server
+		// refuses (431) on every request: a login loop. Refuse it now.
+		return fmt.Errorf("%w: the session cookies would be %d bytes, more than the %d this server accepts in request headers; raise the server's max_header_size or use session_store", errSessionTooLarge, len(value), limit)
+	}
+	maxAge := int(gw.remaining(s) / time.Second)
+	return writeChunked(w, gw.cookie, value, maxAge, isHTTPS(r), present)
+}
+
+var errSessionTooLarge = errors.New("session too large")
+
+// cookieHeaderLimit is how many bytes of session cookies the serving
+// Caddy server accepts back: its max_header_size (16 KiB by default) less
+// room for the request's other headers.
+func cookieHeaderLimit(r *http.Request) int {
+	limit := 16 << 10
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.MaxHeaderBytes > 0 {
+		limit = srv.MaxHeaderBytes
+	}
+	return limit - 3<<10
+}
+
+// clearCookies deletes the named session cookies.
+func (gw *gateway) clearCookies(w http.ResponseWriter, r *http.Request, names []string) {
+	for _, n := range names {
+		gw.cookie.expire(w, n, isHTTPS(r))
+	}
+}
+
+func isHTTPS(r *http.Request) bool { return r.TLS != nil }
+
+// sessionAccessToken is what a session keeps of an access token: the token
+// when a site passes it on, or when nothing else could revoke the grant at
+// logout; otherwise nothing. It is most of a cookie's size.
+func (gw *gateway) sessionAccessToken(at, refreshToken string, st *providerState) string {
+	if gw.keepAccessToken.Load() || (refreshToken == "" && st.client.revokeURL != "") {
+		return at
+	}
+	return ""
+}
+
+// sessionIDToken is what a session keeps of an ID token: only the
+// id_token_hint for the provider's logout, and in cookies only when the
+// provider asks for it (id_token_hint on) and it is small.
+func (gw *gateway) sessionIDToken(p *provider, st *providerState, idToken string) string {
+	switch {
+	case st.endSession == "":
+		return ""
+	case gw.store != nil:
+		return idToken
+	case p.cfg.IDTokenHint && len(idToken) <= maxIDTokenHint:
+		return idToken
+	}
+	return ""
+}
+
+// maxIDTokenHint is the largest ID token kept in a session for logout.
+const maxIDTokenHint = 2048

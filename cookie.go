@@ -1,0 +1,374 @@
+package authgate
+
+import (
+	"bytes"
+	"compress/flate"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/securecookie"
+)
+
+// Limits on what a client can make us read. A request over them is treated
+// as carrying no session at all.
+const (
+	// maxCookieChunks bounds how many numbered chunks one session may use.
+	maxCookieChunks = 16
+	// cookieBudget is the size one Set-Cookie header may reach, name,
+	// value and attributes together: browsers accept about 4096 bytes.
+	cookieBudget = 4000
+)
+
+// minKeyLength is the shortest session key accepted, in bytes.
+const minKeyLength = 32
+
+func validCookieName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if c <= 0x20 || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// cookieCodec encrypts and authenticates cookie values with every
+// configured key: the first encodes, all decode, so keys rotate without
+// logging anybody out.
+type cookieCodec struct {
+	codecs []securecookie.Codec
+}
+
+// jsonSerializer encodes cookie payloads as JSON, deflated when that pays
+// off: tokens and group lists compress well, and every byte saved is a
+// byte of every request. A one-byte tag says which form follows. The
+// payload is encrypted after compression; an attacker cannot mix chosen
+// text into a victim's session, so compression leaks nothing useful.
+type jsonSerializer struct{}
+
+const (
+	tagJSON    = 'j'
+	tagDeflate = 'z'
+	// compressAbove is the payload size from which deflating is tried.
+	compressAbove = 512
+	// maxInflated bounds a decompressed payload (a deflate bomb in a
+	// forged cookie would fail the MAC first; this is defence in depth).
+	maxInflated = 256 << 10
+)
+
+// inflaters reuses flate readers: each holds a 32 KiB window.
+var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
+
+func (jsonSerializer) Serialize(src any) ([]byte, error) {
+	b, err := json.Marshal(src)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) >= compressAbove {
+		var buf bytes.Buffer
+		buf.WriteByte(tagDeflate)
+		zw, _ := flate.NewWriter(&buf, flate.BestCompression)
+		_, _ = zw.Write(b)
+		_ = zw.Close()
+		if buf.Len() < len(b) {
+			return buf.Bytes(), nil
+		}
+	}
+	return append([]byte{tagJSON}, b...), nil
+}
+
+func (jsonSerializer) Deserialize(src []byte, dst any) error {
+	if len(src) == 0 {
+		return errBadSession
+	}
+	body := src[1:]
+	switch src[0] {
+	case tagJSON:
+	case tagDeflate:
+		zr := inflaters.Get().(io.ReadCloser)
+		defer inflaters.Put(zr)
+		if err := zr.(flate.Resetter).Reset(bytes.NewReader(body), nil); err != nil {
+			return errBadSession
+		}
+		inflated, err := io.ReadAll(io.LimitReader(zr, maxInflated+1))
+		if err != nil || len(inflated) > maxInflated {
+			return errBadSession
+		}
+		body = inflated
+	default:
+		return errBadSession
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	return dec.Decode(dst)
+}
+
+// newCookieCodec derives an HMAC and an AES-256 key from each session key
+// with HKDF, so that one secret of any length yields two independent keys.
+func newCookieCodec(keys []string, maxAge time.Duration) (*cookieCodec, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("no session keys")
+	}
+	c := &cookieCodec{}
+	for i, k := range keys {
+		if len(k) < minKeyLength {
+			return nil, fmt.Errorf("session key %d is %d bytes; at least %d are needed", i+1, len(k), minKeyLength)
+		}
+		hashKey, err := hkdf.Key(sha256.New, []byte(k), nil, "authgate cookie hmac", 32)
+		if err != nil {
+			return nil, err
+		}
+		blockKey, err := hkdf.Key(sha256.New, []byte(k), nil, "authgate cookie aes", 32)
+		if err != nil {
+			return nil, err
+		}
+		sc := securecookie.New(hashKey, blockKey)
+		sc.MaxAge(int(maxAge / time.Second))
+		sc.MaxLength(0) // chunking, not truncation, handles size
+		sc.SetSerializer(jsonSerializer{})
+		c.codecs = append(c.codecs, sc)
+	}
+	return c, nil
+}
+
+func (c *cookieCodec) encode(name string, v any) (string, error) {
+	return securecookie.EncodeMulti(name, v, c.codecs[:1]...)
+}
+
+// decode reports, besides the error, whether a key other than the first
+// one opened the value, so that the caller can re-encode it.
+func (c *cookieCodec) decode(name, value string, dst any) (oldKey bool, err error) {
+	if err := c.codecs[0].Decode(name, value, dst); err == nil {
+		return false, nil
+	}
+	if len(c.codecs) > 1 {
+		if err := securecookie.DecodeMulti(name, value, dst, c.codecs[1:]...); err == nil {
+			return true, nil
+		}
+	}
+	return false, errBadSession
+}
+
+// cookieSettings are the attributes every cookie authgate writes carries.
+type cookieSettings struct {
+	Name     string
+	Domain   string
+	Path     string
+	SameSite http.SameSite
+	// Secure is decided per request: off only for plain-http sites.
+}
+
+func (cs cookieSettings) pendingPrefix() string { return cs.Name + "_login_" }
+
+// attrOverhead is the most bytes that attributes add to a Set-Cookie. It
+// counts the longest SameSite value: with "Lax" here, strict cookies came
+// out 2 to 3 bytes over the budget.
+func (cs cookieSettings) attrOverhead() int {
+	return len("; Path=; Domain=; Max-Age=2147483647; HttpOnly; Secure; SameSite=Strict") +
+		len(cs.Path) + len(cs.Domain)
+}
+
+func (cs cookieSettings) cookie(name, value string, maxAge int, secure bool) *http.Cookie {
+	return &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     cs.Path,
+		Domain:   cs.Domain,
+		MaxAge:   maxAge,
+		Secure:   secure,
+		HttpOnly: true,
+		SameSite: cs.SameSite,
+	}
+}
+
+// expire appends a Set-Cookie that deletes name.
+func (cs cookieSettings) expire(w http.ResponseWriter, name string, secure bool) {
+	http.SetCookie(w, cs.cookie(name, "", -1, secure))
+}
+
+func chunkName(base string, i int) string { return base + "_" + strconv.Itoa(i) }
+
+// sessionCookie is the session a request's Cookie headers carry: one
+// cookie, or numbered chunks that joined make the value.
+type sessionCookie struct {
+	parts [maxCookieChunks]string
+	n     int // parts in use; 0: no session
+	// seen: some session cookie or chunk was present, usable or not.
+	seen bool
+	// others: the headers also carry cookies that are not authgate's, so
+	// stripping ours means rewriting the header rather than dropping it.
+	others bool
+}
+
+func (sc *sessionCookie) pieces() []string { return sc.parts[:sc.n] }
+
+// value joins the parts.
+func (sc *sessionCookie) value() string { return strings.Join(sc.pieces(), "") }
+
+// valid reports whether every part holds only cookie-octets.
+func (sc *sessionCookie) valid() bool {
+	for _, p := range sc.pieces() {
+		if !cookieOctets(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// scanSessionCookie finds the session cookie in r's Cookie headers, for
+// the hot path: values are taken in place and not checked, byte by byte,
+// to be cookie-octets. That is sound only for looking them up among
+// values that were checked and decoded before (the session cache), which
+// an unchecked value can only equal if it is valid; anything else must go
+// through readChunked, as net/http would read it.
+func scanSessionCookie(r *http.Request, base string) sessionCookie {
+	sc, _ := readSessionCookie(r, base, false)
+	return sc
+}
+
+// readChunked returns the session cookie value from r, joining numbered
+// chunks when the session did not fit one cookie, as net/http would read
+// the cookies: values that are not cookie-octets are skipped. It also
+// returns the names of every session cookie present, so that writers can
+// clear stale ones.
+func readChunked(r *http.Request, base string) (value string, present []string) {
+	sc, present := readSessionCookie(r, base, true)
+	return sc.value(), present
+}
+
+// readSessionCookie scans the Cookie headers itself rather than through
+// r.Cookies(), which parses and validates every cookie of the site on
+// every request: only authgate's own cookies are looked at, and values are
+// not copied. Values are checked by the MAC, not here; strict checks that
+// they are cookie-octets, and collects the names of the session cookies.
+func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCookie, present []string) {
+	var single string
+	var chunks [maxCookieChunks]string
+	nChunks := 0
+	for _, line := range r.Header["Cookie"] {
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimLeft(part, " ")
+			name, val, ok := strings.Cut(part, "=")
+			if !strings.HasPrefix(name, base) || len(name) > len(base) && name[len(base)] != '_' {
+				// Not ours by stripCookies' rule, unless blank.
+				if !sc.others && strings.TrimSpace(part) != "" {
+					sc.others = true
+				}
+				continue
+			}
+			if !ok {
+				continue
+			}
+			val = strings.TrimRight(val, " ")
+			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
+				val = val[1 : len(val)-1]
+			}
+			if strict && !cookieOctets(val) {
+				continue // as net/http would: not a cookie
+			}
+			if name == base {
+				sc.seen = true
+				single = val
+				present = append(present, name)
+				continue
+			}
+			rest := name[len(base)+1:]
+			i, err := strconv.Atoi(rest)
+			if err != nil || i < 0 || i >= maxCookieChunks || strconv.Itoa(i) != rest {
+				continue // a pending login, or not a chunk
+			}
+			sc.seen = true
+			if chunks[i] == "" {
+				nChunks++
+			}
+			chunks[i] = val
+			present = append(present, name)
+		}
+	}
+	if single != "" {
+		sc.parts[0], sc.n = single, 1
+		return sc, present
+	}
+	if nChunks == 0 || chunks[0] == "" {
+		return sc, present
+	}
+	for sc.n < maxCookieChunks && chunks[sc.n] != "" {
+		sc.n++
+	}
+	sc.parts = chunks
+	return sc, present
+}
+
+// cookieOctets reports whether v holds only RFC 6265 cookie-octets, as
+// net/http requires of a cookie value.
+func cookieOctets(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// splitValue cuts an encoded value into pieces that each fit a Set-Cookie
+// header within cookieBudget.
+func splitValue(cs cookieSettings, value string) ([]string, error) {
+	room := cookieBudget - cs.attrOverhead() - len(cs.Name) - len("=")
+	if len(value) <= room {
+		return []string{value}, nil
+	}
+	room -= len("_15") // chunk names are longer by a suffix
+	n := (len(value) + room - 1) / room
+	if n > maxCookieChunks {
+		return nil, fmt.Errorf("session needs %d cookies, more than the %d allowed", n, maxCookieChunks)
+	}
+	out := make([]string, 0, n)
+	for len(value) > 0 {
+		k := min(room, len(value))
+		out = append(out, value[:k])
+		value = value[k:]
+	}
+	return out, nil
+}
+
+// writeChunked sets the session value on w, as one cookie or as numbered
+// chunks, and deletes any session cookie in present that it did not write.
+func writeChunked(w http.ResponseWriter, cs cookieSettings, value string, maxAge int, secure bool, present []string) error {
+	parts, err := splitValue(cs, value)
+	if err != nil {
+		return err
+	}
+	written := make([]string, 0, len(parts))
+	if len(parts) == 1 {
+		http.SetCookie(w, cs.cookie(cs.Name, parts[0], maxAge, secure))
+		written = append(written, cs.Name)
+	} else {
+		for i, p := range parts {
+			name := chunkName(cs.Name, i)
+			http.SetCookie(w, cs.cookie(name, p, maxAge, secure))
+			written = append(written, name)
+		}
+	}
+	for _, name := range present {
+		if !slices.Contains(written, name) {
+			cs.expire(w, name, secure)
+		}
+	}
+	return nil
+}

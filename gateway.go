@@ -1,0 +1,282 @@
+package authgate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Settings are the options a site can take from the global `authgate` block
+// or set itself, for a single-site configuration.
+type Settings struct {
+	// SessionKeys encrypt and authenticate cookies. The first key encodes;
+	// every key decodes, so a new key goes first and the old one stays
+	// until its sessions have expired. Each key must be at least 32
+	// bytes. Use {env.*} or {file.*} placeholders. Required.
+	SessionKeys []string `json:"session_keys,omitempty"`
+
+	// Cookie sets the session cookie's name and attributes.
+	Cookie *CookieConfig `json:"cookie,omitempty"`
+
+	// SessionLifetime is the absolute lifetime of a session; the user signs
+	// in again after it, whatever refreshes happened. Default: 12h.
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+
+	// RefreshSkew is how long before its expiry an access token is
+	// refreshed. Default: 30s.
+	RefreshSkew caddy.Duration `json:"refresh_skew,omitempty"`
+
+	// AuthHost is one host that serves the callback for every site (for
+	// single sign-on across subdomains): sites send browsers there to log
+	// in, and it returns them to the original URL. The host must be a site
+	// with the authgate handler. Default: every site is its own callback
+	// host.
+	AuthHost string `json:"auth_host,omitempty"`
+
+	// AllowedRedirectDomains are where a browser may be sent after login
+	// or logout, besides the request's own host. ".example.com" allows the
+	// domain and all its subdomains. Default: same host only.
+	AllowedRedirectDomains []string `json:"allowed_redirect_domains,omitempty"`
+
+	// PathPrefix is where the endpoints live (start, callback, logout,
+	// userinfo, auth). Default: /oauth2/.
+	PathPrefix string `json:"path_prefix,omitempty"`
+
+	// Providers are the identity providers, by name.
+	Providers map[string]*ProviderConfig `json:"providers,omitempty"`
+
+	// SessionStore keeps sessions server-side (Redis); the cookie then
+	// holds only an encrypted session id. Default: sessions live in
+	// cookies.
+	SessionStore *StoreConfig `json:"session_store,omitempty"`
+}
+
+// CookieConfig sets the session cookie. Secure and HttpOnly are always on
+// (Secure is left off only on plain-http sites, where a browser would drop
+// the cookie).
+type CookieConfig struct {
+	// Name of the session cookie; chunks are Name_0, Name_1, and pending
+	// logins Name_login_<id>. Default: _authgate.
+	Name string `json:"name,omitempty"`
+	// Domain shares the session with subdomains. Default: host-only.
+	Domain string `json:"domain,omitempty"`
+	// Path of the cookies. Default: /.
+	Path string `json:"path,omitempty"`
+	// SameSite is lax, strict or none. Default: lax. The pending-login
+	// cookie is always lax, since the provider's redirect back is a
+	// cross-site navigation.
+	SameSite string `json:"same_site,omitempty"`
+}
+
+func (s Settings) empty() bool {
+	return len(s.SessionKeys) == 0 && s.Cookie == nil && s.SessionLifetime == 0 && s.RefreshSkew == 0 &&
+		s.AuthHost == "" && len(s.AllowedRedirectDomains) == 0 && s.PathPrefix == "" && len(s.Providers) == 0 &&
+		s.SessionStore == nil
+}
+
+// merge returns s with every field that o sets replaced by o's; providers
+// are merged by name.
+func (s Settings) merge(o Settings) Settings {
+	out := s
+	if len(o.SessionKeys) > 0 {
+		out.SessionKeys = o.SessionKeys
+	}
+	if o.Cookie != nil {
+		out.Cookie = o.Cookie
+	}
+	if o.SessionLifetime != 0 {
+		out.SessionLifetime = o.SessionLifetime
+	}
+	if o.RefreshSkew != 0 {
+		out.RefreshSkew = o.RefreshSkew
+	}
+	if o.AuthHost != "" {
+		out.AuthHost = o.AuthHost
+	}
+	if len(o.AllowedRedirectDomains) > 0 {
+		out.AllowedRedirectDomains = o.AllowedRedirectDomains
+	}
+	if o.PathPrefix != "" {
+		out.PathPrefix = o.PathPrefix
+	}
+	if o.SessionStore != nil {
+		out.SessionStore = o.SessionStore
+	}
+	if len(o.Providers) > 0 {
+		out.Providers = make(map[string]*ProviderConfig, len(s.Providers)+len(o.Providers))
+		for k, v := range s.Providers {
+			out.Providers[k] = v
+		}
+		for k, v := range o.Providers {
+			out.Providers[k] = v
+		}
+	}
+	return out
+}
+
+// gateway is the run-time form of a Settings: keys, cookie, providers and
+// the caches that go with them. The app has one; a handler with settings
+// of its own builds another.
+type gateway struct {
+	codec     *cookieCodec
+	cookie    cookieSettings
+	lifetime  time.Duration
+	skew      time.Duration
+	authHost  string
+	prefix    string
+	redirects redirectPolicy
+	providers map[string]*provider
+	names     []string // provider names, sorted
+	refresher *refresher
+	sessions  *sessionCache
+	store     *redisStore // nil: sessions live in cookies
+	// keepAccessToken is set when a site of this gateway passes the access
+	// token to its backend; otherwise sessions do not carry it (the refresh
+	// token renews it, and revoking the refresh token ends the grant).
+	keepAccessToken atomic.Bool
+	logger          *zap.Logger
+	transport       http.RoundTripper
+}
+
+// newGateway resolves placeholders, checks the settings and starts
+// discovery of OpenID Connect providers in the background.
+func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, error) {
+	repl := caddy.NewReplacer()
+	keys := make([]string, 0, len(s.SessionKeys))
+	for i, k := range s.SessionKeys {
+		v := repl.ReplaceKnown(k, "")
+		if v == "" {
+			return nil, fmt.Errorf("session_keys: key %d is empty (is its environment variable or file set?)", i+1)
+		}
+		if !strings.Contains(k, "{") {
+			logger.Warn("a session key is written literally in the configuration; prefer {env.*} or {file.*}", zap.Int("key", i+1))
+		}
+		keys = append(keys, v)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("session_keys: at least one key is required (32 bytes or more; e.g. from {env.AUTHGATE_KEY})")
+	}
+	lifetime := time.Duration(s.SessionLifetime)
+	if lifetime == 0 {
+		lifetime = 12 * time.Hour
+	}
+	if lifetime < time.Minute {
+		return nil, fmt.Errorf("session_lifetime %s is too short (at least 1m)", lifetime)
+	}
+	codec, err := newCookieCodec(keys, lifetime+time.Minute)
+	if err != nil {
+		return nil, fmt.Errorf("session_keys: %w", err)
+	}
+	cs := cookieSettings{Name: "_authgate", Path: "/", SameSite: http.SameSiteLaxMode}
+	if c := s.Cookie; c != nil {
+		cs.Name = orDefault(c.Name, cs.Name)
+		cs.Domain = strings.TrimPrefix(c.Domain, ".")
+		cs.Path = orDefault(c.Path, cs.Path)
+		switch strings.ToLower(c.SameSite) {
+		case "", "lax":
+		case "strict":
+			cs.SameSite = http.SameSiteStrictMode
+		case "none":
+			cs.SameSite = http.SameSiteNoneMode
+		default:
+			return nil, fmt.Errorf("cookie same_site must be lax, strict or none, not %q", c.SameSite)
+		}
+		if !validCookieName(cs.Name) {
+			return nil, fmt.Errorf("cookie name %q is not a valid cookie name", cs.Name)
+		}
+	}
+	skew := time.Duration(s.RefreshSkew)
+	if skew == 0 {
+		skew = 30 * time.Second
+	}
+	prefix := orDefault(s.PathPrefix, "/oauth2/")
+	if !strings.HasPrefix(prefix, "/") {
+		prefix = "/" + prefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	gw := &gateway{
+		codec:     codec,
+		cookie:    cs,
+		lifetime:  lifetime,
+		skew:      skew,
+		authHost:  strings.ToLower(s.AuthHost),
+		prefix:    prefix,
+		providers: map[string]*provider{},
+		refresher: newRefresher(),
+		sessions:  newSessionCache(sessionCacheSize),
+		logger:    logger,
+		transport: newTransport(),
+	}
+	if s.SessionStore != nil {
+		st, err := newRedisStore(*s.SessionStore, codec)
+		if err != nil {
+			return nil, err
+		}
+		gw.store = st
+	}
+	for _, d := range s.AllowedRedirectDomains {
+		gw.redirects.domains = append(gw.redirects.domains, strings.ToLower(d))
+	}
+	if len(s.Providers) == 0 {
+		return nil, errors.New("no provider is configured")
+	}
+	for name, pc := range s.Providers {
+		if pc == nil {
+			return nil, fmt.Errorf("provider %s: empty configuration", name)
+		}
+		cfg := *pc
+		if cfg.ClientSecret != "" && !strings.Contains(cfg.ClientSecret, "{") {
+			logger.Warn("client_secret is written literally in the configuration; prefer {env.*} or {file.*}", zap.String("provider", name))
+		}
+		cfg.ClientID = repl.ReplaceKnown(cfg.ClientID, "")
+		cfg.ClientSecret = repl.ReplaceKnown(cfg.ClientSecret, "")
+		p, err := newProvider(name, cfg, logger, gw.transport)
+		if err != nil {
+			return nil, err
+		}
+		gw.providers[name] = p
+		gw.names = append(gw.names, name)
+	}
+	slices.Sort(gw.names)
+	for _, name := range gw.names {
+		p := gw.providers[name]
+		if p.ready.Load() != nil {
+			continue
+		}
+		// Discover in the background: a provider behind this same Caddy
+		// must not deadlock start-up, and an unreachable one must not stop
+		// other sites from serving.
+		go func() {
+			if _, err := p.state(ctx); err != nil && ctx.Err() == nil {
+				logger.Error("identity provider not reachable at start; logins through it fail until it is", zap.String("provider", p.name), zap.Error(err))
+			}
+		}()
+	}
+	return gw, nil
+}
+
+func (gw *gateway) close() {
+	if gw.store != nil {
+		_ = gw.store.close()
+	}
+}
+
+// log writes one structured line with the request id. Values must never
+// include tokens, codes, secrets or cookie values.
+func (gw *gateway) log(r *http.Request, level zapcore.Level, msg string, fields ...zap.Field) {
+	if ce := gw.logger.Check(level, msg); ce != nil {
+		fields = append(fields, zap.String("request_id", requestID(r)))
+		ce.Write(fields...)
+	}
+}

@@ -22,46 +22,46 @@ const maxLogoutTokenAge = 10 * time.Minute
 // nonce and a never-seen jti, and ends the matching sessions by sid or
 // sub. It needs a session store: cookie sessions cannot be ended from the
 // server.
-func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request) error {
-	gw := h.gw
+func serveBackchannelLogout(s *site, w http.ResponseWriter, r *http.Request) error {
+	gw := s.gw
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return h.renderJSON(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "Back-channel logout takes POST.")
+		return s.pages.json(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "Back-channel logout takes POST.")
 	}
-	if gw.store == nil {
-		return h.renderJSON(w, r, http.StatusNotImplemented, "no_session_store", "Back-channel logout needs session_store.")
+	if gw.sessions.store == nil {
+		return s.pages.json(w, r, http.StatusNotImplemented, "no_session_store", "Back-channel logout needs session_store.")
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		return h.renderJSON(w, r, http.StatusBadRequest, "invalid_request", "The request body is not a form.")
+		return s.pages.json(w, r, http.StatusBadRequest, "invalid_request", "The request body is not a form.")
 	}
 	raw := r.PostForm.Get("logout_token")
 	if raw == "" {
-		return h.renderJSON(w, r, http.StatusBadRequest, "invalid_request", "logout_token is missing.")
+		return s.pages.json(w, r, http.StatusBadRequest, "invalid_request", "logout_token is missing.")
 	}
 	var lastErr error
-	for _, p := range h.providers {
+	for _, p := range s.providers {
 		st, err := p.state(r.Context())
 		if err != nil || st.verifier == nil {
 			continue
 		}
-		ended, err := h.endByLogoutToken(r, p, st, raw)
+		ended, err := endByLogoutToken(s, r, p, st, raw)
 		if err == nil {
-			gw.log(r, zap.InfoLevel, "backchannel logout", zap.String("provider", p.name), zap.Int("sessions", ended))
+			gw.log.write(r, zap.InfoLevel, "backchannel logout", zap.String("provider", p.name), zap.Int("sessions", ended))
 			w.WriteHeader(http.StatusOK)
 			return nil
 		}
 		lastErr = err
 		if errors.Is(err, errStoreDown) {
-			return h.storeFailure(w, r, err)
+			return s.pages.storeFailure(w, r, err)
 		}
 	}
-	gw.log(r, zap.WarnLevel, "backchannel logout refused", zap.Error(lastErr))
-	return h.renderJSON(w, r, http.StatusBadRequest, "invalid_logout_token", "The logout token is not valid.")
+	gw.log.write(r, zap.WarnLevel, "backchannel logout refused", zap.Error(lastErr))
+	return s.pages.json(w, r, http.StatusBadRequest, "invalid_logout_token", "The logout token is not valid.")
 }
 
-func (h *Handler) endByLogoutToken(r *http.Request, p *provider, st *providerState, raw string) (int, error) {
+func endByLogoutToken(s *site, r *http.Request, p *provider, st *providerState, raw string) (int, error) {
 	tok, err := st.verifier.Verify(r.Context(), raw)
 	if err != nil {
 		return 0, fmt.Errorf("verifying logout token: %w", err)
@@ -88,7 +88,7 @@ func (h *Handler) endByLogoutToken(r *http.Request, p *provider, st *providerSta
 	case claims.IAT == 0 || timeNow().Sub(time.Unix(int64(claims.IAT), 0)) > maxLogoutTokenAge:
 		return 0, errors.New("logout token iat missing or too old")
 	}
-	fresh, err := h.gw.store.seen(r.Context(), p.name+"\x00"+claims.JTI, 2*maxLogoutTokenAge)
+	fresh, err := s.gw.sessions.store.seen(r.Context(), p.name+"\x00"+claims.JTI, 2*maxLogoutTokenAge)
 	if err != nil {
 		return 0, err
 	}
@@ -96,7 +96,7 @@ func (h *Handler) endByLogoutToken(r *http.Request, p *provider, st *providerSta
 		return 0, errors.New("logout token replayed")
 	}
 	if claims.SID != "" {
-		return h.gw.store.deleteIndexed(r.Context(), "sid", p.name, claims.SID)
+		return s.gw.sessions.store.deleteIndexed(r.Context(), "sid", p.name, claims.SID)
 	}
-	return h.gw.store.deleteIndexed(r.Context(), "sub", p.name, tok.Subject)
+	return s.gw.sessions.store.deleteIndexed(r.Context(), "sub", p.name, tok.Subject)
 }

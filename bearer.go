@@ -82,21 +82,32 @@ func bearerToken(r *http.Request) string {
 	return strings.TrimSpace(v[7:])
 }
 
-// authenticateBearer validates a bearer token with the site's providers,
-// in order, and maps its claims to an identity.
-func (h *Handler) authenticateBearer(ctx context.Context, token string) (*Identity, error) {
+// bearerValidator checks bearer tokens for one site: with its providers,
+// in order, caching the answers.
+type bearerValidator struct {
+	cfg       BearerConfig
+	providers []*provider
+	cache     *bearerCache
+}
+
+func newBearerValidator(cfg BearerConfig, providers []*provider) *bearerValidator {
+	return &bearerValidator{cfg: cfg, providers: providers, cache: newBearerCache()}
+}
+
+// identify validates a bearer token and maps its claims to an identity.
+func (v *bearerValidator) identify(ctx context.Context, token string) (*Identity, error) {
 	if len(token) > maxBearerTokenLen {
 		return nil, fmt.Errorf("%w: over %d bytes", errBadBearer, maxBearerTokenLen)
 	}
 	key := sha256.Sum256([]byte(token))
-	if r, ok := h.bearers.get(key); ok {
+	if r, ok := v.cache.get(key); ok {
 		return r.id, r.err
 	}
 	var lastErr error
-	for _, p := range h.providers {
-		id, until, err := h.verifyBearer(ctx, p, token)
+	for _, p := range v.providers {
+		id, until, err := v.verifyAt(ctx, p, token)
 		if err == nil {
-			h.bearers.put(key, bearerResult{id: id, until: until})
+			v.cache.put(key, bearerResult{id: id, until: until})
 			return id, nil
 		}
 		if isProviderFailure(err) && !errors.Is(err, errBadBearer) {
@@ -104,11 +115,13 @@ func (h *Handler) authenticateBearer(ctx context.Context, token string) (*Identi
 		}
 		lastErr = err
 	}
-	h.bearers.put(key, bearerResult{err: lastErr, until: timeNow().Add(bearerNegativeTTL)})
+	v.cache.put(key, bearerResult{err: lastErr, until: timeNow().Add(bearerNegativeTTL)})
 	return nil, lastErr
 }
 
-func (h *Handler) verifyBearer(ctx context.Context, p *provider, token string) (*Identity, time.Time, error) {
+// verifyAt checks a token with one provider: a JWT against its keys, any
+// other token at its userinfo endpoint.
+func (v *bearerValidator) verifyAt(ctx context.Context, p *provider, token string) (*Identity, time.Time, error) {
 	st, err := p.state(ctx)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -120,7 +133,7 @@ func (h *Handler) verifyBearer(ctx context.Context, p *provider, token string) (
 		if err != nil {
 			return nil, time.Time{}, fmt.Errorf("%w: %v", errBadBearer, err)
 		}
-		audiences := h.BearerTokens.Audiences
+		audiences := v.cfg.Audiences
 		if len(audiences) == 0 {
 			audiences = []string{p.cfg.ClientID}
 		}

@@ -55,7 +55,7 @@ func benchGateway(tb testing.TB) *gateway {
 // benchHandler provisions `authgate` with no options the way Caddy does
 // (caddy.ProvisionContext, then the handler module from JSON) with the
 // settings of benchGateway in the app: defaults everywhere, so that the
-// benchmark follows whatever Provision sets up. Its gateway is h.gw.
+// benchmark follows whatever Provision sets up. Its gateway is h.site.gw.
 func benchHandler(b *testing.B) *Handler {
 	b.Helper()
 	b.Setenv("AUTHGATE_BENCH_KEY", benchSessionKey)
@@ -127,12 +127,12 @@ func benchSession(sub string, groups int) *Session {
 // one cookie, or numbered chunks for a large session.
 func benchCookie(tb testing.TB, gw *gateway, s *Session) (header, value string, chunks int) {
 	tb.Helper()
-	value, err := gw.codec.encode(gw.cookie.Name, s)
+	value, err := gw.sessions.codec.encode(gw.sessions.cookie.Name, s)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	if err := writeChunked(rec, gw.cookie, value, 3600, false, nil); err != nil {
+	if err := writeChunked(rec, gw.sessions.cookie, value, 3600, false, nil); err != nil {
 		tb.Fatal(err)
 	}
 	var parts []string
@@ -185,7 +185,7 @@ func BenchmarkSessionDecode(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var s Session
-		if _, err := gw.codec.decode(gw.cookie.Name, raw, &s); err != nil {
+		if _, err := gw.sessions.codec.decode(gw.sessions.cookie.Name, raw, &s); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -202,9 +202,9 @@ func BenchmarkSessionDecodeChunked(b *testing.B) {
 	r := benchRequest(header)
 	b.ReportAllocs()
 	for b.Loop() {
-		v, _ := readChunked(r, gw.cookie.Name)
+		v, _ := readChunked(r, gw.sessions.cookie.Name)
 		var s Session
-		if _, err := gw.codec.decode(gw.cookie.Name, v, &s); err != nil {
+		if _, err := gw.sessions.codec.decode(gw.sessions.cookie.Name, v, &s); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -215,14 +215,14 @@ func BenchmarkSessionDecodeChunked(b *testing.B) {
 func BenchmarkSessionCacheHit(b *testing.B) {
 	gw := benchGateway(b)
 	_, raw, _ := benchCookie(b, gw, benchSession("alice", 2))
-	r := benchRequest(gw.cookie.Name + "=" + raw)
-	sc := scanSessionCookie(r, gw.cookie.Name)
-	if _, err := gw.lookup(r, &sc); err != nil {
+	r := benchRequest(gw.sessions.cookie.Name + "=" + raw)
+	sc := scanSessionCookie(r, gw.sessions.cookie.Name)
+	if _, err := gw.sessions.lookup(r, &sc); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := gw.lookup(r, &sc); err != nil {
+		if _, err := gw.sessions.lookup(r, &sc); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -230,22 +230,22 @@ func BenchmarkSessionCacheHit(b *testing.B) {
 
 func BenchmarkIdentityHeaders(b *testing.B) {
 	h := benchHandler(b)
-	gw := h.gw
+	gw := h.site.gw
 	header, raw, _ := benchCookie(b, gw, benchSession("alice", 2))
-	e, err := gw.decodeSession(cookieOf(raw))
+	e, err := gw.sessions.decodeCookie(cookieOf(raw))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
 		r := benchRequest(header)
-		h.forward(r, e.identity, e.sess, false)
+		h.site.fwd.forward(r, e.identity, e.sess, false)
 	}
 }
 
 func benchmarkHandler(b *testing.B, groups int) {
 	h := benchHandler(b)
-	gw := h.gw
+	gw := h.site.gw
 	header, _, _ := benchCookie(b, gw, benchSession("alice", groups))
 	w := &benchWriter{h: http.Header{}}
 	// One request checked in full before the timing starts.
@@ -254,7 +254,7 @@ func benchmarkHandler(b *testing.B, groups int) {
 	if err := h.ServeHTTP(w, benchRequest(header), check); err != nil {
 		b.Fatal(err)
 	}
-	if seen == nil || seen.Header.Get("X-Forwarded-User") != "alice" || strings.Contains(seen.Header.Get("Cookie"), gw.cookie.Name) {
+	if seen == nil || seen.Header.Get("X-Forwarded-User") != "alice" || strings.Contains(seen.Header.Get("Cookie"), gw.sessions.cookie.Name) {
 		b.Fatalf("the request did not pass authenticated: %v", seen)
 	}
 	b.ReportAllocs()
@@ -312,11 +312,11 @@ func TestMemoryFlatWith100kSessions(t *testing.T) {
 	start := time.Now()
 	var last string
 	for i := range sessions {
-		raw, err := gw.codec.encode(gw.cookie.Name, newSession(i))
+		raw, err := gw.sessions.codec.encode(gw.sessions.cookie.Name, newSession(i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, err := gw.decodeSession(cookieOf(raw))
+		e, err := gw.sessions.decodeCookie(cookieOf(raw))
 		if err != nil {
 			t.Fatalf("session %d: %v", i, err)
 		}
@@ -330,7 +330,7 @@ func TestMemoryFlatWith100kSessions(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 
-	c := gw.sessions
+	c := gw.sessions.cache
 	c.mu.RLock()
 	curBytes, oldBytes, entries := c.curBytes, 0, len(c.cur)+len(c.old)
 	for _, e := range c.old {
@@ -354,7 +354,7 @@ func TestMemoryFlatWith100kSessions(t *testing.T) {
 	if growth > maxGrowth {
 		t.Errorf("heap grew by %.1f MiB, more than %d MiB", float64(growth)/(1<<20), maxGrowth>>20)
 	}
-	if c.get(kindCookie, last) == nil {
+	if _, ok := c.get(kindCookie, last); !ok {
 		t.Error("the most recent session is not cached")
 	}
 	runtime.KeepAlive(gw)

@@ -5,25 +5,25 @@ import (
 	"hash/maphash"
 	"strings"
 	"sync"
-	"time"
 )
 
-// sessionCache remembers decoded sessions by their exact cookie value, so
-// that the hot path skips decryption, MAC and JSON decoding. A tampered or
-// different cookie is a different key and goes through full decoding. It
-// is bounded in bytes: two generations, the older dropped when the newer
-// fills half the budget, so memory stays flat however many users there are.
+// sessionCache remembers what session cookies decoded to, by their exact
+// value, so that the hot path skips decryption, MAC and JSON decoding. A
+// tampered or different cookie is a different key and goes through full
+// decoding. It is bounded in bytes: two generations, the older dropped when
+// the newer fills half the budget, so memory stays flat however many users
+// there are.
 //
 // A value is looked up as the pieces it came in (the chunks of a chunked
 // cookie, read in place, never joined): the key hashes its length and
 // tail (see key), and every hit is confirmed by comparing the pieces with
-// the value the entry was made from. Entries of different kinds (cookie
+// the value the item was made from. Items of different kinds (cookie
 // values, stored session ids) never answer for each other, whatever their
-// bytes.
-type sessionCache struct {
+// bytes. V is what a value decoded to; the cache knows nothing of it.
+type sessionCache[V any] struct {
 	seed     maphash.Seed
 	mu       sync.RWMutex
-	cur, old map[uint64]*sessionEntry
+	cur, old map[uint64]*cacheItem[V]
 	curBytes int
 	budget   int
 }
@@ -39,26 +39,19 @@ const (
 // sessionCacheSize is the byte budget of the cache.
 const sessionCacheSize = 32 << 20
 
-// sessionEntry is a decoded session with its identity worked out.
-type sessionEntry struct {
-	sess     *Session
-	identity *Identity
-	oldKey   bool // decoded with a retired key: re-encode
-	size     int
-	// kind and raw are the key the entry was stored under.
+// cacheItem is one cached value and the key it was stored under.
+type cacheItem[V any] struct {
+	val  V
 	kind cacheKind
 	raw  string
-	// ref and fetched are used with a session store: the cookie's
-	// session id, and when the session was read from the store.
-	ref     *storeRef
-	fetched time.Time
+	size int
 }
 
-func newSessionCache(budget int) *sessionCache {
-	return &sessionCache{
+func newSessionCache[V any](budget int) *sessionCache[V] {
+	return &sessionCache[V]{
 		seed:   maphash.MakeSeed(),
-		cur:    map[uint64]*sessionEntry{},
-		old:    map[uint64]*sessionEntry{},
+		cur:    map[uint64]*cacheItem[V]{},
+		old:    map[uint64]*cacheItem[V]{},
 		budget: budget,
 	}
 }
@@ -69,11 +62,11 @@ const keyTail = 64
 // key is the cache key of a value made of pieces: a seeded hash of its
 // kind, its length and its last keyTail bytes, the same however the value
 // is cut into pieces (a client may split one cookie differently on every
-// request; each split must find the same entry). Hashing only the tail
+// request; each split must find the same item). Hashing only the tail
 // costs the same for a 6 KB session as for a small one, and spreads well:
 // a session cookie ends in its MAC. Correctness never rests on the key:
 // every hit is confirmed by matches.
-func (c *sessionCache) key(kind cacheKind, pieces []string) uint64 {
+func (c *sessionCache[V]) key(kind cacheKind, pieces []string) uint64 {
 	var buf [keyTail + 9]byte
 	total := 0
 	for _, p := range pieces {
@@ -94,12 +87,12 @@ func (c *sessionCache) key(kind cacheKind, pieces []string) uint64 {
 	return maphash.Bytes(c.seed, buf[:9+n])
 }
 
-// matches reports whether e was stored for these pieces.
-func (e *sessionEntry) matches(kind cacheKind, pieces []string) bool {
-	if e.kind != kind {
+// matches reports whether it was stored for these pieces.
+func (it *cacheItem[V]) matches(kind cacheKind, pieces []string) bool {
+	if it.kind != kind {
 		return false
 	}
-	rest := e.raw
+	rest := it.raw
 	for _, p := range pieces {
 		if len(p) > len(rest) || rest[:len(p)] != p {
 			return false
@@ -109,52 +102,54 @@ func (e *sessionEntry) matches(kind cacheKind, pieces []string) bool {
 	return rest == ""
 }
 
-func (c *sessionCache) get(kind cacheKind, pieces ...string) *sessionEntry {
+// get returns the value stored for the value made of pieces.
+func (c *sessionCache[V]) get(kind cacheKind, pieces ...string) (V, bool) {
 	k := c.key(kind, pieces)
 	c.mu.RLock()
-	e, ok := c.cur[k]
+	it, ok := c.cur[k]
 	if !ok {
-		e = c.old[k]
+		it = c.old[k]
 	}
 	c.mu.RUnlock()
-	if e == nil || !e.matches(kind, pieces) {
-		return nil
+	if it == nil || !it.matches(kind, pieces) {
+		var zero V
+		return zero, false
 	}
-	return e
+	return it.val, true
 }
 
-// put stores e for the value made of pieces. A hash collision replaces the
-// older entry; get's comparison keeps it from answering for the newer.
-func (c *sessionCache) put(kind cacheKind, e *sessionEntry, pieces ...string) {
-	e.kind = kind
+// put stores v for the value made of pieces. A hash collision replaces the
+// older item; get's comparison keeps it from answering for the newer.
+func (c *sessionCache[V]) put(kind cacheKind, v V, pieces ...string) {
+	it := &cacheItem[V]{val: v, kind: kind}
 	// A copy: a piece is a substring of the request's Cookie header, which
 	// would otherwise stay in memory whole, uncounted by the budget.
 	if len(pieces) == 1 {
-		e.raw = strings.Clone(pieces[0])
+		it.raw = strings.Clone(pieces[0])
 	} else {
-		e.raw = strings.Join(pieces, "")
+		it.raw = strings.Join(pieces, "")
 	}
-	e.size = 2*len(e.raw) + 512 // the key, the decoded tokens, overhead
+	it.size = 2*len(it.raw) + 512 // the key, the decoded tokens, overhead
 	k := c.key(kind, pieces)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.curBytes+e.size > c.budget/2 {
+	if c.curBytes+it.size > c.budget/2 {
 		c.old = c.cur
-		c.cur = make(map[uint64]*sessionEntry, len(c.old))
+		c.cur = make(map[uint64]*cacheItem[V], len(c.old))
 		c.curBytes = 0
 	}
-	c.cur[k] = e
-	c.curBytes += e.size
+	c.cur[k] = it
+	c.curBytes += it.size
 }
 
 // forget drops a value, so that a logged-out cookie is decoded afresh (and
 // its expiry checked) should it come back.
-func (c *sessionCache) forget(kind cacheKind, pieces ...string) {
+func (c *sessionCache[V]) forget(kind cacheKind, pieces ...string) {
 	k := c.key(kind, pieces)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, m := range []map[uint64]*sessionEntry{c.cur, c.old} {
-		if e := m[k]; e != nil && e.matches(kind, pieces) {
+	for _, m := range []map[uint64]*cacheItem[V]{c.cur, c.old} {
+		if it := m[k]; it != nil && it.matches(kind, pieces) {
 			delete(m, k)
 		}
 	}

@@ -1,5 +1,8 @@
 package authgate
 
+// What every file uses: the clock, random strings, defaults and the
+// request log.
+
 import (
 	"crypto/rand"
 	"encoding/base64"
@@ -7,6 +10,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // timeNow is the clock of the whole package; tests move it.
@@ -26,6 +31,19 @@ func randomString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// eventLog writes authgate's structured log lines, each with the id of the
+// request it is about. Values must never include tokens, codes, secrets or
+// cookie values.
+type eventLog struct{ logger *zap.Logger }
+
+func (l eventLog) write(r *http.Request, level zapcore.Level, msg string, fields ...zap.Field) {
+	if ce := l.logger.Check(level, msg); ce != nil {
+		fields = append(fields, zap.String("request_id", requestID(r)))
+		ce.Write(fields...)
+	}
+}
+
+// requestID is Caddy's id of the request, which its access log carries too.
 func requestID(r *http.Request) string {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		if v, ok := repl.GetString("http.request.uuid"); ok {

@@ -29,6 +29,10 @@ const (
 	cookieBudget = 4000
 )
 
+// errBadSession: a cookie (or stored session) that does not decode, was
+// tampered with, or is not a session of this gateway.
+var errBadSession = errors.New("session cookie invalid or tampered")
+
 // minKeyLength is the shortest session key accepted, in bytes.
 const minKeyLength = 32
 
@@ -160,6 +164,30 @@ func (c *cookieCodec) decode(name, value string, dst any) (oldKey bool, err erro
 		}
 	}
 	return false, errBadSession
+}
+
+// newCookieSettings checks a cookie configuration and fills in defaults.
+func newCookieSettings(c *CookieConfig) (cookieSettings, error) {
+	cs := cookieSettings{Name: "_authgate", Path: "/", SameSite: http.SameSiteLaxMode}
+	if c == nil {
+		return cs, nil
+	}
+	cs.Name = orDefault(c.Name, cs.Name)
+	cs.Domain = strings.TrimPrefix(c.Domain, ".")
+	cs.Path = orDefault(c.Path, cs.Path)
+	switch strings.ToLower(c.SameSite) {
+	case "", "lax":
+	case "strict":
+		cs.SameSite = http.SameSiteStrictMode
+	case "none":
+		cs.SameSite = http.SameSiteNoneMode
+	default:
+		return cs, fmt.Errorf("cookie same_site must be lax, strict or none, not %q", c.SameSite)
+	}
+	if !validCookieName(cs.Name) {
+		return cs, fmt.Errorf("cookie name %q is not a valid cookie name", cs.Name)
+	}
+	return cs, nil
 }
 
 // cookieSettings are the attributes every cookie authgate writes carries.
@@ -371,4 +399,21 @@ func writeChunked(w http.ResponseWriter, cs cookieSettings, value string, maxAge
 		}
 	}
 	return nil
+}
+
+// CookieConfig sets the session cookie. Secure and HttpOnly are always on
+// (Secure is left off only on plain-http sites, where a browser would drop
+// the cookie).
+type CookieConfig struct {
+	// Name of the session cookie; chunks are Name_0, Name_1, and pending
+	// logins Name_login_<id>. Default: _authgate.
+	Name string `json:"name,omitempty"`
+	// Domain shares the session with subdomains. Default: host-only.
+	Domain string `json:"domain,omitempty"`
+	// Path of the cookies. Default: /.
+	Path string `json:"path,omitempty"`
+	// SameSite is lax, strict or none. Default: lax. The pending-login
+	// cookie is always lax, since the provider's redirect back is a
+	// cross-site navigation.
+	SameSite string `json:"same_site,omitempty"`
 }

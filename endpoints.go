@@ -18,11 +18,11 @@ type userinfoJSON struct {
 	Provider          string   `json:"provider"`
 }
 
-func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
-	sc := scanSessionCookie(r, h.gw.cookie.Name)
-	id, _, err := h.identify(w, r, &sc)
+func serveUserinfo(s *site, w http.ResponseWriter, r *http.Request) error {
+	sc := scanSessionCookie(r, s.gw.sessions.cookie.Name)
+	id, _, err := s.identify(w, r, &sc)
 	if err != nil {
-		return h.apiUnauthenticated(w, r, err)
+		return s.pages.unauthenticatedAPI(w, r, err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -37,39 +37,33 @@ func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
 // browser navigation described by X-Forwarded-Method/Proto/Host/Uri, a 302
 // to sign in that returns to the original URL (validated like any return
 // URL).
-func (h *Handler) serveAuth(w http.ResponseWriter, r *http.Request) error {
-	for _, n := range h.stripNames {
-		delete(r.Header, n)
-	}
-	sc := scanSessionCookie(r, h.gw.cookie.Name)
-	id, sess, err := h.identify(w, r, &sc)
+func serveAuth(s *site, w http.ResponseWriter, r *http.Request) error {
+	s.fwd.stripSpoofed(r)
+	sc := scanSessionCookie(r, s.gw.sessions.cookie.Name)
+	id, sess, err := s.identify(w, r, &sc)
 	if err != nil {
 		if !isProviderFailure(err) && forwardedNavigation(r) {
-			if rd, ok := h.gw.redirects.check(forwardedURL(r), r.Host); ok {
-				h.sites.count(r.Host, decisionUnauthenticated)
+			if rd, ok := s.gw.redirects.check(forwardedURL(r), r.Host); ok {
+				s.counts.count(r.Host, decisionUnauthenticated)
 				// forward_auth keeps the app's Host on the subrequest, so
 				// the login goes to the auth host when there is one.
 				scheme := "http"
 				if isHTTPS(r) || r.Header.Get("X-Forwarded-Proto") == "https" {
 					scheme = "https"
 				}
-				target := scheme + "://" + orDefault(h.gw.authHost, r.Host) + h.gw.prefix + "start?" + url.Values{"rd": {rd}}.Encode()
+				target := scheme + "://" + orDefault(s.gw.authHost, r.Host) + s.gw.prefix + "start?" + url.Values{"rd": {rd}}.Encode()
 				w.Header().Set("Cache-Control", "no-store")
 				http.Redirect(w, r, target, http.StatusFound)
 				return nil
 			}
 		}
-		return h.apiUnauthenticated(w, r, err)
+		return s.pages.unauthenticatedAPI(w, r, err)
 	}
-	if !allowed(h.rules, id) {
-		return h.forbidden(w, r, id)
+	if !allowed(s.rules, id) {
+		return s.forbidden(w, r, id)
 	}
-	h.forward(r, id, sess, sc.others)
-	for _, n := range h.stripNames {
-		if v, ok := r.Header[n]; ok {
-			w.Header()[n] = v
-		}
-	}
+	s.fwd.forward(r, id, sess, sc.others)
+	s.fwd.copyIdentity(w, r)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	return nil

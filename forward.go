@@ -1,7 +1,9 @@
 package authgate
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -38,28 +40,105 @@ type claimHeader struct {
 	path claimPath
 }
 
+// forwarder hands a signed-in request's identity to the backend: it
+// removes the client's copies of the identity headers, then sets them,
+// the placeholders, and drops the session cookies.
+type forwarder struct {
+	headers      HeaderNames // resolved: defaults filled in, "" for off
+	claimHeaders []claimHeader
+	// strip names every header a client must not send: the identity
+	// headers under their configured and default names, claim headers.
+	strip           []string
+	passAccessToken bool
+	passCookie      bool
+	cookieName      string
+	callbackPath    string
+}
+
+func newForwarder(names HeaderNames, claimHeaders map[string]string, passAccessToken, passCookie bool, cookieName, prefix string) (*forwarder, error) {
+	f := &forwarder{
+		passAccessToken: passAccessToken,
+		passCookie:      passCookie,
+		cookieName:      cookieName,
+		callbackPath:    prefix + "callback",
+	}
+	h := &f.headers
+	h.User = orDefault(names.User, defaultHeaders.User)
+	h.Email = orDefault(names.Email, defaultHeaders.Email)
+	h.PreferredUsername = orDefault(names.PreferredUsername, defaultHeaders.PreferredUsername)
+	h.Groups = orDefault(names.Groups, defaultHeaders.Groups)
+	h.AccessToken = orDefault(names.AccessToken, defaultHeaders.AccessToken)
+	for name, path := range claimHeaders {
+		p, err := parseClaimPath(path)
+		if err != nil {
+			return nil, fmt.Errorf("claim header %s: %w", name, err)
+		}
+		f.claimHeaders = append(f.claimHeaders, claimHeader{name: http.CanonicalHeaderKey(name), path: p})
+	}
+	slices.SortFunc(f.claimHeaders, func(a, b claimHeader) int { return strings.Compare(a.name, b.name) })
+	for _, n := range []string{
+		defaultHeaders.User, defaultHeaders.Email, defaultHeaders.PreferredUsername, defaultHeaders.Groups, defaultHeaders.AccessToken,
+		h.User, h.Email, h.PreferredUsername, h.Groups, h.AccessToken,
+	} {
+		n = http.CanonicalHeaderKey(n)
+		if !slices.Contains(f.strip, n) {
+			f.strip = append(f.strip, n)
+		}
+	}
+	for _, ch := range f.claimHeaders {
+		if !slices.Contains(f.strip, ch.name) {
+			f.strip = append(f.strip, ch.name)
+		}
+	}
+	// "off" sends no such header (the client's copy is still removed).
+	for _, name := range []*string{&h.User, &h.Email, &h.PreferredUsername, &h.Groups, &h.AccessToken} {
+		if strings.EqualFold(*name, "off") {
+			*name = ""
+		}
+	}
+	f.strip = slices.DeleteFunc(f.strip, func(n string) bool { return n == "Off" })
+	return f, nil
+}
+
+// stripSpoofed removes the client's copies of the identity headers.
+func (f *forwarder) stripSpoofed(r *http.Request) {
+	for _, n := range f.strip {
+		delete(r.Header, n)
+	}
+}
+
+// copyIdentity copies the identity headers forward set on r to w, for a
+// forward-auth answer.
+func (f *forwarder) copyIdentity(w http.ResponseWriter, r *http.Request) {
+	for _, n := range f.strip {
+		if v, ok := r.Header[n]; ok {
+			w.Header()[n] = v
+		}
+	}
+}
+
 // forward hands the identity to the backend: headers, placeholders, and
 // the request without the session cookies. otherCookies tells whether the
 // request carries cookies besides authgate's (see sessionCookie).
-func (h *Handler) forward(r *http.Request, id *Identity, sess *Session, otherCookies bool) {
+func (f *forwarder) forward(r *http.Request, id *Identity, sess *Session, otherCookies bool) {
 	hd := r.Header
 	o := &id.out
-	if o.id != "" && h.Headers.User != "" {
-		hd[h.Headers.User] = []string{o.id}
+	if o.id != "" && f.headers.User != "" {
+		hd[f.headers.User] = []string{o.id}
 	}
-	if o.email != "" && h.Headers.Email != "" {
-		hd[h.Headers.Email] = []string{o.email}
+	if o.email != "" && f.headers.Email != "" {
+		hd[f.headers.Email] = []string{o.email}
 	}
-	if o.username != "" && h.Headers.PreferredUsername != "" {
-		hd[h.Headers.PreferredUsername] = []string{o.username}
+	if o.username != "" && f.headers.PreferredUsername != "" {
+		hd[f.headers.PreferredUsername] = []string{o.username}
 	}
-	if o.groups != "" && h.Headers.Groups != "" {
-		hd[h.Headers.Groups] = []string{o.groups}
+	if o.groups != "" && f.headers.Groups != "" {
+		hd[f.headers.Groups] = []string{o.groups}
 	}
-	if h.PassAccessToken && sess != nil && sess.AccessToken != "" && h.Headers.AccessToken != "" {
-		hd[h.Headers.AccessToken] = []string{sess.AccessToken}
+	if f.passAccessToken && sess != nil && sess.AccessToken != "" && f.headers.AccessToken != "" {
+		hd[f.headers.AccessToken] = []string{sess.AccessToken}
 	}
-	for _, ch := range h.claimHeaders {
+	for _, ch := range f.claimHeaders {
 		if vals := ch.path.strings(id.Claims); len(vals) > 0 {
 			hd[ch.name] = []string{sanitizeHeaderValue(strings.Join(vals, ","))}
 		}
@@ -67,16 +146,16 @@ func (h *Handler) forward(r *http.Request, id *Identity, sess *Session, otherCoo
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(id.placeholder)
 	}
-	if !h.PassCookie {
+	if !f.passCookie {
 		if otherCookies {
-			stripCookies(r, h.gw.cookie.Name)
+			stripCookies(r, f.cookieName)
 		} else {
 			delete(hd, "Cookie")
 		}
 	}
 	// A browser coming straight from the callback may name it, code
 	// included, as its Referer; the backend has no use for that.
-	if ref := hd.Get("Referer"); ref != "" && strings.Contains(ref, h.gw.prefix+"callback") {
+	if ref := hd.Get("Referer"); ref != "" && strings.Contains(ref, f.callbackPath) {
 		delete(hd, "Referer")
 	}
 }

@@ -325,11 +325,11 @@ func FuzzPendingCookie(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	gw := &gateway{codec: codec, cookie: cs}
+	gw := &gateway{sessions: &sessionManager{codec: codec, cookie: cs}}
 	f.Fuzz(func(t *testing.T, header string) {
 		r := httptest.NewRequest(http.MethodGet, "https://app.self.test/oauth2/callback", nil)
 		r.Header.Set("Cookie", header)
-		found, names := gw.pendingLogins(r)
+		found, names := pendingLogins(gw, r)
 		if len(found) != 0 {
 			t.Fatalf("a pending login without the key: %+v", found[0].login)
 		}

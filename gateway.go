@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // Settings are the options a site can take from the global `authgate` block
@@ -58,23 +55,6 @@ type Settings struct {
 	// holds only an encrypted session id. Default: sessions live in
 	// cookies.
 	SessionStore *StoreConfig `json:"session_store,omitempty"`
-}
-
-// CookieConfig sets the session cookie. Secure and HttpOnly are always on
-// (Secure is left off only on plain-http sites, where a browser would drop
-// the cookie).
-type CookieConfig struct {
-	// Name of the session cookie; chunks are Name_0, Name_1, and pending
-	// logins Name_login_<id>. Default: _authgate.
-	Name string `json:"name,omitempty"`
-	// Domain shares the session with subdomains. Default: host-only.
-	Domain string `json:"domain,omitempty"`
-	// Path of the cookies. Default: /.
-	Path string `json:"path,omitempty"`
-	// SameSite is lax, strict or none. Default: lax. The pending-login
-	// cookie is always lax, since the provider's redirect back is a
-	// cross-site navigation.
-	SameSite string `json:"same_site,omitempty"`
 }
 
 func (s Settings) empty() bool {
@@ -123,28 +103,19 @@ func (s Settings) merge(o Settings) Settings {
 	return out
 }
 
-// gateway is the run-time form of a Settings: keys, cookie, providers and
-// the caches that go with them. The app has one; a handler with settings
-// of its own builds another.
+// gateway is the run-time form of a Settings: the providers, the sessions
+// kept with the keys and cookie, and their refresher. The app has one; a
+// handler with settings of its own builds another.
 type gateway struct {
-	codec     *cookieCodec
-	cookie    cookieSettings
-	lifetime  time.Duration
-	skew      time.Duration
+	providers map[string]*provider
+	names     []string // provider names, sorted
+	sessions  *sessionManager
+	refresher *refresher
 	authHost  string
 	prefix    string
 	redirects redirectPolicy
-	providers map[string]*provider
-	names     []string // provider names, sorted
-	refresher *refresher
-	sessions  *sessionCache
-	store     *redisStore // nil: sessions live in cookies
-	// keepAccessToken is set when a site of this gateway passes the access
-	// token to its backend; otherwise sessions do not carry it (the refresh
-	// token renews it, and revoking the refresh token ends the grant).
-	keepAccessToken atomic.Bool
-	logger          *zap.Logger
-	transport       http.RoundTripper
+	log       eventLog
+	logger    *zap.Logger
 }
 
 // newGateway resolves placeholders, checks the settings and starts
@@ -176,23 +147,9 @@ func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, 
 	if err != nil {
 		return nil, fmt.Errorf("session_keys: %w", err)
 	}
-	cs := cookieSettings{Name: "_authgate", Path: "/", SameSite: http.SameSiteLaxMode}
-	if c := s.Cookie; c != nil {
-		cs.Name = orDefault(c.Name, cs.Name)
-		cs.Domain = strings.TrimPrefix(c.Domain, ".")
-		cs.Path = orDefault(c.Path, cs.Path)
-		switch strings.ToLower(c.SameSite) {
-		case "", "lax":
-		case "strict":
-			cs.SameSite = http.SameSiteStrictMode
-		case "none":
-			cs.SameSite = http.SameSiteNoneMode
-		default:
-			return nil, fmt.Errorf("cookie same_site must be lax, strict or none, not %q", c.SameSite)
-		}
-		if !validCookieName(cs.Name) {
-			return nil, fmt.Errorf("cookie name %q is not a valid cookie name", cs.Name)
-		}
+	cs, err := newCookieSettings(s.Cookie)
+	if err != nil {
+		return nil, err
 	}
 	skew := time.Duration(s.RefreshSkew)
 	if skew == 0 {
@@ -206,24 +163,17 @@ func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, 
 		prefix += "/"
 	}
 	gw := &gateway{
-		codec:     codec,
-		cookie:    cs,
-		lifetime:  lifetime,
-		skew:      skew,
+		providers: map[string]*provider{},
 		authHost:  strings.ToLower(s.AuthHost),
 		prefix:    prefix,
-		providers: map[string]*provider{},
-		refresher: newRefresher(),
-		sessions:  newSessionCache(sessionCacheSize),
+		log:       eventLog{logger},
 		logger:    logger,
-		transport: newTransport(),
 	}
+	var store *redisStore
 	if s.SessionStore != nil {
-		st, err := newRedisStore(*s.SessionStore, codec)
-		if err != nil {
+		if store, err = newRedisStore(*s.SessionStore); err != nil {
 			return nil, err
 		}
-		gw.store = st
 	}
 	for _, d := range s.AllowedRedirectDomains {
 		gw.redirects.domains = append(gw.redirects.domains, strings.ToLower(d))
@@ -231,6 +181,7 @@ func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, 
 	if len(s.Providers) == 0 {
 		return nil, errors.New("no provider is configured")
 	}
+	transport := newTransport()
 	for name, pc := range s.Providers {
 		if pc == nil {
 			return nil, fmt.Errorf("provider %s: empty configuration", name)
@@ -241,7 +192,7 @@ func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, 
 		}
 		cfg.ClientID = repl.ReplaceKnown(cfg.ClientID, "")
 		cfg.ClientSecret = repl.ReplaceKnown(cfg.ClientSecret, "")
-		p, err := newProvider(name, cfg, logger, gw.transport)
+		p, err := newProvider(name, cfg, logger, transport)
 		if err != nil {
 			return nil, err
 		}
@@ -249,6 +200,8 @@ func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, 
 		gw.names = append(gw.names, name)
 	}
 	slices.Sort(gw.names)
+	gw.sessions = newSessionManager(codec, cs, lifetime, gw.providers, store)
+	gw.refresher = newRefresher(gw.sessions, skew, gw.log)
 	for _, name := range gw.names {
 		p := gw.providers[name]
 		if p.ready.Load() != nil {
@@ -266,17 +219,9 @@ func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, 
 	return gw, nil
 }
 
+// close ends what the gateway holds open: the session store's connections.
 func (gw *gateway) close() {
-	if gw.store != nil {
-		_ = gw.store.close()
-	}
-}
-
-// log writes one structured line with the request id. Values must never
-// include tokens, codes, secrets or cookie values.
-func (gw *gateway) log(r *http.Request, level zapcore.Level, msg string, fields ...zap.Field) {
-	if ce := gw.logger.Check(level, msg); ce != nil {
-		fields = append(fields, zap.String("request_id", requestID(r)))
-		ce.Write(fields...)
+	if st := gw.sessions.store; st != nil {
+		_ = st.close()
 	}
 }

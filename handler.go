@@ -4,15 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
+	"net/url"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
 
 // Handler protects a site: requests without a valid session are sent to
 // log in (browsers) or refused with 401 (APIs); requests with one reach
@@ -69,16 +72,10 @@ type Handler struct {
 	// authgate block.
 	Settings
 
-	gw           *gateway
-	ownGateway   bool
-	providers    []*provider
-	rules        []compiledRule
-	claimHeaders []claimHeader
-	stripNames   []string
-	bearers      *bearerCache
-	sites        *siteLabels
-	plainHTTP    *sync.Once
-	logger       *zap.Logger
+	site       *site
+	ownGateway bool
+	plainHTTP  *sync.Once
+	logger     *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -90,99 +87,72 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision connects the handler to the shared gateway, or builds its own
-// when it has settings of its own.
+// when it has settings of its own, and compiles the site's rules, headers
+// and pages.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	h.sites, h.plainHTTP = new(siteLabels), new(sync.Once)
+	h.plainHTTP = new(sync.Once)
 	appIface, err := ctx.App("authgate")
 	if err != nil {
 		return fmt.Errorf("loading authgate app: %w", err)
 	}
 	app := appIface.(*App)
+	var gw *gateway
 	switch {
 	case !h.Settings.empty():
-		gw, err := newGateway(ctx, app.Settings.merge(h.Settings), h.logger)
-		if err != nil {
+		if gw, err = newGateway(ctx, app.Settings.merge(h.Settings), h.logger); err != nil {
 			return err
 		}
-		h.gw, h.ownGateway = gw, true
+		h.ownGateway = true
 	case app.gw != nil:
-		h.gw = app.gw
+		gw = app.gw
 	default:
 		return errors.New("no authgate settings: configure session_keys and a provider in the global authgate block or in this handler")
 	}
+	s := &site{gw: gw, counts: new(siteLabels), log: gw.log}
+	h.site = s
 	names := h.ProviderNames
 	if len(names) == 0 {
-		if len(h.gw.names) != 1 {
-			return fmt.Errorf("several providers are configured (%s): name the ones this site uses", strings.Join(h.gw.names, ", "))
+		if len(gw.names) != 1 {
+			return fmt.Errorf("several providers are configured (%s): name the ones this site uses", strings.Join(gw.names, ", "))
 		}
-		names = h.gw.names
+		names = gw.names
 	}
 	for _, n := range names {
-		p, ok := h.gw.providers[n]
+		p, ok := gw.providers[n]
 		if !ok {
-			return fmt.Errorf("provider %q is not configured (have: %s)", n, strings.Join(h.gw.names, ", "))
+			return fmt.Errorf("provider %q is not configured (have: %s)", n, strings.Join(gw.names, ", "))
 		}
-		h.providers = append(h.providers, p)
+		s.providers = append(s.providers, p)
 	}
 	if h.BearerTokens != nil {
-		h.bearers = newBearerCache()
+		s.bearer = newBearerValidator(*h.BearerTokens, s.providers)
 	}
 	if h.PassAccessToken {
-		h.gw.keepAccessToken.Store(true)
+		gw.sessions.keepAccessToken.Store(true)
 	}
 	switch h.ErrorPages {
 	case "", "builtin", "caddy":
 	default:
 		return fmt.Errorf("error_pages must be builtin or caddy, not %q", h.ErrorPages)
 	}
-	if h.rules, err = compileRules(h.Rules); err != nil {
+	s.pages = &pages{mode: h.ErrorPages, prefix: gw.prefix, log: s.log}
+	if s.rules, err = compileRules(h.Rules); err != nil {
 		return err
 	}
-	if err := checkRulesAgainstKeptGroups(h.Rules, h.providers); err != nil {
-		return err
-	}
-	h.Headers.User = orDefault(h.Headers.User, defaultHeaders.User)
-	h.Headers.Email = orDefault(h.Headers.Email, defaultHeaders.Email)
-	h.Headers.PreferredUsername = orDefault(h.Headers.PreferredUsername, defaultHeaders.PreferredUsername)
-	h.Headers.Groups = orDefault(h.Headers.Groups, defaultHeaders.Groups)
-	h.Headers.AccessToken = orDefault(h.Headers.AccessToken, defaultHeaders.AccessToken)
-	for name, path := range h.ClaimHeaders {
-		p, err := parseClaimPath(path)
-		if err != nil {
-			return fmt.Errorf("claim header %s: %w", name, err)
-		}
-		h.claimHeaders = append(h.claimHeaders, claimHeader{name: http.CanonicalHeaderKey(name), path: p})
-	}
-	slices.SortFunc(h.claimHeaders, func(a, b claimHeader) int { return strings.Compare(a.name, b.name) })
-	for _, n := range []string{
-		defaultHeaders.User, defaultHeaders.Email, defaultHeaders.PreferredUsername, defaultHeaders.Groups, defaultHeaders.AccessToken,
-		h.Headers.User, h.Headers.Email, h.Headers.PreferredUsername, h.Headers.Groups, h.Headers.AccessToken,
-	} {
-		n = http.CanonicalHeaderKey(n)
-		if !slices.Contains(h.stripNames, n) {
-			h.stripNames = append(h.stripNames, n)
+	for _, p := range s.providers {
+		if err := checkRulesAgainstKeptGroups(h.Rules, p.name, p.claims); err != nil {
+			return err
 		}
 	}
-	for _, ch := range h.claimHeaders {
-		if !slices.Contains(h.stripNames, ch.name) {
-			h.stripNames = append(h.stripNames, ch.name)
-		}
-	}
-	// "off" sends no such header (the client's copy is still removed).
-	for _, name := range []*string{&h.Headers.User, &h.Headers.Email, &h.Headers.PreferredUsername, &h.Headers.Groups, &h.Headers.AccessToken} {
-		if strings.EqualFold(*name, "off") {
-			*name = ""
-		}
-	}
-	h.stripNames = slices.DeleteFunc(h.stripNames, func(n string) bool { return n == "Off" })
-	return nil
+	s.fwd, err = newForwarder(h.Headers, h.ClaimHeaders, h.PassAccessToken, h.PassCookie, gw.sessions.cookie.Name, gw.prefix)
+	return err
 }
 
 // Cleanup closes a gateway the handler built for itself.
 func (h *Handler) Cleanup() error {
-	if h.ownGateway && h.gw != nil {
-		h.gw.close()
+	if h.ownGateway && h.site != nil {
+		h.site.gw.close()
 	}
 	return nil
 }
@@ -190,151 +160,57 @@ func (h *Handler) Cleanup() error {
 // ServeHTTP dispatches: authgate's endpoints, then authenticated
 // pass-through, then the unauthenticated answer.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if rest, ok := strings.CutPrefix(r.URL.Path, h.gw.prefix); ok {
+	s := h.site
+	if rest, ok := strings.CutPrefix(r.URL.Path, s.gw.prefix); ok {
 		switch rest {
 		case "start":
-			return h.serveStart(w, r)
+			return serveStart(s, w, r)
 		case "callback":
-			return h.serveCallback(w, r)
+			return serveCallback(s, w, r)
 		case "logout":
-			return h.serveLogout(w, r)
+			return serveLogout(s, w, r)
 		case "userinfo":
-			return h.serveUserinfo(w, r)
+			return serveUserinfo(s, w, r)
 		case "auth":
-			return h.serveAuth(w, r)
+			return serveAuth(s, w, r)
 		case "backchannel-logout":
-			return h.serveBackchannelLogout(w, r)
+			return serveBackchannelLogout(s, w, r)
 		}
 	}
-	for _, n := range h.stripNames {
-		delete(r.Header, n)
-	}
+	s.fwd.stripSpoofed(r)
 	if r.TLS == nil {
 		h.plainHTTP.Do(func() {
 			h.logger.Warn("serving plain http: session cookies are sent without Secure and can be read on the network; use https", zap.String("host", r.Host))
 		})
 	}
-	sc := scanSessionCookie(r, h.gw.cookie.Name)
-	id, sess, err := h.identify(w, r, &sc)
+	sc := scanSessionCookie(r, s.gw.sessions.cookie.Name)
+	id, sess, err := s.identify(w, r, &sc)
 	if err != nil {
-		h.sites.count(r.Host, decisionUnauthenticated)
+		s.counts.count(r.Host, decisionUnauthenticated)
 		return h.unauthenticated(w, r, err)
 	}
-	if !allowed(h.rules, id) {
-		return h.forbidden(w, r, id)
+	if !allowed(s.rules, id) {
+		return s.forbidden(w, r, id)
 	}
-	h.sites.count(r.Host, decisionAllowed)
-	h.forward(r, id, sess, sc.others)
+	s.counts.count(r.Host, decisionAllowed)
+	s.fwd.forward(r, id, sess, sc.others)
 	return next.ServeHTTP(w, r)
 }
 
-// identify finds who is asking: the session cookie first, then, when
-// enabled, a bearer token. A bearer request never gets a session.
-func (h *Handler) identify(w http.ResponseWriter, r *http.Request, sc *sessionCookie) (*Identity, *Session, error) {
-	id, sess, err := h.authenticate(w, r, sc)
-	if err == nil || h.BearerTokens == nil || isProviderFailure(err) || errors.Is(err, errStoreDown) {
-		return id, sess, err
+// unauthenticated answers a request that has no usable session: a browser
+// navigation goes to sign in, anything else gets the 401 (or the 503/502
+// when the store or the provider failed).
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, err error) error {
+	s := h.site
+	if errors.Is(err, errStoreDown) || isProviderFailure(err) || !wantsHTML(r) {
+		return s.pages.unauthenticatedAPI(w, r, err)
 	}
-	tok := bearerToken(r)
-	if tok == "" {
-		return nil, nil, err
+	rd := r.URL.RequestURI()
+	if len(s.providers) > 1 {
+		http.Redirect(w, r, s.gw.prefix+"start?"+url.Values{"rd": {rd}}.Encode(), http.StatusFound)
+		return nil
 	}
-	id, err = h.authenticateBearer(r.Context(), tok)
-	return id, nil, err
-}
-
-// Errors of authentication that mean "sign in (again)".
-var (
-	errSessionEnded = errors.New("session ended by the provider")
-)
-
-// authenticate finds the request's session, refreshing its tokens when
-// they are about to expire. sc is the session cookie as scanned from r.
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, sc *sessionCookie) (*Identity, *Session, error) {
-	gw := h.gw
-	if sc.n == 0 {
-		if sc.seen {
-			// Stray chunks without chunk 0 are no session: clear them.
-			gw.clearCookies(w, r, gw.presentCookies(r))
-		}
-		return nil, nil, errNoSession
-	}
-	e, err := gw.lookup(r, sc)
-	if err != nil {
-		if !errors.Is(err, errStoreDown) {
-			gw.clearCookies(w, r, gw.presentCookies(r))
-		}
-		return nil, nil, err
-	}
-	p := gw.providers[e.sess.Provider]
-	if !slices.Contains(h.providers, p) {
-		// A session from another provider of the same gateway does not
-		// sign in here.
-		return nil, nil, errNoSession
-	}
-	now := timeNow()
-	if now.After(time.Unix(e.sess.Created, 0).Add(gw.lifetime)) {
-		gw.clearCookies(w, r, gw.presentCookies(r))
-		return nil, nil, errSessionExpired
-	}
-	if exp := e.sess.Expiry; exp != 0 && !now.Before(time.Unix(exp, 0).Add(-gw.skew)) {
-		expired := !now.Before(time.Unix(exp, 0))
-		if p.cfg.Dialect.NoRefresh || e.sess.RefreshToken == "" {
-			if expired {
-				gw.clearCookies(w, r, gw.presentCookies(r))
-				return nil, nil, errSessionExpired
-			}
-		} else {
-			var ns *Session
-			if gw.store != nil {
-				ns, err = gw.refreshStored(r.Context(), p, e.sess)
-			} else {
-				ns, err = gw.refresher.refresh(r.Context(), e.sess, p.timeout(), gw.refreshAt(p))
-			}
-			switch {
-			case err == nil:
-				ne, ierr := gw.entryFor(ns, false)
-				if ierr != nil {
-					gw.clearCookies(w, r, gw.presentCookies(r))
-					return nil, nil, ierr
-				}
-				if gw.store == nil {
-					if werr := gw.writeSession(w, r, ns, gw.presentCookies(r)); werr != nil {
-						return nil, nil, werr
-					}
-				}
-				gw.log(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", ne.identity.ID), zap.String("result", "ok"))
-				metricRefresh(p.name, "ok")
-				return ne.identity, ns, nil
-			case errors.Is(err, errNoSession):
-				// Logged out elsewhere while we were refreshing.
-				gw.clearCookies(w, r, gw.presentCookies(r))
-				return nil, nil, err
-			case errors.Is(err, errStoreDown):
-				return nil, nil, err
-			case errors.Is(err, errInvalidGrant):
-				gw.clearCookies(w, r, gw.presentCookies(r))
-				gw.log(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "invalid_grant"))
-				metricRefresh(p.name, "invalid_grant")
-				return nil, nil, fmt.Errorf("%w: %w", errSessionEnded, err)
-			case !expired:
-				// The token still works for a moment; serve now and let a
-				// later request retry the refresh.
-				gw.log(r, zap.WarnLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "failed, token still valid"), zap.Error(err))
-				metricRefresh(p.name, "error")
-			default:
-				gw.log(r, zap.WarnLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "failed"), zap.Error(err))
-				metricRefresh(p.name, "error")
-				return nil, nil, err
-			}
-		}
-	}
-	if e.oldKey {
-		if err := gw.writeCookie(w, r, e.sess, gw.presentCookies(r)); err != nil {
-			return nil, nil, err
-		}
-	}
-	return e.identity, e.sess, nil
+	return beginLogin(s, w, r, s.providers[0], s.gw.redirects.safeReturnURL(rd, r.Host))
 }
 
 // Interface guards

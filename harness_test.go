@@ -244,8 +244,8 @@ func backendSaw(t testing.TB, body string) echoed {
 	return e
 }
 
-// site describes one protected site of a test setup.
-type site struct {
+// testSite describes one protected site of a test setup.
+type testSite struct {
 	port    int
 	origin  string
 	backend *httptest.Server
@@ -255,9 +255,9 @@ type site struct {
 // setupSite starts a provider, a backend and Caddy with authgate in front
 // of the backend. extraGlobal goes into the global authgate block; handler
 // into the site's authgate block. setupSiteWith shapes more.
-func setupSite(t *testing.T, opts testidp.Options, extraGlobal, handler string) *site {
+func setupSite(t *testing.T, opts testidp.Options, extraGlobal, handler string) *testSite {
 	t.Helper()
-	return setupSiteWith(t, siteConfig{opts: opts, global: extraGlobal, handler: handler}).site
+	return setupSiteWith(t, siteConfig{opts: opts, global: extraGlobal, handler: handler}).testSite
 }
 
 // siteConfig describes a one-site setup whose Caddyfile the test shapes
@@ -279,7 +279,7 @@ type siteConfig struct {
 }
 
 type configuredSite struct {
-	*site
+	*testSite
 	cfg siteConfig
 }
 
@@ -292,7 +292,7 @@ func setupSiteWith(t *testing.T, cfg siteConfig) *configuredSite {
 	if cfg.beforeStart != nil {
 		cfg.beforeStart(idp)
 	}
-	s := &configuredSite{site: &site{port: port, origin: origin, backend: be, idp: idp}, cfg: cfg}
+	s := &configuredSite{testSite: &testSite{port: port, origin: origin, backend: be, idp: idp}, cfg: cfg}
 	s.start(t, orDefault(cfg.keys, testKey))
 	return s
 }
@@ -364,7 +364,7 @@ func startLoginAt(t *testing.T, b *browser, u string) string {
 
 // login signs the browser in and returns the backend's view of the first
 // request.
-func (s *site) login(t *testing.T, b *browser) echoed {
+func (s *testSite) login(t *testing.T, b *browser) echoed {
 	t.Helper()
 	resp, body := b.get(s.origin + "/dashboard")
 	if resp.StatusCode != http.StatusOK {

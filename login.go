@@ -22,28 +22,28 @@ const (
 )
 
 // serveStart begins a login: /oauth2/start?rd=URL[&provider=NAME].
-func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) error {
+func serveStart(s *site, w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	rd := h.gw.redirects.safeReturnURL(q.Get("rd"), r.Host)
+	rd := s.gw.redirects.safeReturnURL(q.Get("rd"), r.Host)
 	name := q.Get("provider")
 	if name == "" {
-		if len(h.providers) > 1 {
-			return h.chooser(w, r, rd)
+		if len(s.providers) > 1 {
+			return s.pages.chooser(w, r, rd, s.providers)
 		}
-		name = h.providers[0].name
+		name = s.providers[0].name
 	}
-	for _, p := range h.providers {
+	for _, p := range s.providers {
 		if p.name == name {
-			return h.beginLogin(w, r, p, rd)
+			return beginLogin(s, w, r, p, rd)
 		}
 	}
-	return h.fail(w, r, http.StatusBadRequest, "unknown_provider", "This site does not sign in with that provider.")
+	return s.pages.fail(w, r, http.StatusBadRequest, "unknown_provider", "This site does not sign in with that provider.")
 }
 
 // beginLogin sends the browser to the provider (or to the auth host),
 // after storing the pending login in its own cookie.
-func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, p *provider, rd string) error {
-	gw := h.gw
+func beginLogin(s *site, w http.ResponseWriter, r *http.Request, p *provider, rd string) error {
+	gw := s.gw
 	scheme := "http"
 	if isHTTPS(r) {
 		scheme = "https"
@@ -58,7 +58,7 @@ func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, p *provider
 	}
 	st, err := p.state(r.Context())
 	if err != nil {
-		return h.providerFailure(w, r, p, "login", err)
+		return s.pages.providerFailure(w, r, p.name, "login", err)
 	}
 	login := pendingLogin{
 		ReturnURL:   rd,
@@ -78,16 +78,16 @@ func (h *Handler) beginLogin(w http.ResponseWriter, r *http.Request, p *provider
 	if st.verifier != nil {
 		login.Nonce = randomString(24)
 	}
-	value, err := gw.codec.encode(gw.cookie.pendingPrefix()+id, &login)
+	value, err := gw.sessions.codec.encode(gw.sessions.cookie.pendingPrefix()+id, &login)
 	if err != nil {
-		return h.fail(w, r, http.StatusInternalServerError, "internal", "Could not start the sign-in.")
+		return s.pages.fail(w, r, http.StatusInternalServerError, "internal", "Could not start the sign-in.")
 	}
-	gw.prunePending(w, r)
-	pc := gw.cookie.cookie(gw.cookie.pendingPrefix()+id, value, int(pendingLifetime/time.Second), isHTTPS(r))
+	prunePending(gw, w, r)
+	pc := gw.sessions.cookie.cookie(gw.sessions.cookie.pendingPrefix()+id, value, int(pendingLifetime/time.Second), isHTTPS(r))
 	pc.Path = gw.prefix
 	pc.SameSite = http.SameSiteLaxMode
 	http.SetCookie(w, pc)
-	gw.log(r, zap.InfoLevel, "login started", zap.String("provider", p.name))
+	gw.log.write(r, zap.InfoLevel, "login started", zap.String("provider", p.name))
 	metricLogin(p.name, "started", "")
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, st.client.authCodeURL(login.RedirectURI, sendState, login.Verifier, login.Nonce), http.StatusFound)
@@ -102,8 +102,8 @@ type pendingCookie struct {
 
 // pendingLogins returns the request's pending logins that decode, at most
 // maxPendingLogins of them.
-func (gw *gateway) pendingLogins(r *http.Request) (found []pendingCookie, names []string) {
-	prefix := gw.cookie.pendingPrefix()
+func pendingLogins(gw *gateway, r *http.Request) (found []pendingCookie, names []string) {
+	prefix := gw.sessions.cookie.pendingPrefix()
 	for _, c := range r.Cookies() {
 		if !strings.HasPrefix(c.Name, prefix) {
 			continue
@@ -113,7 +113,7 @@ func (gw *gateway) pendingLogins(r *http.Request) (found []pendingCookie, names 
 			continue
 		}
 		var l pendingLogin
-		if _, err := gw.codec.decode(c.Name, c.Value, &l); err != nil {
+		if _, err := gw.sessions.codec.decode(c.Name, c.Value, &l); err != nil {
 			continue
 		}
 		found = append(found, pendingCookie{name: c.Name, login: &l})
@@ -123,15 +123,15 @@ func (gw *gateway) pendingLogins(r *http.Request) (found []pendingCookie, names 
 
 // prunePending drops the oldest pending logins so that at most
 // maxPendingLogins-1 remain before a new one is added.
-func (gw *gateway) prunePending(w http.ResponseWriter, r *http.Request) {
-	_, names := gw.pendingLogins(r)
+func prunePending(gw *gateway, w http.ResponseWriter, r *http.Request) {
+	_, names := pendingLogins(gw, r)
 	for i := 0; i+maxPendingLogins-1 < len(names); i++ {
-		gw.expirePending(w, r, names[i])
+		expirePending(gw, w, r, names[i])
 	}
 }
 
-func (gw *gateway) expirePending(w http.ResponseWriter, r *http.Request, name string) {
-	c := gw.cookie.cookie(name, "", -1, isHTTPS(r))
+func expirePending(gw *gateway, w http.ResponseWriter, r *http.Request, name string) {
+	c := gw.sessions.cookie.cookie(name, "", -1, isHTTPS(r))
 	c.Path = gw.prefix
 	c.SameSite = http.SameSiteLaxMode
 	http.SetCookie(w, c)
@@ -141,13 +141,13 @@ func (gw *gateway) expirePending(w http.ResponseWriter, r *http.Request, name st
 // login by state → provider error → RFC 9207 issuer → redeem the code with
 // the PKCE verifier → verify the ID token and nonce → userinfo → map the
 // identity → re-check the return URL → write the session.
-func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
-	gw := h.gw
+func serveCallback(s *site, w http.ResponseWriter, r *http.Request) error {
+	gw := s.gw
 	q := r.URL.Query()
 	// The callback URL carries the code: keep it out of the Referer of
 	// whatever the browser loads next.
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	pendings, names := gw.pendingLogins(r)
+	pendings, names := pendingLogins(gw, r)
 	var match *pendingCookie
 	var newestStateless *pendingCookie
 	for i := range pendings {
@@ -177,22 +177,22 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 			reason = "state_mismatch"
 		}
 		metricLogin("", "failed", reason)
-		gw.log(r, zap.WarnLevel, "login failed", zap.String("reason", reason), zap.Int("pending_logins", len(pendings)))
+		gw.log.write(r, zap.WarnLevel, "login failed", zap.String("reason", reason), zap.Int("pending_logins", len(pendings)))
 		if reason == "login_expired" {
-			return h.fail(w, r, http.StatusBadRequest, "login_expired",
+			return s.pages.fail(w, r, http.StatusBadRequest, "login_expired",
 				"This sign-in is not in progress in this browser any more (it took too long, or was already finished). Please start again.")
 		}
-		return h.fail(w, r, http.StatusBadRequest, "state_mismatch",
+		return s.pages.fail(w, r, http.StatusBadRequest, "state_mismatch",
 			"This sign-in response does not belong to the sign-in this browser started. Please start again.")
 	}
 	// Whatever happens next, this pending login is spent.
-	gw.expirePending(w, r, match.name)
+	expirePending(gw, w, r, match.name)
 	login := match.login
 	p := gw.providers[login.Provider]
 	fail := func(status int, reason, msg string, err error) error {
-		gw.log(r, zap.WarnLevel, "login failed", zap.String("provider", p.name), zap.String("reason", reason), zap.Error(err))
+		gw.log.write(r, zap.WarnLevel, "login failed", zap.String("provider", p.name), zap.String("reason", reason), zap.Error(err))
 		metricLogin(p.name, "failed", reason)
-		return h.fail(w, r, status, reason, msg)
+		return s.pages.fail(w, r, status, reason, msg)
 	}
 	if timeNow().After(time.Unix(login.Issued, 0).Add(pendingLifetime)) {
 		return fail(http.StatusBadRequest, "login_expired", "This sign-in took too long. Please start again.", nil)
@@ -205,7 +205,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	st, err := p.state(r.Context())
 	if err != nil {
-		return h.providerFailure(w, r, p, "login", err)
+		return s.pages.providerFailure(w, r, p.name, "login", err)
 	}
 	// RFC 9207: an issuer in the response must be ours exactly, and a
 	// provider that promises it must send it (mix-up defence).
@@ -225,7 +225,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		if errors.Is(err, errInvalidGrant) || errors.Is(err, errProviderRejected) {
 			return fail(http.StatusBadRequest, "code_rejected", "The identity provider did not accept this sign-in (it may have expired or been used already). Please start again.", err)
 		}
-		return h.providerFailure(w, r, p, "login", err)
+		return s.pages.providerFailure(w, r, p.name, "login", err)
 	}
 	var idClaims map[string]any
 	if st.verifier != nil && (ts.IDToken != "" || scopeHasOpenID(p.scopes())) {
@@ -242,7 +242,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		if errors.Is(err, errInvalidGrant) || errors.Is(err, errProviderRejected) || errors.Is(err, errProviderBadResponse) {
 			return fail(http.StatusBadGateway, "userinfo_failed", "The identity provider did not return the user's details.", err)
 		}
-		return h.providerFailure(w, r, p, "login", err)
+		return s.pages.providerFailure(w, r, p.name, "login", err)
 	}
 	if idClaims != nil && userinfo != nil {
 		if sub, _ := userinfo["sub"].(string); sub != "" && sub != idClaims["sub"] {
@@ -276,19 +276,18 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if p.cfg.Dialect.NoRefresh {
 		sess.RefreshToken = ""
 	}
-	sess.AccessToken = gw.sessionAccessToken(ts.AccessToken, sess.RefreshToken, st)
-	sess.IDToken = gw.sessionIDToken(p, st, ts.IDToken)
+	sess.AccessToken = gw.sessions.accessTokenToKeep(ts.AccessToken, sess.RefreshToken, st)
+	sess.IDToken = gw.sessions.idTokenToKeep(p, st, ts.IDToken)
 	if !ts.Expiry.IsZero() {
 		sess.Expiry = ts.Expiry.Unix()
 	}
-	_, present := readChunked(r, gw.cookie.Name)
-	if err := gw.writeSession(w, r, sess, present); err != nil {
+	if err := gw.sessions.writeSession(w, r, sess); err != nil {
 		if errors.Is(err, errStoreDown) {
 			return fail(http.StatusServiceUnavailable, "store_unavailable", "The session store is not available. Please try again in a moment.", err)
 		}
 		return fail(http.StatusBadGateway, "session_too_large", "The session is too large for cookies.", err)
 	}
-	gw.log(r, zap.InfoLevel, "login", zap.String("provider", p.name), zap.String("user_id", id.ID))
+	gw.log.write(r, zap.InfoLevel, "login", zap.String("provider", p.name), zap.String("user_id", id.ID))
 	metricLogin(p.name, "completed", "")
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, rd, http.StatusFound)

@@ -13,17 +13,17 @@ import (
 // serveLogout clears every session cookie and pending login, revokes the
 // tokens where the provider can, and ends the provider session where it
 // offers an end-session endpoint.
-func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
-	gw := h.gw
+func serveLogout(s *site, w http.ResponseWriter, r *http.Request) error {
+	gw := s.gw
 	rd := gw.redirects.safeReturnURL(r.URL.Query().Get("rd"), r.Host)
-	sc, present := readSessionCookie(r, gw.cookie.Name, true)
-	gw.clearCookies(w, r, present)
+	sc, present := readSessionCookie(r, gw.sessions.cookie.Name, true)
+	gw.sessions.clearCookies(w, r)
 	if len(present) == 0 {
-		gw.cookie.expire(w, gw.cookie.Name, isHTTPS(r))
+		gw.sessions.cookie.expire(w, gw.sessions.cookie.Name, isHTTPS(r))
 	}
-	_, pendingNames := gw.pendingLogins(r)
+	_, pendingNames := pendingLogins(gw, r)
 	for _, n := range pendingNames {
-		gw.expirePending(w, r, n)
+		expirePending(gw, w, r, n)
 	}
 	// No Clear-Site-Data: it would wipe every cookie of the site, the
 	// application's own included, and Chromium refuses the Set-Cookie
@@ -34,25 +34,21 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, rd, http.StatusFound)
 		return nil
 	}
-	e, err := gw.lookup(r, &sc)
+	e, err := gw.sessions.lookup(r, &sc)
 	if err != nil {
 		if errors.Is(err, errStoreDown) {
-			gw.log(r, zap.WarnLevel, "logout", zap.String("result", "cookies cleared; session store unavailable, stored session kept until it expires"), zap.Error(err))
+			gw.log.write(r, zap.WarnLevel, "logout", zap.String("result", "cookies cleared; session store unavailable, stored session kept until it expires"), zap.Error(err))
 		}
 		http.Redirect(w, r, rd, http.StatusFound)
 		return nil
 	}
-	p := gw.providers[e.sess.Provider]
-	gw.sessions.forget(kindCookie, sc.pieces()...)
-	if gw.store != nil {
-		gw.sessions.forget(kindStored, e.sess.ID)
-		if err := gw.store.delete(r.Context(), e.sess.ID); err != nil {
-			gw.log(r, zap.WarnLevel, "logout", zap.String("result", "session store unavailable; stored session kept until it expires"), zap.Error(err))
-		}
+	p := e.provider
+	if err := gw.sessions.forget(r.Context(), &sc, e.sess); err != nil {
+		gw.log.write(r, zap.WarnLevel, "logout", zap.String("result", "session store unavailable; stored session kept until it expires"), zap.Error(err))
 	}
 	st, err := p.state(r.Context())
 	if err != nil {
-		gw.log(r, zap.WarnLevel, "logout", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "provider unreachable; cookies cleared"), zap.Error(err))
+		gw.log.write(r, zap.WarnLevel, "logout", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "provider unreachable; cookies cleared"), zap.Error(err))
 		http.Redirect(w, r, rd, http.StatusFound)
 		return nil
 	}
@@ -61,13 +57,13 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	result := "ok"
 	if err := st.client.revoke(ctx, e.sess.RefreshToken, "refresh_token"); err != nil {
 		result = "revocation failed"
-		gw.log(r, zap.WarnLevel, "revocation failed", zap.String("provider", p.name), zap.Error(err))
+		gw.log.write(r, zap.WarnLevel, "revocation failed", zap.String("provider", p.name), zap.Error(err))
 	}
 	if err := st.client.revoke(ctx, e.sess.AccessToken, "access_token"); err != nil {
 		result = "revocation failed"
-		gw.log(r, zap.WarnLevel, "revocation failed", zap.String("provider", p.name), zap.Error(err))
+		gw.log.write(r, zap.WarnLevel, "revocation failed", zap.String("provider", p.name), zap.Error(err))
 	}
-	gw.log(r, zap.InfoLevel, "logout", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", result))
+	gw.log.write(r, zap.InfoLevel, "logout", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", result))
 	if st.endSession != "" {
 		target := rd
 		if strings.HasPrefix(target, "/") {

@@ -19,7 +19,6 @@ import (
 
 func init() {
 	caddy.RegisterModule(App{})
-	caddy.RegisterModule(Handler{})
 }
 
 // App is the `authgate` app: settings shared by every site that uses the

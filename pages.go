@@ -32,37 +32,23 @@ func wantsHTML(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
-// unauthenticated answers a request that has no usable session.
-func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, err error) error {
-	if errors.Is(err, errStoreDown) {
-		return h.storeFailure(w, r, err)
-	}
-	if isProviderFailure(err) {
-		return h.providerFailure(w, r, nil, "refresh", err)
-	}
-	if !wantsHTML(r) {
-		return h.apiUnauthenticated(w, r, err)
-	}
-	rd := r.URL.RequestURI()
-	if len(h.providers) > 1 {
-		http.Redirect(w, r, h.gw.prefix+"start?"+url.Values{"rd": {rd}}.Encode(), http.StatusFound)
-		return nil
-	}
-	return h.beginLogin(w, r, h.providers[0], h.gw.redirects.safeReturnURL(rd, r.Host))
+// pages writes authgate's answers to people and programs: small HTML pages
+// for browsers, JSON for APIs, or, with error_pages caddy, the error handed
+// to the site's handle_errors routes.
+type pages struct {
+	mode   string // "builtin" (or "") or "caddy"
+	prefix string // where the endpoints live, for links
+	log    eventLog
 }
 
-func isProviderFailure(err error) bool {
-	return errors.Is(err, errProviderDown) || errors.Is(err, errProviderTimeout) ||
-		errors.Is(err, errProviderBadResponse) || errors.Is(err, errProviderRejected)
-}
-
-// apiUnauthenticated is the 401 for APIs, with WWW-Authenticate.
-func (h *Handler) apiUnauthenticated(w http.ResponseWriter, r *http.Request, err error) error {
+// unauthenticatedAPI is the 401 for APIs, with WWW-Authenticate (or the
+// 503/502 when the store or the provider is what failed).
+func (pg *pages) unauthenticatedAPI(w http.ResponseWriter, r *http.Request, err error) error {
 	if errors.Is(err, errStoreDown) {
-		return h.storeFailure(w, r, err)
+		return pg.storeFailure(w, r, err)
 	}
 	if isProviderFailure(err) {
-		return h.providerFailure(w, r, nil, "refresh", err)
+		return pg.providerFailure(w, r, "", "refresh", err)
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="authgate"`)
 	reason, msg := "unauthenticated", "Sign-in required."
@@ -75,65 +61,51 @@ func (h *Handler) apiUnauthenticated(w http.ResponseWriter, r *http.Request, err
 	case errors.Is(err, errSessionEnded):
 		reason, msg = "session_ended", "The identity provider ended the session; sign in again."
 	}
-	return h.failAs(w, r, http.StatusUnauthorized, reason, msg, false)
+	return pg.failAs(w, r, http.StatusUnauthorized, reason, msg, false)
 }
 
 // providerFailure answers when the provider could not be used: 504 when it
 // stalled, 502 otherwise. The session, if any, is left as it was.
-func (h *Handler) providerFailure(w http.ResponseWriter, r *http.Request, p *provider, op string, err error) error {
-	name := ""
-	if p != nil {
-		name = p.name
-	}
-	h.gw.log(r, zap.ErrorLevel, "provider failure", zap.String("provider", name), zap.String("operation", op), zap.Error(err))
+func (pg *pages) providerFailure(w http.ResponseWriter, r *http.Request, provider, op string, err error) error {
+	pg.log.write(r, zap.ErrorLevel, "provider failure", zap.String("provider", provider), zap.String("operation", op), zap.Error(err))
 	if op == "login" {
-		metricLogin(name, "failed", "provider_unavailable")
+		metricLogin(provider, "failed", "provider_unavailable")
 	}
 	if errors.Is(err, errProviderTimeout) {
-		return h.fail(w, r, http.StatusGatewayTimeout, "provider_timeout",
+		return pg.fail(w, r, http.StatusGatewayTimeout, "provider_timeout",
 			"The identity provider did not answer in time. Please try again in a moment.")
 	}
-	return h.fail(w, r, http.StatusBadGateway, "provider_unavailable",
+	return pg.fail(w, r, http.StatusBadGateway, "provider_unavailable",
 		"The identity provider is not available or sent an answer that cannot be used. Please try again in a moment.")
 }
 
 // storeFailure is the 503 when the session store cannot be reached.
-func (h *Handler) storeFailure(w http.ResponseWriter, r *http.Request, err error) error {
-	h.gw.log(r, zap.ErrorLevel, "session store failure", zap.Error(err))
+func (pg *pages) storeFailure(w http.ResponseWriter, r *http.Request, err error) error {
+	pg.log.write(r, zap.ErrorLevel, "session store failure", zap.Error(err))
 	w.Header().Set("Retry-After", "5")
-	return h.fail(w, r, http.StatusServiceUnavailable, "store_unavailable",
+	return pg.fail(w, r, http.StatusServiceUnavailable, "store_unavailable",
 		"Sessions are temporarily unavailable. Please try again in a moment.")
-}
-
-// forbidden is the 403 for a signed-in user the rules refuse.
-func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, id *Identity) error {
-	h.gw.log(r, zap.InfoLevel, "denied", zap.String("provider", id.Provider), zap.String("user_id", id.ID), zap.String("host", r.Host))
-	h.sites.count(r.Host, decisionDenied)
-	who := id.ID
-	if id.Email != "" {
-		who = id.Email
-	}
-	return h.render(w, r, http.StatusForbidden, "forbidden",
-		"You are signed in as "+who+", but this account may not use this site.", who)
 }
 
 // fail writes an error page (HTML) or JSON, with the request id that the
 // log line carries.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, reason, msg string) error {
-	return h.failAs(w, r, status, reason, msg, wantsHTML(r))
+func (pg *pages) fail(w http.ResponseWriter, r *http.Request, status int, reason, msg string) error {
+	return pg.failAs(w, r, status, reason, msg, wantsHTML(r))
 }
 
-func (h *Handler) failAs(w http.ResponseWriter, r *http.Request, status int, reason, msg string, html bool) error {
-	if h.ErrorPages == "caddy" {
-		return h.caddyError(r, status, reason, msg)
+func (pg *pages) failAs(w http.ResponseWriter, r *http.Request, status int, reason, msg string, html bool) error {
+	if pg.mode == "caddy" {
+		return pg.caddyError(r, status, reason, msg)
 	}
 	if !html {
-		return h.renderJSON(w, r, status, reason, msg)
+		return pg.json(w, r, status, reason, msg)
 	}
-	return h.render(w, r, status, reason, msg, "")
+	return pg.render(w, r, status, reason, msg, "")
 }
 
-func (h *Handler) renderJSON(w http.ResponseWriter, r *http.Request, status int, reason, msg string) error {
+// json writes an error as JSON, whatever the error_pages mode: for callers
+// that are programs.
+func (pg *pages) json(w http.ResponseWriter, r *http.Request, status int, reason, msg string) error {
 	setReason(r, reason)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -178,7 +150,7 @@ var pageTitles = map[string]string{
 
 // caddyError hands the error to Caddy's handle_errors routes, with the
 // reason and message in placeholders.
-func (h *Handler) caddyError(r *http.Request, status int, reason, msg string) error {
+func (pg *pages) caddyError(r *http.Request, status int, reason, msg string) error {
 	setReason(r, reason)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.auth.authgate.message", msg)
@@ -187,33 +159,35 @@ func (h *Handler) caddyError(r *http.Request, status int, reason, msg string) er
 	return caddyhttp.Error(status, errors.New(reason))
 }
 
-func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, reason, msg, signedIn string) error {
-	if h.ErrorPages == "caddy" {
-		return h.caddyError(r, status, reason, msg)
+// render writes a page; signedIn names the user of a signed-in request,
+// who gets a link to sign out instead of one to start again.
+func (pg *pages) render(w http.ResponseWriter, r *http.Request, status int, reason, msg, signedIn string) error {
+	if pg.mode == "caddy" {
+		return pg.caddyError(r, status, reason, msg)
 	}
 	setReason(r, reason)
 	d := pageData{
 		Title: pageTitles[reason], Status: status, Reason: reason, Message: msg,
 		RequestID: requestID(r), SignedIn: signedIn,
-		RetryURL: h.gw.prefix + "start?" + url.Values{"rd": {"/"}}.Encode(),
+		RetryURL: pg.prefix + "start?" + url.Values{"rd": {"/"}}.Encode(),
 	}
 	if d.Title == "" {
 		d.Title = "Sign-in problem"
 	}
 	if signedIn != "" {
-		d.LogoutURL = h.gw.prefix + "logout"
+		d.LogoutURL = pg.prefix + "logout"
 	}
 	return writePage(w, status, d)
 }
 
 // chooser is the sign-in page of a site with several providers.
-func (h *Handler) chooser(w http.ResponseWriter, r *http.Request, rd string) error {
+func (pg *pages) chooser(w http.ResponseWriter, r *http.Request, rd string, providers []*provider) error {
 	d := pageData{Title: "Sign in", Status: http.StatusOK, Reason: "choose", RequestID: requestID(r),
 		Message: "Choose how to sign in."}
-	for _, p := range h.providers {
+	for _, p := range providers {
 		d.Providers = append(d.Providers, providerLink{
 			Name: p.name,
-			URL:  h.gw.prefix + "start?" + url.Values{"provider": {p.name}, "rd": {rd}}.Encode(),
+			URL:  pg.prefix + "start?" + url.Values{"provider": {p.name}, "rd": {rd}}.Encode(),
 		})
 	}
 	return writePage(w, http.StatusOK, d)

@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -19,11 +21,19 @@ const refreshGrace = 30 * time.Second
 // maxGraceEntries bounds the grace table; it is pruned when full.
 const maxGraceEntries = 10000
 
-// refresher makes sure that concurrent requests carrying one session cause
-// one refresh at the provider.
-type refresher struct {
-	group singleflight.Group
+// errSessionEnded: the provider refused the refresh token for good.
+var errSessionEnded = errors.New("session ended by the provider")
 
+// refresher renews sessions whose access token is about to expire, and
+// makes sure that concurrent requests carrying one session cause one
+// refresh at the provider: in this process by single flight and a grace
+// table, across instances by a lock in the session store.
+type refresher struct {
+	sessions *sessionManager
+	skew     time.Duration
+	log      eventLog
+
+	group singleflight.Group
 	mu    sync.Mutex
 	grace map[[32]byte]graceEntry
 }
@@ -33,131 +43,129 @@ type graceEntry struct {
 	until time.Time
 }
 
-func newRefresher() *refresher {
-	return &refresher{grace: map[[32]byte]graceEntry{}}
+func newRefresher(sessions *sessionManager, skew time.Duration, log eventLog) *refresher {
+	return &refresher{sessions: sessions, skew: skew, log: log, grace: map[[32]byte]graceEntry{}}
 }
 
-// refreshFunc performs the actual refresh at the provider.
-type refreshFunc func(ctx context.Context, old *Session) (*Session, error)
-
-// refresh returns a session with fresh tokens for old. Callers with the
-// same refresh token share one call; callers arriving within refreshGrace
-// after it get its result. The provider call is detached from any single
-// request's cancellation so that one client hanging up does not fail the
-// others waiting on it.
-func (rf *refresher) refresh(ctx context.Context, old *Session, timeout time.Duration, do refreshFunc) (*Session, error) {
-	key := sha256.Sum256([]byte(old.Provider + "\x00" + old.RefreshToken))
-	return rf.run(ctx, key, true, timeout, func(ctx context.Context) (*Session, error) { return do(ctx, old) })
+// due reports whether a session's access token is within the skew of its
+// expiry.
+func (rf *refresher) due(s *Session) bool {
+	return s.Expiry != 0 && !timeNow().Before(time.Unix(s.Expiry, 0).Add(-rf.skew))
 }
 
-// run calls fn once for all concurrent callers with the same key. With
-// grace, the result is also kept for refreshGrace and handed to later
-// callers with the same key.
-func (rf *refresher) run(ctx context.Context, key [32]byte, grace bool, timeout time.Duration, fn func(context.Context) (*Session, error)) (*Session, error) {
-	if grace {
-		if s := rf.lookup(key); s != nil {
-			return s, nil
-		}
+// refreshIfDue returns e, or e refreshed (and its cookie rewritten on w)
+// when its access token is due. A refresh that fails while the token still
+// works keeps e for now; a later request tries again. A session that
+// cannot be refreshed ends when its token does.
+func (rf *refresher) refreshIfDue(w http.ResponseWriter, r *http.Request, e *sessionEntry) (*sessionEntry, error) {
+	s, p := e.sess, e.provider
+	if !rf.due(s) {
+		return e, nil
 	}
-	ch := rf.group.DoChan(string(key[:]), func() (any, error) {
-		if grace {
-			if s := rf.lookup(key); s != nil {
-				return s, nil
-			}
+	expired := !timeNow().Before(time.Unix(s.Expiry, 0))
+	if p.cfg.Dialect.NoRefresh || s.RefreshToken == "" {
+		if expired {
+			rf.sessions.clearCookies(w, r)
+			return nil, errSessionExpired
 		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		defer cancel()
-		s, err := fn(cctx)
+		return e, nil
+	}
+	var ns *Session
+	var err error
+	if rf.sessions.store != nil {
+		ns, err = rf.refreshStored(r.Context(), p, s)
+	} else {
+		ns, err = rf.refreshCookie(r.Context(), p, s)
+	}
+	switch {
+	case err == nil:
+		ne, err := rf.sessions.resolve(ns, false)
 		if err != nil {
+			rf.sessions.clearCookies(w, r)
 			return nil, err
 		}
-		if grace {
-			rf.store(key, s)
-		}
-		return s, nil
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*Session), nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for refresh: %w", errors.Join(errProviderTimeout, ctx.Err()))
-	}
-}
-
-func (rf *refresher) lookup(key [32]byte) *Session {
-	rf.mu.Lock()
-	defer rf.mu.Unlock()
-	if e, ok := rf.grace[key]; ok && timeNow().Before(e.until) {
-		return e.sess
-	}
-	return nil
-}
-
-func (rf *refresher) store(key [32]byte, s *Session) {
-	rf.mu.Lock()
-	defer rf.mu.Unlock()
-	now := timeNow()
-	if len(rf.grace) >= maxGraceEntries {
-		for k, e := range rf.grace {
-			if !now.Before(e.until) {
-				delete(rf.grace, k)
+		if rf.sessions.store == nil {
+			if err := rf.sessions.writeCookie(w, r, ns); err != nil {
+				return nil, err
 			}
 		}
-		if len(rf.grace) >= maxGraceEntries {
-			clear(rf.grace) // under attack or overload: forget, never grow
-		}
+		rf.log.write(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", ne.identity.ID), zap.String("result", "ok"))
+		metricRefresh(p.name, "ok")
+		return ne, nil
+	case errors.Is(err, errNoSession):
+		// Logged out elsewhere while we were refreshing.
+		rf.sessions.clearCookies(w, r)
+		return nil, err
+	case errors.Is(err, errStoreDown):
+		return nil, err
+	case errors.Is(err, errInvalidGrant):
+		rf.sessions.clearCookies(w, r)
+		rf.log.write(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "invalid_grant"))
+		metricRefresh(p.name, "invalid_grant")
+		return nil, fmt.Errorf("%w: %w", errSessionEnded, err)
+	case !expired:
+		// The token still works for a moment; serve now and let a later
+		// request retry the refresh.
+		rf.log.write(r, zap.WarnLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "failed, token still valid"), zap.Error(err))
+		metricRefresh(p.name, "error")
+		return e, nil
+	default:
+		rf.log.write(r, zap.WarnLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "failed"), zap.Error(err))
+		metricRefresh(p.name, "error")
+		return nil, err
 	}
-	rf.grace[key] = graceEntry{sess: s, until: now.Add(refreshGrace)}
 }
 
-// needsRefresh reports whether a session's access token is within the
-// skew of its expiry.
-func (gw *gateway) needsRefresh(s *Session) bool {
-	return s.Expiry != 0 && !timeNow().Before(time.Unix(s.Expiry, 0).Add(-gw.skew))
+// refreshCookie refreshes a cookie session. Callers with the same refresh
+// token share one call; callers arriving within refreshGrace after it get
+// its result.
+func (rf *refresher) refreshCookie(ctx context.Context, p *provider, old *Session) (*Session, error) {
+	key := sha256.Sum256([]byte(old.Provider + "\x00" + old.RefreshToken))
+	return rf.once(ctx, key, true, p.timeout(), func(ctx context.Context) (*Session, error) {
+		return rf.refreshAtProvider(ctx, p, old)
+	})
 }
 
 // refreshStored refreshes a stored session once across all instances: the
 // instance that takes the Redis lock refreshes and saves; the others wait
 // for the stored session to change and use it. No instance waits longer
 // than the provider timeout.
-func (gw *gateway) refreshStored(ctx context.Context, p *provider, old *Session) (*Session, error) {
+func (rf *refresher) refreshStored(ctx context.Context, p *provider, old *Session) (*Session, error) {
+	m := rf.sessions
 	key := sha256.Sum256([]byte("id:" + old.ID))
-	return gw.refresher.run(ctx, key, false, p.timeout(), func(ctx context.Context) (*Session, error) {
+	return rf.once(ctx, key, false, p.timeout(), func(ctx context.Context) (*Session, error) {
 		deadline := timeNow().Add(p.timeout())
 		for {
-			cur, err := gw.store.load(ctx, old.ID)
+			cur, err := m.loadStored(ctx, old.ID)
 			if err != nil {
 				return nil, err
 			}
-			if cur.RefreshToken != old.RefreshToken || !gw.needsRefresh(cur) {
-				gw.sessions.forget(kindStored, old.ID)
+			if cur.RefreshToken != old.RefreshToken || !rf.due(cur) {
+				m.cache.forget(kindStored, old.ID)
 				return cur, nil
 			}
-			token, ok, err := gw.store.lock(ctx, old.ID, p.timeout()+time.Second)
+			token, ok, err := m.store.lock(ctx, old.ID, p.timeout()+time.Second)
 			if err != nil {
 				return nil, err
 			}
 			if ok {
-				defer gw.store.unlock(ctx, old.ID, token)
-				if again, err := gw.store.load(ctx, old.ID); err != nil {
+				defer m.store.unlock(ctx, old.ID, token)
+				if again, err := m.loadStored(ctx, old.ID); err != nil {
 					return nil, err
 				} else if again.RefreshToken != cur.RefreshToken {
 					return again, nil
 				}
-				ns, err := gw.refreshAt(p)(ctx, cur)
+				ns, err := rf.refreshAtProvider(ctx, p, cur)
 				if err != nil {
 					if errors.Is(err, errInvalidGrant) {
-						_ = gw.store.delete(ctx, old.ID)
+						_ = m.store.delete(ctx, old.ID)
 					}
 					return nil, err
 				}
-				if err := gw.store.save(ctx, ns, gw.remaining(ns)); err != nil {
+				if err := m.saveStored(ctx, ns); err != nil {
 					return nil, err
 				}
-				gw.sessions.forget(kindStored, old.ID)
+				m.cache.forget(kindStored, old.ID)
 				return ns, nil
 			}
 			if timeNow().After(deadline) {
@@ -172,40 +180,106 @@ func (gw *gateway) refreshStored(ctx context.Context, p *provider, old *Session)
 	})
 }
 
-// refreshAt returns the function that refreshes a session at p.
-func (gw *gateway) refreshAt(p *provider) refreshFunc {
-	return func(ctx context.Context, old *Session) (*Session, error) {
-		st, err := p.state(ctx)
-		if err != nil {
-			return nil, err
-		}
-		ts, err := st.client.refresh(ctx, old.RefreshToken)
-		if err != nil {
-			return nil, err
-		}
-		ns := *old
-		if ts.RefreshToken != "" {
-			ns.RefreshToken = ts.RefreshToken
-		}
-		ns.AccessToken = gw.sessionAccessToken(ts.AccessToken, ns.RefreshToken, st)
-		ns.Expiry = 0
-		if !ts.Expiry.IsZero() {
-			ns.Expiry = ts.Expiry.Unix()
-		}
-		if ts.IDToken != "" && st.verifier != nil {
-			// A refreshed ID token must be about the same user; it has no
-			// nonce (OIDC Core §12.2).
-			tok, err := st.verifier.Verify(ctx, ts.IDToken)
-			if err != nil {
-				return nil, fmt.Errorf("verifying refreshed ID token: %w", errProviderBadResponse)
-			}
-			if sub, _ := old.Claims["sub"].(string); sub != "" && tok.Subject != sub {
-				return nil, fmt.Errorf("refreshed ID token is for another subject: %w", errInvalidGrant)
-			}
-			if old.IDToken != "" {
-				ns.IDToken = gw.sessionIDToken(p, st, ts.IDToken)
-			}
-		}
-		return &ns, nil
+// refreshAtProvider uses old's refresh token at p and returns the session
+// with the new tokens.
+func (rf *refresher) refreshAtProvider(ctx context.Context, p *provider, old *Session) (*Session, error) {
+	st, err := p.state(ctx)
+	if err != nil {
+		return nil, err
 	}
+	ts, err := st.client.refresh(ctx, old.RefreshToken)
+	if err != nil {
+		return nil, err
+	}
+	ns := *old
+	if ts.RefreshToken != "" {
+		ns.RefreshToken = ts.RefreshToken
+	}
+	ns.AccessToken = rf.sessions.accessTokenToKeep(ts.AccessToken, ns.RefreshToken, st)
+	ns.Expiry = 0
+	if !ts.Expiry.IsZero() {
+		ns.Expiry = ts.Expiry.Unix()
+	}
+	if ts.IDToken != "" && st.verifier != nil {
+		// A refreshed ID token must be about the same user; it has no
+		// nonce (OIDC Core §12.2).
+		tok, err := st.verifier.Verify(ctx, ts.IDToken)
+		if err != nil {
+			return nil, fmt.Errorf("verifying refreshed ID token: %w", errProviderBadResponse)
+		}
+		if sub, _ := old.Claims["sub"].(string); sub != "" && tok.Subject != sub {
+			return nil, fmt.Errorf("refreshed ID token is for another subject: %w", errInvalidGrant)
+		}
+		if old.IDToken != "" {
+			ns.IDToken = rf.sessions.idTokenToKeep(p, st, ts.IDToken)
+		}
+	}
+	return &ns, nil
+}
+
+// once calls fn once for all concurrent callers with the same key. With
+// grace, the result is also kept for refreshGrace and handed to later
+// callers with the same key. The call is detached from any single
+// request's cancellation so that one client hanging up does not fail the
+// others waiting on it.
+func (rf *refresher) once(ctx context.Context, key [32]byte, grace bool, timeout time.Duration, fn func(context.Context) (*Session, error)) (*Session, error) {
+	if grace {
+		if s := rf.graced(key); s != nil {
+			return s, nil
+		}
+	}
+	ch := rf.group.DoChan(string(key[:]), func() (any, error) {
+		if grace {
+			if s := rf.graced(key); s != nil {
+				return s, nil
+			}
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		s, err := fn(cctx)
+		if err != nil {
+			return nil, err
+		}
+		if grace {
+			rf.keepForGrace(key, s)
+		}
+		return s, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*Session), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for refresh: %w", errors.Join(errProviderTimeout, ctx.Err()))
+	}
+}
+
+// graced returns the result of a refresh of key that finished within
+// refreshGrace.
+func (rf *refresher) graced(key [32]byte) *Session {
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	if e, ok := rf.grace[key]; ok && timeNow().Before(e.until) {
+		return e.sess
+	}
+	return nil
+}
+
+func (rf *refresher) keepForGrace(key [32]byte, s *Session) {
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	now := timeNow()
+	if len(rf.grace) >= maxGraceEntries {
+		for k, e := range rf.grace {
+			if !now.Before(e.until) {
+				delete(rf.grace, k)
+			}
+		}
+		if len(rf.grace) >= maxGraceEntries {
+			clear(rf.grace) // under attack or overload: forget, never grow
+		}
+	}
+	rf.grace[key] = graceEntry{sess: s, until: now.Add(refreshGrace)}
 }

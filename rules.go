@@ -125,34 +125,31 @@ func (r *compiledRule) matches(id *Identity) bool {
 //
 // Allow rules with wildcards are not checked: one that can never match
 // only turns users away.
-func checkRulesAgainstKeptGroups(rules []Rule, providers []*provider) error {
+func checkRulesAgainstKeptGroups(rules []Rule, provider string, c *compiledClaimMap) error {
+	if len(c.keepGroups) == 0 {
+		return nil
+	}
 	for i, r := range rules {
-		for _, p := range providers {
-			c := p.claims
-			if len(c.keepGroups) == 0 {
-				continue
-			}
-			refuse := func(what string) error {
-				return fmt.Errorf("rule %d (%s %s %s) %s: provider %s keeps only the groups matching %s (keep_groups)",
-					i+1, r.Action, r.Field, strings.Join(append(ruleClaim(r), r.Values...), " "), what, p.name, strings.Join(c.keepGroups, " "))
-			}
-			switch r.Field {
-			case "group":
-				for _, v := range r.Values {
-					if !strings.ContainsAny(v, "*?") {
-						if !c.keeps(v) {
-							return refuse("can never match")
-						}
-						continue
+		refuse := func(what string) error {
+			return fmt.Errorf("rule %d (%s %s %s) %s: provider %s keeps only the groups matching %s (keep_groups)",
+				i+1, r.Action, r.Field, strings.Join(append(ruleClaim(r), r.Values...), " "), what, provider, strings.Join(c.keepGroups, " "))
+		}
+		switch r.Field {
+		case "group":
+			for _, v := range r.Values {
+				if !strings.ContainsAny(v, "*?") {
+					if !c.keeps(v) {
+						return refuse("can never match")
 					}
-					if r.Action == "deny" && !withinKept(v, c.keepGroups) {
-						return refuse(fmt.Sprintf("may miss groups that are dropped: %s is not within a kept pattern", v))
-					}
+					continue
 				}
-			case "claim":
-				if path, err := parseClaimPath(r.Claim); err == nil && c.overlapsGroups(path) {
-					return refuse("reads the groups claim, which keep_groups narrows; use a group rule")
+				if r.Action == "deny" && !withinKept(v, c.keepGroups) {
+					return refuse(fmt.Sprintf("may miss groups that are dropped: %s is not within a kept pattern", v))
 				}
+			}
+		case "claim":
+			if path, err := parseClaimPath(r.Claim); err == nil && c.overlapsGroups(path) {
+				return refuse("reads the groups claim, which keep_groups narrows; use a group rule")
 			}
 		}
 	}

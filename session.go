@@ -1,9 +1,12 @@
 package authgate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -13,11 +16,11 @@ import (
 // tell old cookies apart.
 const sessionVersion = 1
 
-// Errors a cookie can decode to. None of them is shown to a user verbatim.
+// Errors a session can end in. None of them is shown to a user verbatim.
 var (
-	errNoSession      = errors.New("no session cookie")
-	errBadSession     = errors.New("session cookie invalid or tampered")
-	errSessionExpired = errors.New("session lifetime over")
+	errNoSession       = errors.New("no session cookie")
+	errSessionExpired  = errors.New("session lifetime over")
+	errSessionTooLarge = errors.New("session too large")
 )
 
 // Session is what a signed-in browser carries, encrypted and authenticated.
@@ -29,7 +32,7 @@ type Session struct {
 	Provider     string         `json:"p"`
 	Created      int64          `json:"c"`
 	Expiry       int64          `json:"e,omitempty"`  // access token expiry, unix seconds; 0: unknown
-	AccessToken  string         `json:"at,omitempty"` // only when needed: see gateway.sessionAccessToken
+	AccessToken  string         `json:"at,omitempty"` // only when needed: see sessionManager.accessTokenToKeep
 	RefreshToken string         `json:"rt,omitempty"`
 	IDToken      string         `json:"it,omitempty"`
 	Claims       map[string]any `json:"cl"`
@@ -39,65 +42,147 @@ type Session struct {
 	KeptGroups string `json:"kg,omitempty"`
 }
 
+// storeRef is what the cookie carries when sessions live in the store.
+type storeRef struct {
+	Version  int    `json:"v"`
+	ID       string `json:"i"`
+	Provider string `json:"p"`
+}
+
+// storeCacheTTL is how long an instance trusts its copy of a stored session.
+// It bounds how late a logout elsewhere is seen here.
+const storeCacheTTL = time.Second
+
+// sessionEntry is a session as the request path uses it: decoded, checked,
+// and with its identity and provider worked out.
+type sessionEntry struct {
+	sess     *Session
+	identity *Identity
+	provider *provider
+	oldKey   bool // the cookie was made with a retired key: re-encode it
+	// ref and fetched are used with a session store: the cookie's
+	// session id, and when the session was read from the store.
+	ref     *storeRef
+	fetched time.Time
+}
+
+// sessionManager reads sessions from requests and writes them to
+// responses: in cookies, or in the session store with their id in the
+// cookie. It keeps what it decoded in the session cache.
+type sessionManager struct {
+	codec     *cookieCodec
+	cookie    cookieSettings
+	lifetime  time.Duration
+	providers map[string]*provider
+	cache     *sessionCache[*sessionEntry]
+	store     *redisStore // nil: sessions live in cookies
+	// keepAccessToken is set when a site passes the access token to its
+	// backend; otherwise sessions do not carry it (the refresh token renews
+	// it, and revoking the refresh token ends the grant).
+	keepAccessToken atomic.Bool
+}
+
+func newSessionManager(codec *cookieCodec, cs cookieSettings, lifetime time.Duration, providers map[string]*provider, store *redisStore) *sessionManager {
+	return &sessionManager{
+		codec:     codec,
+		cookie:    cs,
+		lifetime:  lifetime,
+		providers: providers,
+		cache:     newSessionCache[*sessionEntry](sessionCacheSize),
+		store:     store,
+	}
+}
+
+// sessionFor returns the session that the request's cookie sc stands for,
+// when it was made with one of providers. A cookie that is unusable (no
+// chunk 0, tampered, past the session lifetime) is cleared on w; one of
+// another provider of this gateway is left alone, for the site it belongs
+// to, and is no session here.
+func (m *sessionManager) sessionFor(w http.ResponseWriter, r *http.Request, sc *sessionCookie, providers []*provider) (*sessionEntry, error) {
+	if sc.n == 0 {
+		if sc.seen {
+			// Stray chunks without chunk 0 are no session: clear them.
+			m.clearCookies(w, r)
+		}
+		return nil, errNoSession
+	}
+	e, err := m.lookup(r, sc)
+	if err != nil {
+		if !errors.Is(err, errStoreDown) {
+			m.clearCookies(w, r)
+		}
+		return nil, err
+	}
+	if !slices.Contains(providers, e.provider) {
+		return nil, errNoSession
+	}
+	if timeNow().After(time.Unix(e.sess.Created, 0).Add(m.lifetime)) {
+		m.clearCookies(w, r)
+		return nil, errSessionExpired
+	}
+	return e, nil
+}
+
 // lookup finds the session a cookie stands for: decoded from the cookie,
 // or, with a session store, read from the store by the id in the cookie
 // (trusting a local copy for storeCacheTTL). Known cookie values come from
 // the cache; any other is read again as net/http would before decoding.
-func (gw *gateway) lookup(r *http.Request, sc *sessionCookie) (*sessionEntry, error) {
-	if gw.store == nil {
-		if e := gw.sessions.get(kindCookie, sc.pieces()...); e != nil {
+func (m *sessionManager) lookup(r *http.Request, sc *sessionCookie) (*sessionEntry, error) {
+	if m.store == nil {
+		if e, ok := m.cache.get(kindCookie, sc.pieces()...); ok {
 			return e, nil
 		}
-		return gw.decodeSession(gw.checked(r, sc))
+		return m.decodeCookie(m.asNetHTTPReadsIt(r, sc))
 	}
-	refEntry := gw.sessions.get(kindCookie, sc.pieces()...)
-	if refEntry == nil {
-		checked := gw.checked(r, sc)
+	refEntry, ok := m.cache.get(kindCookie, sc.pieces()...)
+	if !ok {
+		strict := m.asNetHTTPReadsIt(r, sc)
 		var ref storeRef
-		oldKey, err := gw.codec.decode(gw.cookie.Name, checked.value(), &ref)
+		oldKey, err := m.codec.decode(m.cookie.Name, strict.value(), &ref)
 		if err != nil || ref.Version != sessionVersion || ref.ID == "" {
 			return nil, errBadSession
 		}
 		refEntry = &sessionEntry{ref: &ref, oldKey: oldKey}
-		gw.sessions.put(kindCookie, refEntry, checked.pieces()...)
+		m.cache.put(kindCookie, refEntry, strict.pieces()...)
 	}
 	id := refEntry.ref.ID
-	if e := gw.sessions.get(kindStored, id); e != nil && timeNow().Sub(e.fetched) < storeCacheTTL {
-		return e.forCookie(refEntry.oldKey), nil
+	if e, ok := m.cache.get(kindStored, id); ok && timeNow().Sub(e.fetched) < storeCacheTTL {
+		return e.seenThrough(refEntry.oldKey), nil
 	}
-	s, err := gw.store.load(r.Context(), id)
+	s, err := m.loadStored(r.Context(), id)
 	if err != nil {
 		return nil, err
 	}
-	e, err := gw.entryFor(s, false)
+	e, err := m.resolve(s, false)
 	if err != nil {
 		return nil, err
 	}
 	e.fetched = timeNow()
-	gw.sessions.put(kindStored, e, id)
-	return e.forCookie(refEntry.oldKey), nil
+	m.cache.put(kindStored, e, id)
+	return e.seenThrough(refEntry.oldKey), nil
 }
 
-// checked returns sc as net/http would read it: when a scanned value is
-// not all cookie-octets, the cookie is read again, skipping such values.
-func (gw *gateway) checked(r *http.Request, sc *sessionCookie) *sessionCookie {
+// asNetHTTPReadsIt returns sc as net/http would read it: when a scanned
+// value is not all cookie-octets, the cookie is read again, skipping such
+// values.
+func (m *sessionManager) asNetHTTPReadsIt(r *http.Request, sc *sessionCookie) *sessionCookie {
 	if sc.valid() {
 		return sc
 	}
-	strict, _ := readSessionCookie(r, gw.cookie.Name, true)
+	strict, _ := readSessionCookie(r, m.cookie.Name, true)
 	return &strict
 }
 
 // presentCookies names the session cookies r carries, for clearing or
 // replacing them.
-func (gw *gateway) presentCookies(r *http.Request) []string {
-	_, present := readSessionCookie(r, gw.cookie.Name, true)
+func (m *sessionManager) presentCookies(r *http.Request) []string {
+	_, present := readSessionCookie(r, m.cookie.Name, true)
 	return present
 }
 
-// forCookie returns e as seen through one cookie, which may have been
+// seenThrough returns e as seen through one cookie, which may have been
 // made with a retired key.
-func (e *sessionEntry) forCookie(oldKey bool) *sessionEntry {
+func (e *sessionEntry) seenThrough(oldKey bool) *sessionEntry {
 	if !oldKey {
 		return e
 	}
@@ -107,31 +192,31 @@ func (e *sessionEntry) forCookie(oldKey bool) *sessionEntry {
 }
 
 // remaining is how long a session has left of its lifetime.
-func (gw *gateway) remaining(s *Session) time.Duration {
-	return max(time.Second, time.Unix(s.Created, 0).Add(gw.lifetime).Sub(timeNow()))
+func (m *sessionManager) remaining(s *Session) time.Duration {
+	return max(time.Second, time.Unix(s.Created, 0).Add(m.lifetime).Sub(timeNow()))
 }
 
-// decodeSession opens a session cookie and caches what it found.
-func (gw *gateway) decodeSession(sc *sessionCookie) (*sessionEntry, error) {
+// decodeCookie opens a session cookie and caches what it found.
+func (m *sessionManager) decodeCookie(sc *sessionCookie) (*sessionEntry, error) {
 	if sc.n == 0 {
 		return nil, errNoSession
 	}
 	var s Session
-	oldKey, err := gw.codec.decode(gw.cookie.Name, sc.value(), &s)
+	oldKey, err := m.codec.decode(m.cookie.Name, sc.value(), &s)
 	if err != nil {
 		return nil, err
 	}
-	e, err := gw.entryFor(&s, oldKey)
+	e, err := m.resolve(&s, oldKey)
 	if err != nil {
 		return nil, err
 	}
-	gw.sessions.put(kindCookie, e, sc.pieces()...)
+	m.cache.put(kindCookie, e, sc.pieces()...)
 	return e, nil
 }
 
-// entryFor checks a decoded session and works out its identity.
-func (gw *gateway) entryFor(s *Session, oldKey bool) (*sessionEntry, error) {
-	p, ok := gw.providers[s.Provider]
+// resolve checks a decoded session and works out who it is.
+func (m *sessionManager) resolve(s *Session, oldKey bool) (*sessionEntry, error) {
+	p, ok := m.providers[s.Provider]
 	if s.Version != sessionVersion || !ok || s.ID == "" || s.Created == 0 {
 		return nil, errBadSession
 	}
@@ -144,28 +229,66 @@ func (gw *gateway) entryFor(s *Session, oldKey bool) (*sessionEntry, error) {
 	if err != nil || id.ID == "" {
 		return nil, errBadSession
 	}
-	return &sessionEntry{sess: s, identity: id, oldKey: oldKey}, nil
+	return &sessionEntry{sess: s, identity: id, provider: p, oldKey: oldKey}, nil
+}
+
+// storedName binds a stored session's encryption to its id, so that a
+// value cannot be moved to another key.
+func storedName(id string) string { return "authgate-session-" + id }
+
+// saveStored writes s to the session store, indexed by subject and
+// provider session for back-channel logout.
+func (m *sessionManager) saveStored(ctx context.Context, s *Session) error {
+	val, err := m.codec.encode(storedName(s.ID), s)
+	if err != nil {
+		return fmt.Errorf("encoding stored session: %w", err)
+	}
+	var idx []storeIndex
+	if sub, ok := s.Claims["sub"].(string); ok && sub != "" {
+		idx = append(idx, storeIndex{"sub", s.Provider, sub})
+	}
+	if sid, ok := s.Claims["sid"].(string); ok && sid != "" {
+		idx = append(idx, storeIndex{"sid", s.Provider, sid})
+	}
+	return m.store.save(ctx, s.ID, val, idx, m.remaining(s))
+}
+
+// loadStored reads a session from the store; a missing one is errNoSession.
+func (m *sessionManager) loadStored(ctx context.Context, id string) (*Session, error) {
+	val, found, err := m.store.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, errNoSession
+	}
+	var s Session
+	if _, err := m.codec.decode(storedName(id), val, &s); err != nil || s.ID != id {
+		return nil, errBadSession
+	}
+	return &s, nil
 }
 
 // writeSession stores s: in the session cookie(s) on w, or, with a
 // session store, in the store and its id in the cookie. Nothing is written
 // to w when the store fails.
-func (gw *gateway) writeSession(w http.ResponseWriter, r *http.Request, s *Session, present []string) error {
-	if gw.store != nil {
-		if err := gw.store.save(r.Context(), s, gw.remaining(s)); err != nil {
+func (m *sessionManager) writeSession(w http.ResponseWriter, r *http.Request, s *Session) error {
+	if m.store != nil {
+		if err := m.saveStored(r.Context(), s); err != nil {
 			return err
 		}
 	}
-	return gw.writeCookie(w, r, s, present)
+	return m.writeCookie(w, r, s)
 }
 
-// writeCookie writes the cookie for s: the session itself, or its id.
-func (gw *gateway) writeCookie(w http.ResponseWriter, r *http.Request, s *Session, present []string) error {
+// writeCookie writes the cookie for s: the session itself, or its id, and
+// deletes the request's session cookies that it does not replace.
+func (m *sessionManager) writeCookie(w http.ResponseWriter, r *http.Request, s *Session) error {
 	var v any = s
-	if gw.store != nil {
+	if m.store != nil {
 		v = &storeRef{Version: sessionVersion, ID: s.ID, Provider: s.Provider}
 	}
-	value, err := gw.codec.encode(gw.cookie.Name, v)
+	value, err := m.codec.encode(m.cookie.Name, v)
 	if err != nil {
 		return fmt.Errorf("encoding session: %w", err)
 	}
@@ -174,11 +297,9 @@ func (gw *gateway) writeCookie(w http.ResponseWriter, r *http.Request, s *Sessio
 		// refuses (431) on every request: a login loop. Refuse it now.
 		return fmt.Errorf("%w: the session cookies would be %d bytes, more than the %d this server accepts in request headers; raise the server's max_header_size or use session_store", errSessionTooLarge, len(value), limit)
 	}
-	maxAge := int(gw.remaining(s) / time.Second)
-	return writeChunked(w, gw.cookie, value, maxAge, isHTTPS(r), present)
+	maxAge := int(m.remaining(s) / time.Second)
+	return writeChunked(w, m.cookie, value, maxAge, isHTTPS(r), m.presentCookies(r))
 }
-
-var errSessionTooLarge = errors.New("session too large")
 
 // cookieHeaderLimit is how many bytes of session cookies the serving
 // Caddy server accepts back: its max_header_size (16 KiB by default) less
@@ -191,33 +312,44 @@ func cookieHeaderLimit(r *http.Request) int {
 	return limit - 3<<10
 }
 
-// clearCookies deletes the named session cookies.
-func (gw *gateway) clearCookies(w http.ResponseWriter, r *http.Request, names []string) {
-	for _, n := range names {
-		gw.cookie.expire(w, n, isHTTPS(r))
+// clearCookies deletes every session cookie the request carries.
+func (m *sessionManager) clearCookies(w http.ResponseWriter, r *http.Request) {
+	for _, n := range m.presentCookies(r) {
+		m.cookie.expire(w, n, isHTTPS(r))
 	}
+}
+
+// forget drops a signed-out session: from the cache, and from the store
+// (a store failure is returned; the cookies are the caller's).
+func (m *sessionManager) forget(ctx context.Context, sc *sessionCookie, s *Session) error {
+	m.cache.forget(kindCookie, sc.pieces()...)
+	if m.store == nil {
+		return nil
+	}
+	m.cache.forget(kindStored, s.ID)
+	return m.store.delete(ctx, s.ID)
 }
 
 func isHTTPS(r *http.Request) bool { return r.TLS != nil }
 
-// sessionAccessToken is what a session keeps of an access token: the token
+// accessTokenToKeep is what a session keeps of an access token: the token
 // when a site passes it on, or when nothing else could revoke the grant at
 // logout; otherwise nothing. It is most of a cookie's size.
-func (gw *gateway) sessionAccessToken(at, refreshToken string, st *providerState) string {
-	if gw.keepAccessToken.Load() || (refreshToken == "" && st.client.revokeURL != "") {
+func (m *sessionManager) accessTokenToKeep(at, refreshToken string, st *providerState) string {
+	if m.keepAccessToken.Load() || (refreshToken == "" && st.client.revokeURL != "") {
 		return at
 	}
 	return ""
 }
 
-// sessionIDToken is what a session keeps of an ID token: only the
+// idTokenToKeep is what a session keeps of an ID token: only the
 // id_token_hint for the provider's logout, and in cookies only when the
 // provider asks for it (id_token_hint on) and it is small.
-func (gw *gateway) sessionIDToken(p *provider, st *providerState, idToken string) string {
+func (m *sessionManager) idTokenToKeep(p *provider, st *providerState, idToken string) string {
 	switch {
 	case st.endSession == "":
 		return ""
-	case gw.store != nil:
+	case m.store != nil:
 		return idToken
 	case p.cfg.IDTokenHint && len(idToken) <= maxIDTokenHint:
 		return idToken

@@ -530,7 +530,14 @@ func TestReadChunked(t *testing.T) {
 // they were stored under, so that a cookie value can never be taken for a
 // stored session's id (or the reverse), whatever its bytes.
 func TestSessionCache(t *testing.T) {
-	c := newSessionCache(1 << 20)
+	c := newSessionCache[*sessionEntry](1 << 20)
+	get := func(kind cacheKind, pieces ...string) *sessionEntry {
+		v, _ := c.get(kind, pieces...)
+		return v
+	}
+	item := func(kind cacheKind, pieces ...string) *cacheItem[*sessionEntry] {
+		return c.cur[c.key(kind, pieces)]
+	}
 	cookie := &sessionEntry{}
 	stored := &sessionEntry{}
 	c.put(kindCookie, cookie, "AAAA", "BBBB")
@@ -553,7 +560,7 @@ func TestSessionCache(t *testing.T) {
 		{"a cookie value equal to a stored id", kindCookie, []string{"sess-1"}, nil},
 		{"a stored id equal to a cookie value", kindStored, []string{"AAAA", "BBBB"}, nil},
 	} {
-		if got := c.get(tt.kind, tt.pieces...); got != tt.want {
+		if got := get(tt.kind, tt.pieces...); got != tt.want {
 			t.Errorf("%s: get = %p, want %p", tt.name, got, tt.want)
 		}
 	}
@@ -562,20 +569,24 @@ func TestSessionCache(t *testing.T) {
 	first := &sessionEntry{}
 	c.put(kindCookie, first, long[:1000], long[1000:])
 	for k := 1; k < len(long); k += 97 {
-		if got := c.get(kindCookie, long[:k], long[k:]); got != first {
+		if got := get(kindCookie, long[:k], long[k:]); got != first {
 			t.Fatalf("split at %d: a miss", k)
 		}
 	}
 	// Values that share their length and last bytes differ in the rest.
-	if c.get(kindCookie, "X"+long[1:]) != nil {
+	if get(kindCookie, "X"+long[1:]) != nil {
 		t.Error("a value with the same tail but other bytes hit")
 	}
 
 	// A hit is confirmed by comparing bytes, not only by the hash.
-	if cookie.matches(kindCookie, []string{"AAAA", "BBBX"}) {
+	cookieItem := item(kindCookie, "AAAA", "BBBB")
+	if cookieItem == nil || cookieItem.val != cookie {
+		t.Fatal("the cookie's item is not in the current generation")
+	}
+	if cookieItem.matches(kindCookie, []string{"AAAA", "BBBX"}) {
 		t.Error("matches took other bytes for the entry's")
 	}
-	if !cookie.matches(kindCookie, []string{"AAAAB", "BBB"}) {
+	if !cookieItem.matches(kindCookie, []string{"AAAAB", "BBB"}) {
 		t.Error("matches must compare the joined bytes, wherever the pieces split")
 	}
 	// The entry keeps a copy of the value, never the request's header it
@@ -584,11 +595,11 @@ func TestSessionCache(t *testing.T) {
 	piece := header[len(header)-len("VALUE"):]
 	single := &sessionEntry{}
 	c.put(kindCookie, single, piece)
-	if unsafe.StringData(single.raw) == unsafe.StringData(piece) {
+	if unsafe.StringData(item(kindCookie, piece).raw) == unsafe.StringData(piece) {
 		t.Error("the cache entry holds on to the request's Cookie header")
 	}
 	c.forget(kindCookie, "AAAA", "BBBB")
-	if c.get(kindCookie, "AAAA", "BBBB") != nil || c.get(kindStored, "sess-1") != stored {
+	if get(kindCookie, "AAAA", "BBBB") != nil || get(kindStored, "sess-1") != stored {
 		t.Error("forget must drop exactly its entry")
 	}
 }

@@ -42,28 +42,17 @@ type StoreConfig struct {
 // nothing is half-written.
 var errStoreDown = errors.New("session store unavailable")
 
-// storeCacheTTL is how long an instance trusts its copy of a stored session.
-// It bounds how late a logout elsewhere is seen here.
-const storeCacheTTL = time.Second
-
-// storeRef is what the cookie carries when sessions live in the store.
-type storeRef struct {
-	Version  int    `json:"v"`
-	ID       string `json:"i"`
-	Provider string `json:"p"`
-}
-
-// redisStore keeps sessions in Redis. Values are encrypted and
-// authenticated with the cookie codec, so Redis never sees a token in clear
-// and a value cannot be moved to another key.
+// redisStore keeps sessions in Redis, as the values it is given: the
+// sessions write them encrypted and authenticated (bound to their key), so
+// Redis never sees a token in clear and a value cannot be moved to another
+// key.
 type redisStore struct {
 	client  *redis.Client
 	prefix  string
-	codec   *cookieCodec
 	timeout time.Duration
 }
 
-func newRedisStore(cfg StoreConfig, codec *cookieCodec) (*redisStore, error) {
+func newRedisStore(cfg StoreConfig) (*redisStore, error) {
 	if cfg.Type != "" && cfg.Type != "redis" {
 		return nil, fmt.Errorf("session_store: unknown type %q (redis)", cfg.Type)
 	}
@@ -89,7 +78,6 @@ func newRedisStore(cfg StoreConfig, codec *cookieCodec) (*redisStore, error) {
 	return &redisStore{
 		client:  redis.NewClient(opts),
 		prefix:  orDefault(cfg.KeyPrefix, "authgate:"),
-		codec:   codec,
 		timeout: timeout,
 	}, nil
 }
@@ -112,19 +100,20 @@ func (s *redisStore) indexKey(kind, provider, value string) string {
 	return s.key(kind, hex.EncodeToString(h[:16]))
 }
 
-// save writes a session with a TTL and indexes it by sub and sid.
-func (s *redisStore) save(ctx context.Context, sess *Session, ttl time.Duration) error {
-	val, err := s.codec.encode("authgate-session-"+sess.ID, sess)
-	if err != nil {
-		return fmt.Errorf("encoding stored session: %w", err)
-	}
+// storeIndex names a set of session ids: those of one subject, or of one
+// provider session (sid), for back-channel logout.
+type storeIndex struct{ kind, provider, value string }
+
+// save writes a session's value with a TTL and adds its id to indexes.
+func (s *redisStore) save(ctx context.Context, id, value string, indexes []storeIndex, ttl time.Duration) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	pipe := s.client.TxPipeline()
-	pipe.Set(ctx, s.key("session", sess.ID), val, ttl)
-	for _, idx := range s.indexes(sess) {
-		pipe.SAdd(ctx, idx, sess.ID)
-		pipe.Expire(ctx, idx, ttl+time.Minute)
+	pipe.Set(ctx, s.key("session", id), value, ttl)
+	for _, ix := range indexes {
+		k := s.indexKey(ix.kind, ix.provider, ix.value)
+		pipe.SAdd(ctx, k, id)
+		pipe.Expire(ctx, k, ttl+time.Minute)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return storeErr("saving session", err)
@@ -132,33 +121,18 @@ func (s *redisStore) save(ctx context.Context, sess *Session, ttl time.Duration)
 	return nil
 }
 
-func (s *redisStore) indexes(sess *Session) []string {
-	var out []string
-	if sub, ok := sess.Claims["sub"].(string); ok && sub != "" {
-		out = append(out, s.indexKey("sub", sess.Provider, sub))
-	}
-	if sid, ok := sess.Claims["sid"].(string); ok && sid != "" {
-		out = append(out, s.indexKey("sid", sess.Provider, sid))
-	}
-	return out
-}
-
-// load reads a session; a missing one is errNoSession.
-func (s *redisStore) load(ctx context.Context, id string) (*Session, error) {
+// load reads a session's value; found is false when there is none.
+func (s *redisStore) load(ctx context.Context, id string) (value string, found bool, err error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	val, err := s.client.Get(ctx, s.key("session", id)).Result()
 	if errors.Is(err, redis.Nil) {
-		return nil, errNoSession
+		return "", false, nil
 	}
 	if err != nil {
-		return nil, storeErr("loading session", err)
+		return "", false, storeErr("loading session", err)
 	}
-	var sess Session
-	if _, err := s.codec.decode("authgate-session-"+id, val, &sess); err != nil || sess.ID != id {
-		return nil, errBadSession
-	}
-	return &sess, nil
+	return val, true, nil
 }
 
 // delete removes a session.

@@ -479,3 +479,8 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (b *limitedBody) Close() error { return b.rc.Close() }
+
+func isProviderFailure(err error) bool {
+	return errors.Is(err, errProviderDown) || errors.Is(err, errProviderTimeout) ||
+		errors.Is(err, errProviderBadResponse) || errors.Is(err, errProviderRejected)
+}

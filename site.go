@@ -1,0 +1,71 @@
+package authgate
+
+import (
+	"errors"
+	"net/http"
+
+	"go.uber.org/zap"
+)
+
+// site is one protected site at run time: the gateway it signs in
+// through, the providers it accepts, its rules, what it forwards, how it
+// answers errors. The endpoints are functions of a site.
+type site struct {
+	gw        *gateway
+	providers []*provider
+	rules     []compiledRule
+	fwd       *forwarder
+	pages     *pages
+	bearer    *bearerValidator // nil: bearer tokens are not accepted
+	counts    *siteLabels
+	log       eventLog
+}
+
+// identify finds who is asking: the session cookie first (refreshed when
+// due), then, when enabled, a bearer token. A bearer request never gets a
+// session.
+func (s *site) identify(w http.ResponseWriter, r *http.Request, sc *sessionCookie) (*Identity, *Session, error) {
+	e, err := s.gw.sessions.sessionFor(w, r, sc, s.providers)
+	if err == nil {
+		e, err = s.renew(w, r, e)
+	}
+	if err == nil {
+		return e.identity, e.sess, nil
+	}
+	if s.bearer == nil || isProviderFailure(err) || errors.Is(err, errStoreDown) {
+		return nil, nil, err
+	}
+	tok := bearerToken(r)
+	if tok == "" {
+		return nil, nil, err
+	}
+	id, err := s.bearer.identify(r.Context(), tok)
+	return id, nil, err
+}
+
+// renew refreshes e when its access token is due, and otherwise rewrites
+// a cookie made with a retired key under the current one.
+func (s *site) renew(w http.ResponseWriter, r *http.Request, e *sessionEntry) (*sessionEntry, error) {
+	ne, err := s.gw.refresher.refreshIfDue(w, r, e)
+	if err != nil {
+		return nil, err
+	}
+	if ne == e && e.oldKey {
+		if err := s.gw.sessions.writeCookie(w, r, e.sess); err != nil {
+			return nil, err
+		}
+	}
+	return ne, nil
+}
+
+// forbidden is the 403 for a signed-in user the rules refuse.
+func (s *site) forbidden(w http.ResponseWriter, r *http.Request, id *Identity) error {
+	s.log.write(r, zap.InfoLevel, "denied", zap.String("provider", id.Provider), zap.String("user_id", id.ID), zap.String("host", r.Host))
+	s.counts.count(r.Host, decisionDenied)
+	who := id.ID
+	if id.Email != "" {
+		who = id.Email
+	}
+	return s.pages.render(w, r, http.StatusForbidden, "forbidden",
+		"You are signed in as "+who+", but this account may not use this site.", who)
+}

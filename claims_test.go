@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -598,4 +599,77 @@ func TestKeepGroups(t *testing.T) {
 	if _, err := compileClaimMap(ClaimMap{KeepGroups: []string{""}}); err == nil {
 		t.Error("an empty pattern must be refused")
 	}
+}
+
+func FuzzClaimPath(f *testing.F) {
+	for _, seed := range []string{
+		"sub", "person.roles[].role", "contactInformation.instituteWebmailAddress", "a[0].b",
+		"a[].b", "matrix[0]", "matrix[]", "groups[1]", "person.roles[5].role", "a[", "a]", "a[+1]",
+		"a..b", "[]", "a[99999999999999999999]", "x.y.z.w[3][]", "é.ü[0]",
+	} {
+		f.Add(seed)
+	}
+	numbers := claimsTestDecode(f, claimsTestDoc, true)
+	floats := claimsTestDecode(f, claimsTestDoc, false)
+	// Count the nodes: no path can reach more values than there are.
+	var count func(v any) int
+	count = func(v any) int {
+		n := 1
+		switch x := v.(type) {
+		case map[string]any:
+			for _, e := range x {
+				n += count(e)
+			}
+		case []any:
+			for _, e := range x {
+				n += count(e)
+			}
+		}
+		return n
+	}
+	nodes := count(numbers)
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := parseClaimPath(s)
+		if err != nil {
+			if !errors.Is(err, errClaimPath) {
+				t.Fatalf("error %v does not wrap errClaimPath", err)
+			}
+			return
+		}
+		if len(p) == 0 {
+			t.Fatalf("%q parsed to an empty path", s)
+		}
+		back, err := parseClaimPath(pathString(p))
+		if err != nil || !reflect.DeepEqual(back, p) {
+			t.Fatalf("%q prints as %q, which parses to %+v, %v", s, pathString(p), back, err)
+		}
+		for _, doc := range []map[string]any{numbers, floats, nil, {}} {
+			vals := p.eval(doc)
+			if len(vals) > nodes {
+				t.Fatalf("%q reached %d values in %d nodes", s, len(vals), nodes)
+			}
+			for _, str := range p.strings(doc) {
+				if str == "" {
+					t.Fatalf("%q yielded an empty string", s)
+				}
+			}
+			// keep_groups on this path: the stored claims map to the
+			// same groups as the full ones, and the provider's claims
+			// are never changed.
+			c, err := compileClaimMap(ClaimMap{Groups: s, KeepGroups: []string{"*a*", "1?"}})
+			if err != nil {
+				t.Fatalf("%q: %v", s, err)
+			}
+			before := fmt.Sprint(doc)
+			full, _ := c.identity("p", doc, false)
+			pruned, _ := c.pruneGroups(doc)
+			if fmt.Sprint(doc) != before {
+				t.Fatalf("%q: pruneGroups changed the provider's claims", s)
+			}
+			stored, _ := c.identity("p", pruned, false)
+			if !slices.Equal(full.Groups, stored.Groups) {
+				t.Fatalf("%q: groups %q from the full claims, %q from the stored ones", s, full.Groups, stored.Groups)
+			}
+		}
+	})
 }

@@ -8,6 +8,23 @@
 // Two modules: the `authgate` app holds settings shared by every site
 // (session keys, cookie, providers), and the `http.handlers.authgate`
 // handler protects one site with them.
+//
+// The files, in the order a request meets them; each uses only the files
+// after it (layout_test.go checks it):
+//
+//	caddyfile.go                the Caddyfile: global option and directive
+//	handler.go, module.go       the handler (routing, the decision) and the app
+//	logout.go, login.go         /oauth2/logout; /oauth2/start and /oauth2/callback
+//	endpoints.go, backchannel.go  /oauth2/userinfo and /oauth2/auth; back-channel logout
+//	site.go                     a protected site: who is asking (session, refresh, bearer)
+//	forward.go, pages.go        identity headers to the backend; error pages and JSON
+//	bearer.go                   Authorization: Bearer tokens
+//	gateway.go                  Settings and the gateway they build
+//	refresh.go                  when and how a session is refreshed
+//	session.go                  reading and writing sessions, over
+//	cache.go, store.go, cookie.go   the session cache, Redis, the cookie format
+//	provider.go, jwks.go, tokens.go  providers: discovery, keys, the OAuth wire
+//	dialect.go, rules.go, claims.go, glob.go, redirect.go, metrics.go, common.go
 package authgate
 
 import (

@@ -278,3 +278,66 @@ func TestValidHostname(t *testing.T) {
 		})
 	}
 }
+
+func FuzzReturnURL(f *testing.F) {
+	for _, seed := range []struct{ raw, host string }{
+		{"/", "app.self.test"},
+		{"/path?q=1#frag", "app.self.test"},
+		{"https://a.example.test/x", "app.self.test"},
+		{"https://example.test./", "app.self.test"},
+		{"https://pinned.other.test:8443/p", "app.self.test"},
+		{"https://app.self.test:8080/back", "app.self.test:8080"},
+		{"http://[::1]:2015/x", "[::1]:2015"},
+		{"//evil.com", "app.self.test"},
+		{"/\\evil.com", "app.self.test"},
+		{"/%5cevil.com", "app.self.test"},
+		{"/%2f%2fevil.com", "app.self.test"},
+		{"/\t/evil.com", "app.self.test"},
+		{"https:evil.com", "app.self.test"},
+		{"http://a.example.test@evil.com", "app.self.test"},
+		{"https://evil.com%2f.example.test", "app.self.test"},
+		{"https://evilexample.test", "app.self.test"},
+		{"https://a.example.test%E3%80%82evil.com/", "app.self.test"},
+		{"HTTPS://A.EXAMPLE.TEST/%41?x=%zz#%", "app.self.test"},
+		{"https://a.example.test/a%2fb/../c;x=y?q=%252f#f%20g", ""},
+		{"javascript:alert(1)", "app.self.test"},
+	} {
+		f.Add(seed.raw, seed.host)
+	}
+	f.Fuzz(func(t *testing.T, raw, reqHost string) {
+		got := redirectTestPolicy.safeReturnURL(raw, reqHost)
+		if got == "/" {
+			return
+		}
+		again, ok := redirectTestPolicy.check(got, reqHost)
+		if !ok || again != got {
+			t.Fatalf("%q → %q, which check turns into %q, %v", raw, got, again, ok)
+		}
+		if len(got) > maxReturnURLLen {
+			t.Fatalf("%q → %d bytes", raw, len(got))
+		}
+		for i := 0; i < len(got); i++ {
+			if c := got[i]; c == '\\' || c < 0x21 || c == 0x7f {
+				t.Fatalf("%q → %q keeps byte %#x", raw, got, c)
+			}
+		}
+		if strings.HasPrefix(got, "/") {
+			dec, err := url.PathUnescape(got)
+			if strings.HasPrefix(got, "//") || err != nil || strings.HasPrefix(dec, "//") || strings.HasPrefix(dec, "/\\") {
+				t.Fatalf("%q → %q leaves the origin", raw, got)
+			}
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Opaque != "" {
+			t.Fatalf("%q → %q is not a plain http(s) URL", raw, got)
+		}
+		host := strings.ToLower(u.Hostname())
+		if !validHostname(host) {
+			t.Fatalf("%q → %q has host %q", raw, got, host)
+		}
+		if !strings.EqualFold(u.Host, reqHost) && !redirectTestPolicy.allows(host, u.Port()) {
+			t.Fatalf("%q → %q: host %q is neither %q nor allowed", raw, got, u.Host, reqHost)
+		}
+	})
+}

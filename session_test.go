@@ -1,699 +1,160 @@
 package authgate
 
 import (
-	"bytes"
-	"compress/flate"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
+
+	"go.uber.org/zap"
 )
 
-const (
-	sessionTestKey      = "session-test-key-0123456789abcdef-0123456789"
-	sessionTestOtherKey = "session-test-other-key-0123456789abcdef-012"
-)
-
-func sessionTestCodec(t testing.TB, keys ...string) *cookieCodec {
+// sessionTestManager is a cookie-session manager with two providers, corp
+// and other, encrypting with sessionTestKey and opening sessionTestOtherKey
+// too (a retired key).
+func sessionTestManager(t *testing.T) *sessionManager {
 	t.Helper()
-	c, err := newCookieCodec(keys, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// sessionTestSession is a session whose access token is n random bytes,
-// so that its encoded size grows with n (random data does not deflate).
-func sessionTestSession(n int) *Session {
-	return &Session{
-		Version: sessionVersion, ID: "sid", Provider: "corp", Created: 1700000000, Expiry: 1700000300,
-		AccessToken: randomString(n)[:n], RefreshToken: "rt", IDToken: "idt",
-		Claims: map[string]any{"sub": "u-1", "groups": []any{"a", "b"}, "n": json.Number("7")},
-	}
-}
-
-func TestNewCookieCodec(t *testing.T) {
-	tests := []struct {
-		name string
-		keys []string
-		err  string
-	}{
-		{name: "no keys", keys: nil, err: "no session keys"},
-		{name: "short key", keys: []string{strings.Repeat("k", minKeyLength-1)}, err: "session key 1 is 31 bytes"},
-		{name: "empty key", keys: []string{""}, err: "session key 1 is 0 bytes"},
-		{name: "short old key", keys: []string{sessionTestKey, "short"}, err: "session key 2"},
-		{name: "shortest key", keys: []string{strings.Repeat("k", minKeyLength)}},
-		{name: "long keys", keys: []string{strings.Repeat("k", 200), sessionTestOtherKey}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := newCookieCodec(tt.keys, time.Hour)
-			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("newCookieCodec = %v, want an error containing %q", err, tt.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(c.codecs) != len(tt.keys) {
-				t.Errorf("%d codecs for %d keys", len(c.codecs), len(tt.keys))
-			}
-		})
-	}
-}
-
-func TestCookieCodecRoundTrip(t *testing.T) {
-	c := sessionTestCodec(t, sessionTestKey)
-	manyGroups := make([]any, 500)
-	for i := range manyGroups {
-		manyGroups[i] = "group-number-" + strings.Repeat("x", i%13)
-	}
-	tests := []struct {
-		name string
-		in   any
-		out  func() any
-	}{
-		{name: "small session", in: sessionTestSession(20), out: func() any { return new(Session) }},
-		{name: "large random session", in: sessionTestSession(20000), out: func() any { return new(Session) }},
-		{name: "many groups (deflated)", in: &Session{Version: 1, Provider: "p", AccessToken: "at", Claims: map[string]any{"sub": "s", "groups": manyGroups}}, out: func() any { return new(Session) }},
-		{name: "pending login", in: &pendingLogin{State: "st", Verifier: "v", Nonce: "n", ReturnURL: "/x", Provider: "p", Issued: 1700000000, RedirectURI: "https://a/cb"}, out: func() any { return new(pendingLogin) }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			v, err := c.encode("_authgate", tt.in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := tt.out()
-			oldKey, err := c.decode("_authgate", v, got)
-			if err != nil || oldKey {
-				t.Fatalf("decode = %v, oldKey %v", err, oldKey)
-			}
-			// Compare through JSON: numbers come back as json.Number.
-			a, _ := json.Marshal(tt.in)
-			b, _ := json.Marshal(got)
-			if !bytes.Equal(a, b) {
-				t.Errorf("round trip changed the value:\n%s\n%s", a, b)
-			}
-		})
-	}
-}
-
-func TestCookieCodecRotation(t *testing.T) {
-	oldOnly := sessionTestCodec(t, sessionTestOtherKey)
-	rotated := sessionTestCodec(t, sessionTestKey, sessionTestOtherKey)
-	newOnly := sessionTestCodec(t, sessionTestKey)
-	want := sessionTestSession(40)
-	fromOld, err := oldOnly.encode("_authgate", want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fromRotated, err := rotated.encode("_authgate", want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name       string
-		codec      *cookieCodec
-		value      string
-		wantOldKey bool
-		wantErr    bool
-	}{
-		{name: "old value, rotated codec", codec: rotated, value: fromOld, wantOldKey: true},
-		{name: "old value, codec without the old key", codec: newOnly, value: fromOld, wantErr: true},
-		{name: "new value, codec with only the new key", codec: newOnly, value: fromRotated},
-		{name: "new value, rotated codec", codec: rotated, value: fromRotated},
-		{name: "new value, old codec", codec: oldOnly, value: fromRotated, wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got Session
-			oldKey, err := tt.codec.decode("_authgate", tt.value, &got)
-			if tt.wantErr {
-				if !errors.Is(err, errBadSession) {
-					t.Fatalf("decode = %v, want errBadSession", err)
-				}
-				if got.AccessToken != "" || got.Claims != nil {
-					t.Errorf("a failed decode filled the session: %+v", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if oldKey != tt.wantOldKey {
-				t.Errorf("oldKey = %v, want %v", oldKey, tt.wantOldKey)
-			}
-			if got.AccessToken != want.AccessToken || got.ID != want.ID {
-				t.Errorf("decoded %+v", got)
-			}
-		})
-	}
-}
-
-// TestCookieCodecRejects: anything but an untouched value under the same
-// name and key decodes to errBadSession, never a panic, never a value.
-func TestCookieCodecRejects(t *testing.T) {
-	c := sessionTestCodec(t, sessionTestKey)
-	good, err := c.encode("_authgate", sessionTestSession(40))
-	if err != nil {
-		t.Fatal(err)
-	}
-	flip := func(s string, i int) string {
-		b := []byte(s)
-		if b[i] == 'A' {
-			b[i] = 'B'
-		} else {
-			b[i] = 'A'
-		}
-		return string(b)
-	}
-	tests := []struct {
-		name, cookieName, value string
-	}{
-		{"empty", "_authgate", ""},
-		{"garbage", "_authgate", "not-a-cookie"},
-		{"base64 garbage", "_authgate", "YWJjfGRlZnxnaGk="},
-		{"pipes", "_authgate", "||"},
-		{"flipped first byte", "_authgate", flip(good, 0)},
-		{"flipped middle byte", "_authgate", flip(good, len(good)/2)},
-		{"flipped last byte", "_authgate", flip(good, len(good)-1)},
-		{"truncated", "_authgate", good[:len(good)-4]},
-		{"extended", "_authgate", good + "AAAA"},
-		{"doubled", "_authgate", good + good},
-		{"other cookie name", "_authgate_login_x", good},
-		{"other key", "_authgate", func() string {
-			v, _ := sessionTestCodec(t, sessionTestOtherKey).encode("_authgate", sessionTestSession(40))
-			return v
-		}()},
-		{"huge", "_authgate", strings.Repeat("A", 1<<20)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var s Session
-			oldKey, err := c.decode(tt.cookieName, tt.value, &s)
-			if !errors.Is(err, errBadSession) || oldKey {
-				t.Fatalf("decode = %v, oldKey %v; want errBadSession", err, oldKey)
-			}
-			if !reflect.DeepEqual(s, Session{}) {
-				t.Errorf("a failed decode filled the session: %+v", s)
-			}
-		})
-	}
-}
-
-func TestJSONSerializer(t *testing.T) {
-	deflated := func(b []byte) []byte {
-		var buf bytes.Buffer
-		buf.WriteByte(tagDeflate)
-		zw, _ := flate.NewWriter(&buf, flate.BestSpeed)
-		_, _ = zw.Write(b)
-		_ = zw.Close()
-		return buf.Bytes()
-	}
-	tests := []struct {
-		name string
-		in   []byte
-		want map[string]any
-		err  bool
-	}{
-		{name: "empty", in: nil, err: true},
-		{name: "unknown tag", in: []byte(`x{"a":"b"}`), err: true},
-		{name: "untagged JSON", in: []byte(`{"a":"b"}`), err: true},
-		{name: "plain", in: []byte(`j{"a":"b","n":1}`), want: map[string]any{"a": "b", "n": json.Number("1")}},
-		{name: "plain, bad JSON", in: []byte(`j{"a":`), err: true},
-		{name: "deflated", in: deflated([]byte(`{"a":"b"}`)), want: map[string]any{"a": "b"}},
-		{name: "deflated garbage", in: append([]byte{tagDeflate}, "not deflate at all"...), err: true},
-		{name: "deflated, truncated", in: deflated([]byte(`{"a":"` + strings.Repeat("b", 1000) + `"}`))[:20], err: true},
-		{name: "deflate bomb", in: deflated([]byte(`{"a":"` + strings.Repeat("b", maxInflated) + `"}`)), err: true},
-		{name: "tag only", in: []byte{tagDeflate}, err: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got map[string]any
-			err := jsonSerializer{}.Deserialize(tt.in, &got)
-			if tt.err {
-				if err == nil {
-					t.Fatalf("Deserialize = %v, want an error", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("Deserialize = %v, want %v", got, tt.want)
-			}
-		})
-	}
-	t.Run("small payloads stay plain, large compressible ones deflate", func(t *testing.T) {
-		small, err := jsonSerializer{}.Serialize(map[string]string{"a": "b"})
-		if err != nil || small[0] != tagJSON {
-			t.Errorf("small = %q, %v", small, err)
-		}
-		big, err := jsonSerializer{}.Serialize(map[string]string{"a": strings.Repeat("b", 4*compressAbove)})
-		if err != nil || big[0] != tagDeflate {
-			t.Errorf("big starts with %q, %v", big[:1], err)
-		}
-		random, err := jsonSerializer{}.Serialize(map[string]string{"a": randomString(4 * compressAbove)})
-		if err != nil || len(random) == 0 {
+	providers := map[string]*provider{}
+	for _, name := range []string{"corp", "other"} {
+		p, err := newProvider(name, ProviderConfig{
+			ClientID: "app", AuthorizeURL: "http://127.0.0.1:9/authorize", TokenURL: "http://127.0.0.1:9/token",
+		}, zap.NewNop(), nil)
+		if err != nil {
 			t.Fatal(err)
 		}
-	})
+		providers[name] = p
+	}
+	cs, err := newCookieSettings(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newSessionManager(sessionTestCodec(t, sessionTestKey, sessionTestOtherKey), cs, time.Hour, providers, nil)
 }
 
-// sessionTestSettings are the cookie attribute sets the size checks run
-// over: the longest SameSite value and a long domain and path eat into the
-// room for the value.
-var sessionTestSettings = []struct {
-	name string
-	cs   cookieSettings
-}{
-	{"lax", cookieSettings{Name: "_authgate", Path: "/", SameSite: http.SameSiteLaxMode}},
-	{"strict with domain", cookieSettings{Name: "_authgate", Path: "/", Domain: "example.test", SameSite: http.SameSiteStrictMode}},
-	{"none, long name, domain and path", cookieSettings{Name: "_" + strings.Repeat("n", 60), Path: "/" + strings.Repeat("p", 100), Domain: strings.Repeat("d", 60) + ".example.test", SameSite: http.SameSiteNoneMode}},
-	{"default same-site", cookieSettings{Name: "s", Path: "/", SameSite: http.SameSiteDefaultMode}},
-}
-
-// sessionTestRespond writes value through writeChunked and returns the
-// recorder. present is what the request carried.
-func sessionTestRespond(t *testing.T, cs cookieSettings, value string, present []string) *httptest.ResponseRecorder {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	if err := writeChunked(rec, cs, value, 2147483647, true, present); err != nil {
-		t.Fatalf("writeChunked(%d bytes): %v", len(value), err)
-	}
-	for _, h := range rec.Header().Values("Set-Cookie") {
-		if len(h) > cookieBudget {
-			t.Errorf("Set-Cookie of %d bytes, over %d: %.80s…", len(h), cookieBudget, h)
-		}
-	}
-	return rec
-}
-
-// sessionTestNextRequest is the request a browser sends after rec: every
-// cookie set with a value, none that were expired.
-func sessionTestNextRequest(rec *httptest.ResponseRecorder, prev *http.Request) *http.Request {
-	jar := map[string]string{}
-	var order []string
-	if prev != nil {
-		for _, c := range prev.Cookies() {
-			jar[c.Name] = c.Value
-			order = append(order, c.Name)
-		}
-	}
+// sessionTestCookies is the request a browser sends back after rec.
+func sessionTestCookies(rec *httptest.ResponseRecorder) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "http://app.test/", nil)
 	for _, c := range rec.Result().Cookies() {
-		if c.MaxAge < 0 {
-			delete(jar, c.Name)
-			continue
-		}
-		if _, ok := jar[c.Name]; !ok {
-			order = append(order, c.Name)
-		}
-		jar[c.Name] = c.Value
-	}
-	r := httptest.NewRequest(http.MethodGet, "https://app.example.test/", nil)
-	for _, name := range order {
-		if v, ok := jar[name]; ok {
-			r.AddCookie(&http.Cookie{Name: name, Value: v})
+		if c.MaxAge >= 0 {
+			r.AddCookie(c)
 		}
 	}
 	return r
 }
 
-func sessionTestValue(n int) string {
-	// Cookie-safe characters only, as securecookie produces.
-	return strings.Repeat("abcdefghijklmnopqrstuvwxyz0123456789-_=", n/39+1)[:n]
+func newSessionTestSession(provider string, created time.Time) *Session {
+	return &Session{
+		Version: sessionVersion, ID: randomString(16), Provider: provider, Created: created.Unix(),
+		RefreshToken: "rt", Claims: map[string]any{"sub": "u-1", "email": "u@example.test", "groups": []any{"a"}},
+	}
 }
 
-func TestSplitValue(t *testing.T) {
-	for _, s := range sessionTestSettings {
-		for _, n := range []int{1, 100, 3800, 5 << 10, 40 << 10} {
-			t.Run(s.name+"/"+itoaSessionTest(n), func(t *testing.T) {
-				value := sessionTestValue(n)
-				parts, err := splitValue(s.cs, value)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if strings.Join(parts, "") != value {
-					t.Fatal("parts do not join to the value")
-				}
-				for i, p := range parts {
-					name := s.cs.Name
-					if len(parts) > 1 {
-						name = chunkName(s.cs.Name, i)
-					}
-					if p == "" {
-						t.Errorf("part %d empty", i)
-					}
-					c := s.cs.cookie(name, p, 2147483647, true)
-					if h := c.String(); len(h) > cookieBudget {
-						t.Errorf("part %d renders to %d bytes", i, len(h))
-					}
-				}
-			})
-		}
-	}
-	t.Run("over the chunk limit", func(t *testing.T) {
-		cs := sessionTestSettings[0].cs
-		_, err := splitValue(cs, sessionTestValue(maxCookieChunks*cookieBudget))
-		if err == nil {
-			t.Fatal("no error")
-		}
+// TestSessionManager: what writeSession writes, sessionFor reads back as
+// the same user; everything else is no session, and the cookies that can
+// never work are cleared on the way.
+func TestSessionManager(t *testing.T) {
+	m := sessionTestManager(t)
+	corp := []*provider{m.providers["corp"]}
+
+	t.Run("written then read", func(t *testing.T) {
 		rec := httptest.NewRecorder()
-		if err := writeChunked(rec, cs, sessionTestValue(maxCookieChunks*cookieBudget), 60, true, []string{"_authgate"}); err == nil {
-			t.Fatal("writeChunked: no error")
+		s := newSessionTestSession("corp", timeNow())
+		if err := m.writeSession(rec, httptest.NewRequest(http.MethodGet, "http://app.test/", nil), s); err != nil {
+			t.Fatal(err)
 		}
-		if h := rec.Header().Values("Set-Cookie"); len(h) != 0 {
-			t.Errorf("a failed write still set %d cookies", len(h))
+		r := sessionTestCookies(rec)
+		sc := scanSessionCookie(r, m.cookie.Name)
+		w := httptest.NewRecorder()
+		e, err := m.sessionFor(w, r, &sc, corp)
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
-}
-
-func itoaSessionTest(n int) string { b, _ := json.Marshal(n); return string(b) }
-
-// TestChunkedRoundTrip writes values of several sizes as a browser would
-// receive them and reads them back from the next request.
-func TestChunkedRoundTrip(t *testing.T) {
-	for _, s := range sessionTestSettings {
-		for _, n := range []int{100, 5 << 10, 40 << 10} {
-			t.Run(s.name+"/"+itoaSessionTest(n), func(t *testing.T) {
-				value := sessionTestValue(n)
-				rec := sessionTestRespond(t, s.cs, value, nil)
-				for _, c := range rec.Result().Cookies() {
-					sameSiteOK := c.SameSite == s.cs.SameSite || (s.cs.SameSite == http.SameSiteDefaultMode && c.SameSite == 0)
-					if !c.HttpOnly || !c.Secure || c.Path != s.cs.Path || !sameSiteOK {
-						t.Errorf("cookie %s attributes: HttpOnly %v Secure %v Path %q SameSite %v", c.Name, c.HttpOnly, c.Secure, c.Path, c.SameSite)
-					}
-				}
-				got, present := readChunked(sessionTestNextRequest(rec, nil), s.cs.Name)
-				if got != value {
-					t.Fatalf("read back %d bytes, want %d", len(got), len(value))
-				}
-				if len(present) != len(rec.Result().Cookies()) {
-					t.Errorf("present = %v", present)
-				}
-			})
+		if e.identity.ID != "u-1" || e.identity.Email != "u@example.test" || e.provider != m.providers["corp"] || e.oldKey {
+			t.Errorf("read back %+v with provider %v, oldKey %v", e.identity, e.provider.name, e.oldKey)
 		}
-	}
-}
-
-// TestChunkedResize: when a session shrinks or grows, the cookies the new
-// value does not use are expired, and the next request reads the new
-// value.
-func TestChunkedResize(t *testing.T) {
-	cs := sessionTestSettings[1].cs
-	sizes := [][2]int{{40 << 10, 5 << 10}, {40 << 10, 100}, {100, 5 << 10}, {5 << 10, 40 << 10}, {5 << 10, 5<<10 + 1}, {100, 100}}
-	for _, sz := range sizes {
-		t.Run(itoaSessionTest(sz[0])+"→"+itoaSessionTest(sz[1]), func(t *testing.T) {
-			first := sessionTestValue(sz[0])
-			req := sessionTestNextRequest(sessionTestRespond(t, cs, first, nil), nil)
-			_, present := readChunked(req, cs.Name)
-
-			second := strings.ToUpper(sessionTestValue(sz[1]))
-			rec := sessionTestRespond(t, cs, second, present)
-			var set, expired []string
-			for _, c := range rec.Result().Cookies() {
-				if c.MaxAge < 0 {
-					expired = append(expired, c.Name)
-				} else {
-					set = append(set, c.Name)
-				}
-			}
-			for _, name := range present {
-				if !slices.Contains(set, name) && !slices.Contains(expired, name) {
-					t.Errorf("stale cookie %s neither rewritten nor expired", name)
-				}
-			}
-			for _, name := range expired {
-				if slices.Contains(set, name) {
-					t.Errorf("%s both set and expired", name)
-				}
-				if !slices.Contains(present, name) {
-					t.Errorf("expired %s, which the browser did not have", name)
-				}
-			}
-			next := sessionTestNextRequest(rec, req)
-			got, nowPresent := readChunked(next, cs.Name)
-			if got != second {
-				t.Fatalf("after resize read %d bytes, want %d", len(got), len(second))
-			}
-			if len(nowPresent) != len(set) {
-				t.Errorf("browser holds %v, want %v", nowPresent, set)
-			}
-		})
-	}
-}
-
-func TestReadChunked(t *testing.T) {
-	tests := []struct {
-		name        string
-		cookies     string
-		want        string
-		wantPresent []string
-		others      bool
-	}{
-		{name: "none", cookies: "", want: ""},
-		{name: "other cookies only", cookies: "a=1; _authgatex=2; _authgate_login_abc=3", want: "", others: true},
-		{name: "single", cookies: "_authgate=v", want: "v", wantPresent: []string{"_authgate"}},
-		{name: "chunks in order", cookies: "_authgate_0=a; _authgate_1=b; _authgate_2=c", want: "abc", wantPresent: []string{"_authgate_0", "_authgate_1", "_authgate_2"}},
-		{name: "chunks out of order", cookies: "_authgate_2=c; _authgate_0=a; _authgate_1=b", want: "abc", wantPresent: []string{"_authgate_2", "_authgate_0", "_authgate_1"}},
-		{name: "single wins over chunks", cookies: "_authgate_0=a; _authgate=v; _authgate_1=b", want: "v", wantPresent: []string{"_authgate_0", "_authgate", "_authgate_1"}},
-		{name: "missing first chunk", cookies: "_authgate_1=b; _authgate_2=c", want: "", wantPresent: []string{"_authgate_1", "_authgate_2"}},
-		{name: "missing middle chunk stops the join", cookies: "_authgate_0=a; _authgate_2=c", want: "a", wantPresent: []string{"_authgate_0", "_authgate_2"}},
-		{name: "odd chunk names ignored", cookies: "_authgate_0=a; _authgate_01=x; _authgate_-1=x; _authgate_+1=x; _authgate_16=x; _authgate_99999999999999999999=x; _authgate_x=x", want: "a", wantPresent: []string{"_authgate_0"}},
-		{name: "last allowed chunk", cookies: "_authgate_15=p", want: "", wantPresent: []string{"_authgate_15"}},
-		{name: "duplicate chunk: last one counts", cookies: "_authgate_0=a; _authgate_0=b", want: "b", wantPresent: []string{"_authgate_0", "_authgate_0"}},
-		{name: "empty single falls back to chunks", cookies: "_authgate=; _authgate_0=a", want: "a", wantPresent: []string{"_authgate", "_authgate_0"}},
-		{name: "application cookies around ours", cookies: "app=1; _authgate=v; theme=dark", want: "v", wantPresent: []string{"_authgate"}, others: true},
-		{name: "pending logins are ours to strip", cookies: "_authgate_login_abc=1; _authgate=v", want: "v", wantPresent: []string{"_authgate"}},
-		{name: "quoted value", cookies: `_authgate="v"`, want: "v", wantPresent: []string{"_authgate"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequest(http.MethodGet, "/", nil)
-			if tt.cookies != "" {
-				r.Header.Set("Cookie", tt.cookies)
-			}
-			got, present := readChunked(r, "_authgate")
-			if got != tt.want || !reflect.DeepEqual(present, tt.wantPresent) {
-				t.Errorf("readChunked = %q, %q; want %q, %q", got, present, tt.want, tt.wantPresent)
-			}
-			// The hot path's scan finds the same, and knows whether
-			// the request carries cookies besides authgate's.
-			sc := scanSessionCookie(r, "_authgate")
-			if sc.value() != tt.want || sc.others != tt.others || sc.seen != (len(tt.wantPresent) > 0) {
-				t.Errorf("scanSessionCookie = %q, others %v, seen %v; want %q, others %v, seen %v",
-					sc.value(), sc.others, sc.seen, tt.want, tt.others, len(tt.wantPresent) > 0)
-			}
-		})
-	}
-	t.Run("a value net/http refuses", func(t *testing.T) {
-		// net/http skips a value with a quote inside; so does the strict
-		// read. The scan takes it unchecked, and says so: lookup must
-		// then read strictly.
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		r.Header.Set("Cookie", `_authgate=v; _authgate=b"ad`)
-		if got, _ := readChunked(r, "_authgate"); got != "v" {
-			t.Errorf("readChunked = %q, want %q", got, "v")
-		}
-		sc := scanSessionCookie(r, "_authgate")
-		if sc.value() != `b"ad` || sc.valid() {
-			t.Errorf("scanSessionCookie = %q, valid %v; want the unchecked value, not valid", sc.value(), sc.valid())
+		if len(w.Result().Cookies()) != 0 {
+			t.Error("reading a good session wrote cookies")
 		}
 	})
-	t.Run("all sixteen chunks", func(t *testing.T) {
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		var want strings.Builder
-		for i := maxCookieChunks - 1; i >= 0; i-- {
-			r.AddCookie(&http.Cookie{Name: chunkName("_authgate", i), Value: "v" + itoaSessionTest(i)})
+
+	t.Run("another provider's session is left for its site", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		if err := m.writeSession(rec, httptest.NewRequest(http.MethodGet, "http://app.test/", nil), newSessionTestSession("other", timeNow())); err != nil {
+			t.Fatal(err)
 		}
-		for i := 0; i < maxCookieChunks; i++ {
-			want.WriteString("v" + itoaSessionTest(i))
+		r := sessionTestCookies(rec)
+		sc := scanSessionCookie(r, m.cookie.Name)
+		w := httptest.NewRecorder()
+		if _, err := m.sessionFor(w, r, &sc, corp); !errors.Is(err, errNoSession) {
+			t.Fatalf("sessionFor = %v, want errNoSession", err)
 		}
-		if got, _ := readChunked(r, "_authgate"); got != want.String() {
-			t.Errorf("readChunked = %q, want %q", got, want.String())
+		if len(w.Result().Cookies()) != 0 {
+			t.Error("the other site's session cookie was cleared")
 		}
 	})
-}
-
-// TestSessionCache: entries answer only for the exact pieces and kind
-// they were stored under, so that a cookie value can never be taken for a
-// stored session's id (or the reverse), whatever its bytes.
-func TestSessionCache(t *testing.T) {
-	c := newSessionCache[*sessionEntry](1 << 20)
-	get := func(kind cacheKind, pieces ...string) *sessionEntry {
-		v, _ := c.get(kind, pieces...)
-		return v
-	}
-	item := func(kind cacheKind, pieces ...string) *cacheItem[*sessionEntry] {
-		return c.cur[c.key(kind, pieces)]
-	}
-	cookie := &sessionEntry{}
-	stored := &sessionEntry{}
-	c.put(kindCookie, cookie, "AAAA", "BBBB")
-	c.put(kindStored, stored, "sess-1")
 
 	for _, tt := range []struct {
 		name   string
-		kind   cacheKind
-		pieces []string
-		want   *sessionEntry
+		cookie func(t *testing.T) string
+		want   error
 	}{
-		{"the cookie's chunks", kindCookie, []string{"AAAA", "BBBB"}, cookie},
-		{"the same bytes cut elsewhere", kindCookie, []string{"AAAAB", "BBB"}, cookie},
-		{"the same bytes in one piece", kindCookie, []string{"AAAABBBB"}, cookie},
-		{"the same bytes in many pieces", kindCookie, []string{"A", "AAA", "", "BB", "B", "B"}, cookie},
-		{"a changed chunk", kindCookie, []string{"AAAA", "BBBC"}, nil},
-		{"a missing chunk", kindCookie, []string{"AAAA"}, nil},
-		{"an extra chunk", kindCookie, []string{"AAAA", "BBBB", "C"}, nil},
-		{"the stored id", kindStored, []string{"sess-1"}, stored},
-		{"a cookie value equal to a stored id", kindCookie, []string{"sess-1"}, nil},
-		{"a stored id equal to a cookie value", kindStored, []string{"AAAA", "BBBB"}, nil},
+		{"past the session lifetime", func(t *testing.T) string {
+			v, err := m.codec.encode(m.cookie.Name, newSessionTestSession("corp", timeNow().Add(-2*time.Hour)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m.cookie.Name + "=" + v
+		}, errSessionExpired},
+		{"tampered", func(t *testing.T) string {
+			v, err := m.codec.encode(m.cookie.Name, newSessionTestSession("corp", timeNow()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m.cookie.Name + "=" + v[:len(v)-4] + "AAAA"
+		}, errBadSession},
+		{"a chunk without chunk 0", func(*testing.T) string { return m.cookie.Name + "_1=abc" }, errNoSession},
+		{"an unknown provider", func(t *testing.T) string {
+			v, err := m.codec.encode(m.cookie.Name, newSessionTestSession("gone", timeNow()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m.cookie.Name + "=" + v
+		}, errBadSession},
 	} {
-		if got := get(tt.kind, tt.pieces...); got != tt.want {
-			t.Errorf("%s: get = %p, want %p", tt.name, got, tt.want)
-		}
-	}
-	// However a client splits one long value, it is one entry.
-	long := strings.Repeat("0123456789", 300)
-	first := &sessionEntry{}
-	c.put(kindCookie, first, long[:1000], long[1000:])
-	for k := 1; k < len(long); k += 97 {
-		if got := get(kindCookie, long[:k], long[k:]); got != first {
-			t.Fatalf("split at %d: a miss", k)
-		}
-	}
-	// Values that share their length and last bytes differ in the rest.
-	if get(kindCookie, "X"+long[1:]) != nil {
-		t.Error("a value with the same tail but other bytes hit")
-	}
-
-	// A hit is confirmed by comparing bytes, not only by the hash.
-	cookieItem := item(kindCookie, "AAAA", "BBBB")
-	if cookieItem == nil || cookieItem.val != cookie {
-		t.Fatal("the cookie's item is not in the current generation")
-	}
-	if cookieItem.matches(kindCookie, []string{"AAAA", "BBBX"}) {
-		t.Error("matches took other bytes for the entry's")
-	}
-	if !cookieItem.matches(kindCookie, []string{"AAAAB", "BBB"}) {
-		t.Error("matches must compare the joined bytes, wherever the pieces split")
-	}
-	// The entry keeps a copy of the value, never the request's header it
-	// was cut from (which the byte budget does not count).
-	header := "app=" + strings.Repeat("x", 8000) + "; _authgate=VALUE"
-	piece := header[len(header)-len("VALUE"):]
-	single := &sessionEntry{}
-	c.put(kindCookie, single, piece)
-	if unsafe.StringData(item(kindCookie, piece).raw) == unsafe.StringData(piece) {
-		t.Error("the cache entry holds on to the request's Cookie header")
-	}
-	c.forget(kindCookie, "AAAA", "BBBB")
-	if get(kindCookie, "AAAA", "BBBB") != nil || get(kindStored, "sess-1") != stored {
-		t.Error("forget must drop exactly its entry")
-	}
-}
-
-// TestChunkedTamper: a chunked session with any chunk changed, dropped,
-// repeated or reordered must fail to decode, without a panic.
-func TestChunkedTamper(t *testing.T) {
-	c := sessionTestCodec(t, sessionTestKey)
-	cs := sessionTestSettings[0].cs
-	value, err := c.encode(cs.Name, sessionTestSession(6000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	parts, err := splitValue(cs, value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(parts) < 3 {
-		t.Fatalf("only %d chunks; the test needs three", len(parts))
-	}
-	build := func(mut func(p []string) []string) *http.Request {
-		p := mut(slices.Clone(parts))
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		for i, v := range p {
-			if v != "\x00skip" {
-				r.AddCookie(&http.Cookie{Name: chunkName(cs.Name, i), Value: v})
-			}
-		}
-		return r
-	}
-	tests := []struct {
-		name string
-		mut  func(p []string) []string
-	}{
-		{"changed byte in the middle chunk", func(p []string) []string {
-			b := []byte(p[1])
-			b[len(b)/2] ^= 1
-			p[1] = string(b)
-			return p
-		}},
-		{"middle chunk missing", func(p []string) []string { p[1] = "\x00skip"; return p }},
-		{"last chunk missing", func(p []string) []string { return p[:len(p)-1] }},
-		{"first two swapped", func(p []string) []string { p[0], p[1] = p[1], p[0]; return p }},
-		{"middle chunk repeated", func(p []string) []string { p[2] = p[1]; return p }},
-		{"extra chunk", func(p []string) []string { return append(p, "AAAA") }},
-		{"chunk shortened", func(p []string) []string { p[0] = p[0][:len(p[0])-1]; return p }},
-		{"empty middle chunk", func(p []string) []string { p[1] = ""; return p }},
-	}
-	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			raw, _ := readChunked(build(tt.mut), cs.Name)
-			var s Session
-			if _, err := c.decode(cs.Name, raw, &s); !errors.Is(err, errBadSession) {
-				t.Fatalf("decode = %v, want errBadSession", err)
+			r := httptest.NewRequest(http.MethodGet, "http://app.test/", nil)
+			r.Header.Set("Cookie", tt.cookie(t)+"; theme=dark")
+			sc := scanSessionCookie(r, m.cookie.Name)
+			w := httptest.NewRecorder()
+			if _, err := m.sessionFor(w, r, &sc, corp); !errors.Is(err, tt.want) {
+				t.Fatalf("sessionFor = %v, want %v", err, tt.want)
 			}
-			if s.AccessToken != "" {
-				t.Error("a tampered cookie filled the session")
+			var cleared []string
+			for _, c := range w.Result().Cookies() {
+				if c.MaxAge < 0 {
+					cleared = append(cleared, c.Name)
+				}
+			}
+			if len(cleared) != 1 || !strings.HasPrefix(cleared[0], m.cookie.Name) {
+				t.Errorf("cleared %v, want the one session cookie (and never theme)", cleared)
 			}
 		})
 	}
-	t.Run("untouched", func(t *testing.T) {
-		raw, _ := readChunked(build(func(p []string) []string { return p }), cs.Name)
-		var s Session
-		if _, err := c.decode(cs.Name, raw, &s); err != nil {
+
+	t.Run("a retired key's cookie is read and marked for re-encoding", func(t *testing.T) {
+		old := sessionTestCodec(t, sessionTestOtherKey)
+		v, err := old.encode(m.cookie.Name, newSessionTestSession("corp", timeNow()))
+		if err != nil {
 			t.Fatal(err)
 		}
+		r := httptest.NewRequest(http.MethodGet, "http://app.test/", nil)
+		r.Header.Set("Cookie", m.cookie.Name+"="+v)
+		sc := scanSessionCookie(r, m.cookie.Name)
+		e, err := m.sessionFor(httptest.NewRecorder(), r, &sc, corp)
+		if err != nil || !e.oldKey {
+			t.Fatalf("sessionFor = %v, oldKey %v; want the session, marked", err, e != nil && e.oldKey)
+		}
 	})
-}
-
-func TestCookieSettingsExpire(t *testing.T) {
-	cs := cookieSettings{Name: "_authgate", Path: "/", Domain: "example.test", SameSite: http.SameSiteLaxMode}
-	rec := httptest.NewRecorder()
-	cs.expire(rec, "_authgate_3", false)
-	h := rec.Header().Get("Set-Cookie")
-	for _, want := range []string{"_authgate_3=", "Max-Age=0", "Path=/", "Domain=example.test", "HttpOnly"} {
-		if !strings.Contains(h, want) {
-			t.Errorf("Set-Cookie %q lacks %q", h, want)
-		}
-	}
-	if strings.Contains(h, "Secure") {
-		t.Errorf("Secure on a plain-http expiry: %q", h)
-	}
-	if cs.pendingPrefix() != "_authgate_login_" {
-		t.Errorf("pendingPrefix = %q", cs.pendingPrefix())
-	}
-}
-
-func TestSessionRandomString(t *testing.T) {
-	seen := map[string]bool{}
-	for i := 0; i < 100; i++ {
-		s := randomString(32)
-		if len(s) != 43 || strings.ContainsAny(s, "+/=") || seen[s] {
-			t.Fatalf("randomString = %q", s)
-		}
-		seen[s] = true
-	}
 }

@@ -261,20 +261,10 @@ func (sc *sessionCookie) valid() bool {
 // to be cookie-octets. That is sound only for looking them up among
 // values that were checked and decoded before (the session cache), which
 // an unchecked value can only equal if it is valid; anything else must go
-// through readChunked, as net/http would read it.
+// through readSessionCookie strictly, as net/http would read it.
 func scanSessionCookie(r *http.Request, base string) sessionCookie {
 	sc, _ := readSessionCookie(r, base, false)
 	return sc
-}
-
-// readChunked returns the session cookie value from r, joining numbered
-// chunks when the session did not fit one cookie, as net/http would read
-// the cookies: values that are not cookie-octets are skipped. It also
-// returns the names of every session cookie present, so that writers can
-// clear stale ones.
-func readChunked(r *http.Request, base string) (value string, present []string) {
-	sc, present := readSessionCookie(r, base, true)
-	return sc.value(), present
 }
 
 // readSessionCookie scans the Cookie headers itself rather than through

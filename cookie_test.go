@@ -745,3 +745,13 @@ func fuzzCookieSafe(s string) bool {
 	}
 	return true
 }
+
+// readChunked returns the session cookie value from r, joining numbered
+// chunks when the session did not fit one cookie, as net/http would read
+// the cookies: values that are not cookie-octets are skipped. It also
+// returns the names of every session cookie present, so that writers can
+// clear stale ones.
+func readChunked(r *http.Request, base string) (value string, present []string) {
+	sc, present := readSessionCookie(r, base, true)
+	return sc.value(), present
+}

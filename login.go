@@ -21,6 +21,20 @@ const (
 	pendingLifetime = 10 * time.Minute
 )
 
+// pendingLogin is the short-lived state of one login in progress. It lives
+// in its own cookie so any instance holding the keys can finish the login.
+type pendingLogin struct {
+	State     string `json:"s"`
+	Verifier  string `json:"pv,omitempty"`
+	Nonce     string `json:"n,omitempty"`
+	ReturnURL string `json:"rd"`
+	Provider  string `json:"p"`
+	Issued    int64  `json:"t"`
+	// RedirectURI is the callback URL sent to the provider; the token
+	// request must repeat it exactly.
+	RedirectURI string `json:"ru"`
+}
+
 // serveStart begins a login: /oauth2/start?rd=URL[&provider=NAME].
 func serveStart(s *site, w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
@@ -315,18 +329,4 @@ func safeToken(s string) string {
 		}
 	}
 	return b.String()
-}
-
-// pendingLogin is the short-lived state of one login in progress. It lives
-// in its own cookie so any instance holding the keys can finish the login.
-type pendingLogin struct {
-	State     string `json:"s"`
-	Verifier  string `json:"pv,omitempty"`
-	Nonce     string `json:"n,omitempty"`
-	ReturnURL string `json:"rd"`
-	Provider  string `json:"p"`
-	Issued    int64  `json:"t"`
-	// RedirectURI is the callback URL sent to the provider; the token
-	// request must repeat it exactly.
-	RedirectURI string `json:"ru"`
 }

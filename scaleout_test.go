@@ -62,18 +62,20 @@ var caddyBinary = sync.OnceValues(func() (string, error) {
 type process struct {
 	name string
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *syncBuffer
 }
 
 func startProcess(t *testing.T, name string, args ...string) *process {
 	t.Helper()
-	var buf bytes.Buffer
+	buf := new(syncBuffer)
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdout, cmd.Stderr = &syncWriter{w: &buf}, &syncWriter{w: &buf}
+	// One buffer and one lock for both streams: exec copies each from
+	// its own goroutine.
+	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
-	p := &process{name: name, cmd: cmd, out: &buf}
+	p := &process{name: name, cmd: cmd, out: buf}
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
@@ -90,15 +92,23 @@ func (p *process) stop() {
 	}
 }
 
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+// syncBuffer is a bytes.Buffer that a child's stdout and stderr may be
+// written to, and read from, at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
-func (s *syncWriter) Write(b []byte) (int, error) {
+func (s *syncBuffer) Write(b []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.w.Write(b)
+	return s.buf.Write(b)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
 
 func lastLines(s string, n int) string {

@@ -175,6 +175,7 @@ type Server struct {
 	mu            sync.Mutex
 	cfg           Config
 	user          map[string]any
+	userSet       bool // Config.User given or SetUser called
 	counts        map[string]int
 	lastRejection string
 	denyNext      bool
@@ -232,6 +233,7 @@ func newServer(p *provider, cfg Config) *Server {
 		p:        p,
 		cfg:      cfg,
 		user:     deepCopy(user),
+		userSet:  cfg.User != nil,
 		counts:   map[string]int{},
 		pending:  map[string]*authRequest{},
 		logouts:  map[string]*logoutRequest{},
@@ -391,6 +393,75 @@ func (s *Server) IsRevoked(tok string) bool {
 	defer s.mu.Unlock()
 	t := s.tokens[tok]
 	return t != nil && t.revoked != ""
+}
+
+// SetUser replaces the signed-in user's data at runtime, in the provider's
+// own userinfo JSON shape (nil restores DefaultUser). The userinfo endpoint
+// answers with it from the next request on, and every token issued from
+// now on (code exchange or refresh) carries it; tokens already issued keep
+// the claims they were signed with, as a real provider's JWTs do. A user
+// "who lacks optional claims" is simply a map without those keys.
+func (s *Server) SetUser(user map[string]any) {
+	if user == nil {
+		user = s.p.defaultUser()
+	}
+	u := deepCopy(user)
+	s.mu.Lock()
+	s.user = u
+	s.userSet = true
+	s.mu.Unlock()
+}
+
+// SetAccessTTL changes the access-token lifetime for tokens issued from
+// now on (0 restores the provider's default); Config.AccessTTL sets it at
+// construction. Tokens already issued keep their expiry.
+func (s *Server) SetAccessTTL(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	s.mu.Lock()
+	s.cfg.AccessTTL = d
+	s.mu.Unlock()
+}
+
+// Revoke invalidates one issued token (access, refresh or ID token) as an
+// administrator would, without touching the token issued with it. It
+// reports whether the token was known. The provider then answers with its
+// own invalid-token response, exactly as for a token revoked through its
+// revocation endpoint.
+func (s *Server) Revoke(tok string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tokens[tok]
+	if t == nil {
+		return false
+	}
+	if t.revoked == "" {
+		t.revoked = "revoked by the test (Revoke)"
+	}
+	return true
+}
+
+// RevokeAll ends every session and invalidates every token issued so far
+// (what an administrator revoking all of the user's grants does). Codes
+// not yet exchanged are invalidated too. Later authorizations work again.
+// None of the five providers' documents says how a disabled or deleted
+// user is answered, so this is the closest documented behaviour: each
+// emulator answers with its own invalid-token / invalid-grant response.
+func (s *Server) RevokeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sess := range s.sessions {
+		sess.ended = true
+	}
+	for _, t := range s.tokens {
+		if t.revoked == "" {
+			t.revoked = "revoked by the test (RevokeAll)"
+		}
+	}
+	for _, c := range s.codes {
+		c.used = true
+	}
 }
 
 // SetNow replaces the clock (nil restores time.Now).

@@ -1,4 +1,4 @@
-// Package emulators contains strict, in-process emulators of the five
+// Package emulators contains strict, in-process emulators of the
 // non-standard OAuth 2.0 / OIDC providers authgate has to work with:
 //
 //   - NTPU       (Open NTPU OAuth, /work/shared/providers/ntpu.txt)
@@ -106,6 +106,8 @@ type provider struct {
 	consentPath string        // where the consent page POSTs back
 	defaultUser func() map[string]any
 	routes      func(s *Server)
+	// notFound, if set, answers unknown paths in the provider's own format.
+	notFound func(s *Server, w http.ResponseWriter, r *http.Request)
 	// approve issues a code for an approved request and returns the
 	// redirect location; deny returns the location used on denial.
 	approve func(s *Server, r *http.Request, req *authRequest) string
@@ -193,6 +195,13 @@ type Server struct {
 
 	ln net.Listener
 	hs *http.Server
+
+	// A second host, for a provider whose API lives on its own origin
+	// (GitHub.com: github.com and api.github.com). nil apiRoutes: none.
+	apiRoutes map[string]map[string]route
+	apiLn     net.Listener
+	apiHS     *http.Server
+	apiBase   string
 }
 
 // Providers lists the provider names accepted by New.
@@ -284,20 +293,38 @@ func (s *Server) Start() error {
 		s.mu.Unlock()
 		return err
 	}
+	var apiLn net.Listener
+	if s.apiRoutes != nil {
+		if apiLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			_ = ln.Close()
+			s.mu.Unlock()
+			return err
+		}
+		s.apiLn = apiLn
+		s.apiBase = "http://" + apiLn.Addr().String()
+		s.apiHS = newHTTPServer(http.HandlerFunc(s.serveAPI))
+	}
 	s.ln = ln
 	s.base = "http://" + ln.Addr().String()
-	s.hs = &http.Server{
-		Handler:           s,
+	s.hs = newHTTPServer(s)
+	hs, apiHS := s.hs, s.apiHS
+	s.mu.Unlock()
+	go func() { _ = hs.Serve(ln) }()
+	if apiHS != nil {
+		go func() { _ = apiHS.Serve(apiLn) }()
+	}
+	return nil
+}
+
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	hs := s.hs
-	s.mu.Unlock()
-	go func() { _ = hs.Serve(ln) }()
-	return nil
 }
 
 // URL is the base URL, e.g. "http://127.0.0.1:40123" (empty before Start).
@@ -310,10 +337,13 @@ func (s *Server) URL() string {
 // Close stops the listener and closes open connections.
 func (s *Server) Close() {
 	s.mu.Lock()
-	hs := s.hs
+	hs, apiHS := s.hs, s.apiHS
 	s.mu.Unlock()
 	if hs != nil {
 		_ = hs.Close()
+	}
+	if apiHS != nil {
+		_ = apiHS.Close()
 	}
 }
 
@@ -477,10 +507,23 @@ func (s *Server) SetNow(now func() time.Time) {
 // ServeHTTP dispatches on exact path and method. Unknown paths (404) and
 // methods (405) are refused and counted as rejected.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.dispatch(w, r, s.routes)
+}
+
+// serveAPI serves the provider's separate API host (see apiRoutes).
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	s.dispatch(w, r, s.apiRoutes)
+}
+
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, routes map[string]map[string]route) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	methods := s.routes[r.URL.Path]
+	methods := routes[r.URL.Path]
 	if methods == nil {
 		s.count("not_found")
+		if s.p.notFound != nil {
+			s.p.notFound(s, w, r)
+			return
+		}
 		s.rejectText(w, r, http.StatusNotFound, "no such endpoint")
 		return
 	}
@@ -506,10 +549,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Internals: routing, counters, rejections
 
 func (s *Server) handle(method, path, name string, h http.HandlerFunc) {
-	if s.routes[path] == nil {
-		s.routes[path] = map[string]route{}
+	addRoute(s.routes, method, path, name, h)
+}
+
+// handleAPI registers a route on the separate API host.
+func (s *Server) handleAPI(method, path, name string, h http.HandlerFunc) {
+	if s.apiRoutes == nil {
+		s.apiRoutes = map[string]map[string]route{}
 	}
-	s.routes[path][method] = route{name: name, h: h}
+	addRoute(s.apiRoutes, method, path, name, h)
+}
+
+func addRoute(routes map[string]map[string]route, method, path, name string, h http.HandlerFunc) {
+	if routes[path] == nil {
+		routes[path] = map[string]route{}
+	}
+	routes[path][method] = route{name: name, h: h}
 }
 
 func (s *Server) count(name string) {

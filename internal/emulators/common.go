@@ -6,6 +6,8 @@
 //   - Proto      (S.A. Proto, Laravel Passport, proto.txt)
 //   - Chaster    (Keycloak OIDC realm "app", chaster.txt)
 //   - Citesphere (Spring Security OAuth2, citesphere.txt)
+//   - GitHub     (OAuth apps, GitHub Apps, GitHub Enterprise Server;
+//     docs.github.com, see github.go for the pages followed)
 //
 // Each emulator is written from the provider's public documentation and is
 // deliberately strict: it refuses what the real provider would refuse
@@ -16,7 +18,8 @@
 //
 // All emulators share one [Server] type; the per-provider behaviour lives in
 // a *provider value (paths, lifetimes, redirects) plus the provider's own
-// handlers in ntpu.go, omniport.go, proto.go, chaster.go and citesphere.go.
+// handlers in ntpu.go, omniport.go, proto.go, chaster.go, citesphere.go
+// and github.go.
 //
 // Every refused request increments Count("rejected") and is described by
 // LastRejection(). Servers listen on 127.0.0.1 only, keep every store
@@ -72,6 +75,9 @@ type Config struct {
 	// redirect URI). When false it renders an HTML consent page with two
 	// submit buttons, id="approve" and id="deny", that POST back.
 	AutoApprove bool
+	// GitHub (GitHub only) selects OAuth app or GitHub App, expiring user
+	// tokens, GitHub Enterprise Server's layout, and the user.
+	GitHub GitHubConfig
 	// PostLogoutRedirectURIs (Chaster only) lists the valid
 	// post_logout_redirect_uri values (exact match). When empty, any URI
 	// with the same scheme://host:port as RedirectURI is accepted (the
@@ -126,6 +132,7 @@ type authRequest struct {
 	nonce           string
 	challenge       string // PKCE
 	challengeMethod string
+	inheritScope    bool // GitHub: no scope asked; the token gets every scope granted so far
 	created         time.Time
 	seq             uint64
 }
@@ -167,7 +174,7 @@ type route struct {
 }
 
 // Server is one running emulator. Create it with NewNTPU, NewOmniport,
-// NewProto, NewChaster, NewCitesphere (or New), then Start it.
+// NewProto, NewChaster, NewCitesphere, NewGitHub (or New), then Start it.
 type Server struct {
 	p *provider
 
@@ -202,10 +209,12 @@ type Server struct {
 	apiLn     net.Listener
 	apiHS     *http.Server
 	apiBase   string
+
+	gh *githubState // GitHub only
 }
 
 // Providers lists the provider names accepted by New.
-var Providers = []string{"ntpu", "omniport", "proto", "chaster", "citesphere"}
+var Providers = []string{"ntpu", "omniport", "proto", "chaster", "citesphere", "github"}
 
 // New returns the emulator for the named provider (see Providers).
 func New(name string, cfg Config) (*Server, error) {
@@ -220,6 +229,8 @@ func New(name string, cfg Config) (*Server, error) {
 		return NewChaster(cfg), nil
 	case "citesphere":
 		return NewCitesphere(cfg), nil
+	case "github":
+		return NewGitHub(cfg), nil
 	}
 	return nil, fmt.Errorf("emulators: unknown provider %q", name)
 }
@@ -274,6 +285,8 @@ func DefaultUser(provider string) map[string]any {
 		return chasterProvider.defaultUser()
 	case "citesphere":
 		return citesphereProvider.defaultUser()
+	case "github":
+		return githubProvider.defaultUser()
 	}
 	return nil
 }

@@ -55,7 +55,7 @@ import (
 // Authorization request, GET /login/oauth/authorize:
 //   - client_id is required; a missing or unknown one is an HTML page, 404
 //     (GitHub shows no redirect for an app it does not know; the exact page
-//     is undocumented). Repeated parameters are refused the same way.
+//     is undocumented). A repeated parameter is an HTML page, 400.
 //   - redirect_uri is optional: without it the registered callback URL is
 //     used. An OAuth app's redirect_uri must have the callback's host
 //     (sub-domains of it are allowed) and port, and a path equal to or

@@ -1,4 +1,4 @@
-// Package emulators contains strict, in-process emulators of the five
+// Package emulators contains strict, in-process emulators of the
 // non-standard OAuth 2.0 / OIDC providers authgate has to work with:
 //
 //   - NTPU       (Open NTPU OAuth, /work/shared/providers/ntpu.txt)
@@ -6,6 +6,8 @@
 //   - Proto      (S.A. Proto, Laravel Passport, proto.txt)
 //   - Chaster    (Keycloak OIDC realm "app", chaster.txt)
 //   - Citesphere (Spring Security OAuth2, citesphere.txt)
+//   - GitHub     (OAuth apps, GitHub Apps, GitHub Enterprise Server;
+//     docs.github.com, see github.go for the pages followed)
 //
 // Each emulator is written from the provider's public documentation and is
 // deliberately strict: it refuses what the real provider would refuse
@@ -16,7 +18,8 @@
 //
 // All emulators share one [Server] type; the per-provider behaviour lives in
 // a *provider value (paths, lifetimes, redirects) plus the provider's own
-// handlers in ntpu.go, omniport.go, proto.go, chaster.go and citesphere.go.
+// handlers in ntpu.go, omniport.go, proto.go, chaster.go, citesphere.go
+// and github.go.
 //
 // Every refused request increments Count("rejected") and is described by
 // LastRejection(). Servers listen on 127.0.0.1 only, keep every store
@@ -72,6 +75,9 @@ type Config struct {
 	// redirect URI). When false it renders an HTML consent page with two
 	// submit buttons, id="approve" and id="deny", that POST back.
 	AutoApprove bool
+	// GitHub (GitHub only) selects OAuth app or GitHub App, expiring user
+	// tokens, GitHub Enterprise Server's layout, and the user.
+	GitHub GitHubConfig
 	// PostLogoutRedirectURIs (Chaster only) lists the valid
 	// post_logout_redirect_uri values (exact match). When empty, any URI
 	// with the same scheme://host:port as RedirectURI is accepted (the
@@ -106,6 +112,8 @@ type provider struct {
 	consentPath string        // where the consent page POSTs back
 	defaultUser func() map[string]any
 	routes      func(s *Server)
+	// notFound, if set, answers unknown paths in the provider's own format.
+	notFound func(s *Server, w http.ResponseWriter, r *http.Request)
 	// approve issues a code for an approved request and returns the
 	// redirect location; deny returns the location used on denial.
 	approve func(s *Server, r *http.Request, req *authRequest) string
@@ -124,6 +132,7 @@ type authRequest struct {
 	nonce           string
 	challenge       string // PKCE
 	challengeMethod string
+	inheritScope    bool // GitHub: no scope asked; the token gets every scope granted so far
 	created         time.Time
 	seq             uint64
 }
@@ -165,7 +174,7 @@ type route struct {
 }
 
 // Server is one running emulator. Create it with NewNTPU, NewOmniport,
-// NewProto, NewChaster, NewCitesphere (or New), then Start it.
+// NewProto, NewChaster, NewCitesphere, NewGitHub (or New), then Start it.
 type Server struct {
 	p *provider
 
@@ -175,6 +184,7 @@ type Server struct {
 	mu            sync.Mutex
 	cfg           Config
 	user          map[string]any
+	userSet       bool // Config.User given or SetUser called
 	counts        map[string]int
 	lastRejection string
 	denyNext      bool
@@ -192,10 +202,19 @@ type Server struct {
 
 	ln net.Listener
 	hs *http.Server
+
+	// A second host, for a provider whose API lives on its own origin
+	// (GitHub.com: github.com and api.github.com). nil apiRoutes: none.
+	apiRoutes map[string]map[string]route
+	apiLn     net.Listener
+	apiHS     *http.Server
+	apiBase   string
+
+	gh *githubState // GitHub only
 }
 
 // Providers lists the provider names accepted by New.
-var Providers = []string{"ntpu", "omniport", "proto", "chaster", "citesphere"}
+var Providers = []string{"ntpu", "omniport", "proto", "chaster", "citesphere", "github"}
 
 // New returns the emulator for the named provider (see Providers).
 func New(name string, cfg Config) (*Server, error) {
@@ -210,6 +229,8 @@ func New(name string, cfg Config) (*Server, error) {
 		return NewChaster(cfg), nil
 	case "citesphere":
 		return NewCitesphere(cfg), nil
+	case "github":
+		return NewGitHub(cfg), nil
 	}
 	return nil, fmt.Errorf("emulators: unknown provider %q", name)
 }
@@ -232,6 +253,7 @@ func newServer(p *provider, cfg Config) *Server {
 		p:        p,
 		cfg:      cfg,
 		user:     deepCopy(user),
+		userSet:  cfg.User != nil,
 		counts:   map[string]int{},
 		pending:  map[string]*authRequest{},
 		logouts:  map[string]*logoutRequest{},
@@ -263,6 +285,8 @@ func DefaultUser(provider string) map[string]any {
 		return chasterProvider.defaultUser()
 	case "citesphere":
 		return citesphereProvider.defaultUser()
+	case "github":
+		return githubProvider.defaultUser()
 	}
 	return nil
 }
@@ -282,20 +306,38 @@ func (s *Server) Start() error {
 		s.mu.Unlock()
 		return err
 	}
+	var apiLn net.Listener
+	if s.apiRoutes != nil {
+		if apiLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			_ = ln.Close()
+			s.mu.Unlock()
+			return err
+		}
+		s.apiLn = apiLn
+		s.apiBase = "http://" + apiLn.Addr().String()
+		s.apiHS = newHTTPServer(http.HandlerFunc(s.serveAPI))
+	}
 	s.ln = ln
 	s.base = "http://" + ln.Addr().String()
-	s.hs = &http.Server{
-		Handler:           s,
+	s.hs = newHTTPServer(s)
+	hs, apiHS := s.hs, s.apiHS
+	s.mu.Unlock()
+	go func() { _ = hs.Serve(ln) }()
+	if apiHS != nil {
+		go func() { _ = apiHS.Serve(apiLn) }()
+	}
+	return nil
+}
+
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	hs := s.hs
-	s.mu.Unlock()
-	go func() { _ = hs.Serve(ln) }()
-	return nil
 }
 
 // URL is the base URL, e.g. "http://127.0.0.1:40123" (empty before Start).
@@ -308,10 +350,13 @@ func (s *Server) URL() string {
 // Close stops the listener and closes open connections.
 func (s *Server) Close() {
 	s.mu.Lock()
-	hs := s.hs
+	hs, apiHS := s.hs, s.apiHS
 	s.mu.Unlock()
 	if hs != nil {
 		_ = hs.Close()
+	}
+	if apiHS != nil {
+		_ = apiHS.Close()
 	}
 }
 
@@ -393,6 +438,75 @@ func (s *Server) IsRevoked(tok string) bool {
 	return t != nil && t.revoked != ""
 }
 
+// SetUser replaces the signed-in user's data at runtime, in the provider's
+// own userinfo JSON shape (nil restores DefaultUser). The userinfo endpoint
+// answers with it from the next request on, and every token issued from
+// now on (code exchange or refresh) carries it; tokens already issued keep
+// the claims they were signed with, as a real provider's JWTs do. A user
+// "who lacks optional claims" is simply a map without those keys.
+func (s *Server) SetUser(user map[string]any) {
+	if user == nil {
+		user = s.p.defaultUser()
+	}
+	u := deepCopy(user)
+	s.mu.Lock()
+	s.user = u
+	s.userSet = true
+	s.mu.Unlock()
+}
+
+// SetAccessTTL changes the access-token lifetime for tokens issued from
+// now on (0 restores the provider's default); Config.AccessTTL sets it at
+// construction. Tokens already issued keep their expiry.
+func (s *Server) SetAccessTTL(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	s.mu.Lock()
+	s.cfg.AccessTTL = d
+	s.mu.Unlock()
+}
+
+// Revoke invalidates one issued token (access, refresh or ID token) as an
+// administrator would, without touching the token issued with it. It
+// reports whether the token was known. The provider then answers with its
+// own invalid-token response, exactly as for a token revoked through its
+// revocation endpoint.
+func (s *Server) Revoke(tok string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tokens[tok]
+	if t == nil {
+		return false
+	}
+	if t.revoked == "" {
+		t.revoked = "revoked by the test (Revoke)"
+	}
+	return true
+}
+
+// RevokeAll ends every session and invalidates every token issued so far
+// (what an administrator revoking all of the user's grants does). Codes
+// not yet exchanged are invalidated too. Later authorizations work again.
+// None of the five providers' documents says how a disabled or deleted
+// user is answered, so this is the closest documented behaviour: each
+// emulator answers with its own invalid-token / invalid-grant response.
+func (s *Server) RevokeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sess := range s.sessions {
+		sess.ended = true
+	}
+	for _, t := range s.tokens {
+		if t.revoked == "" {
+			t.revoked = "revoked by the test (RevokeAll)"
+		}
+	}
+	for _, c := range s.codes {
+		c.used = true
+	}
+}
+
 // SetNow replaces the clock (nil restores time.Now).
 func (s *Server) SetNow(now func() time.Time) {
 	if now == nil {
@@ -406,10 +520,23 @@ func (s *Server) SetNow(now func() time.Time) {
 // ServeHTTP dispatches on exact path and method. Unknown paths (404) and
 // methods (405) are refused and counted as rejected.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.dispatch(w, r, s.routes)
+}
+
+// serveAPI serves the provider's separate API host (see apiRoutes).
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	s.dispatch(w, r, s.apiRoutes)
+}
+
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, routes map[string]map[string]route) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	methods := s.routes[r.URL.Path]
+	methods := routes[r.URL.Path]
 	if methods == nil {
 		s.count("not_found")
+		if s.p.notFound != nil {
+			s.p.notFound(s, w, r)
+			return
+		}
 		s.rejectText(w, r, http.StatusNotFound, "no such endpoint")
 		return
 	}
@@ -435,10 +562,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Internals: routing, counters, rejections
 
 func (s *Server) handle(method, path, name string, h http.HandlerFunc) {
-	if s.routes[path] == nil {
-		s.routes[path] = map[string]route{}
+	addRoute(s.routes, method, path, name, h)
+}
+
+// handleAPI registers a route on the separate API host.
+func (s *Server) handleAPI(method, path, name string, h http.HandlerFunc) {
+	if s.apiRoutes == nil {
+		s.apiRoutes = map[string]map[string]route{}
 	}
-	s.routes[path][method] = route{name: name, h: h}
+	addRoute(s.apiRoutes, method, path, name, h)
+}
+
+func addRoute(routes map[string]map[string]route, method, path, name string, h http.HandlerFunc) {
+	if routes[path] == nil {
+		routes[path] = map[string]route{}
+	}
+	routes[path][method] = route{name: name, h: h}
 }
 
 func (s *Server) count(name string) {

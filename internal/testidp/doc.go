@@ -66,6 +66,14 @@
 // "end_session". The token endpoint looks at "token:<grant_type>" first and
 // falls back to "token". Fault.Times > 0 makes the fault apply to that many
 // requests only, after which it clears itself; 0 means until ClearFaults.
+// Fault.Every > 0 makes it apply to every Every-th request of its key only
+// (deterministic: the Every-th, 2·Every-th, ...; the requests in between
+// are served normally and do not fall back to "token"); Times then counts
+// the requests the fault applied to. For example
+//
+//	idp.SetFault("token:refresh_token", testidp.Fault{Kind: testidp.FaultRaw, Status: 503, Every: 10})
+//
+// answers 503 to exactly one refresh in ten.
 //
 // Generic kinds, usable on every endpoint; nothing is processed (no side
 // effects such as consuming a code) unless noted:
@@ -131,6 +139,19 @@
 // By default the authorization response carries iss (RFC 9207) and discovery
 // advertises authorization_response_iss_parameter_supported; set
 // Options.OmitIssParameter to turn both off.
+//
+// # Token lifetimes
+//
+// Access tokens (and ID tokens) live Options.AccessTokenTTL.
+// [Server.SetAccessTokenExpiry] makes every access token issued from then on
+// expire at one instant (exp = that instant, expires_in = the seconds left,
+// at least 1) until it is called with the zero time; load tests use it to
+// make thousands of sessions refresh at once.
+//
+// Token requests are signed outside the server's lock, so the token
+// endpoint scales with cores. Signing dominates its cost: with RS256 (RSA
+// 2048, two signatures per response) expect a few hundred refreshes per
+// second per core, with SigningAlg "ES256" several thousand.
 //
 // # Minting tokens
 //

@@ -5,10 +5,11 @@ import (
 )
 
 // Limits keeping the in-memory state bounded even when the injected clock
-// never advances.
+// never advances. maxEntries is large enough for load benchmarks with tens
+// of thousands of sessions.
 const (
 	maxPending  = 1000
-	maxEntries  = 20000
+	maxEntries  = 100000
 	pendingTTL  = 15 * time.Minute
 	pruneEveryN = 64
 )
@@ -136,12 +137,19 @@ func (s *Server) endSessionLocked(sess *session) []string {
 	return out
 }
 
+// maybePruneLocked drops expired state. A scan costs time proportional to
+// the state's size, so it runs after a number of operations proportional
+// to that size (amortised O(1) per operation) or when a map is over its
+// cap; caps cut maps to 90% so that one full map does not make every
+// operation scan.
 func (s *Server) maybePruneLocked(now time.Time) {
 	s.ops++
-	if s.ops%pruneEveryN != 0 && len(s.pending) <= maxPending && len(s.codes) <= maxEntries &&
+	total := len(s.pending) + len(s.codes) + len(s.access) + len(s.refresh) + len(s.sessions) + len(s.grants)
+	if s.ops-s.lastPrune < max(pruneEveryN, total/8) && len(s.pending) <= maxPending && len(s.codes) <= maxEntries &&
 		len(s.access) <= maxEntries && len(s.refresh) <= maxEntries && len(s.sessions) <= maxEntries && len(s.grants) <= maxEntries {
 		return
 	}
+	s.lastPrune = s.ops
 	for k, v := range s.pending {
 		if now.After(v.expires) {
 			delete(s.pending, k)
@@ -182,9 +190,13 @@ func (s *Server) maybePruneLocked(now time.Time) {
 	capMap(s.sessions, maxEntries)
 }
 
+// capMap cuts a map over limit down to 90% of limit.
 func capMap[V any](m map[string]V, limit int) {
+	if len(m) <= limit {
+		return
+	}
 	for k := range m {
-		if len(m) <= limit {
+		if len(m) <= limit*9/10 {
 			return
 		}
 		delete(m, k)

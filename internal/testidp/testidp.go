@@ -116,13 +116,15 @@ type Server struct {
 	faults    map[string]*Fault
 	lastQuery url.Values
 
-	pending  map[string]*authRequest // login form transactions
-	codes    map[string]*authCode
-	grants   map[string]*grant
-	refresh  map[string]*refreshToken
-	access   map[string]*accessRecord // by jti
-	sessions map[string]*session
-	ops      int
+	pending   map[string]*authRequest // login form transactions
+	codes     map[string]*authCode
+	grants    map[string]*grant
+	refresh   map[string]*refreshToken
+	access    map[string]*accessRecord // by jti
+	sessions  map[string]*session
+	ops       int
+	lastPrune int
+	atExpiry  time.Time // SetAccessTokenExpiry
 
 	httpSrv   *http.Server
 	closed    chan struct{}

@@ -57,15 +57,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var resp map[string]any
+	var is *issuance
 	var oe *oauthError
 	switch gt := r.PostForm.Get("grant_type"); gt {
 	case "":
 		oe = badRequest("invalid_request", "missing grant_type")
 	case "authorization_code":
-		resp, oe = s.exchangeCode(r, client)
+		is, oe = s.exchangeCode(r, client)
 	case "refresh_token":
-		resp, oe = s.refreshGrant(r, client)
+		is, oe = s.refreshGrant(r, client)
 	default:
 		oe = badRequest("unsupported_grant_type", "unsupported grant_type "+gt)
 	}
@@ -73,6 +73,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, oe)
 		return
 	}
+	// Signing happens here, without s.mu, so that concurrent token
+	// requests only serialise on the bookkeeping.
+	resp := is.finish()
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, resp)
@@ -150,7 +153,7 @@ func s256(verifier string) string {
 	return b64.EncodeToString(sum[:])
 }
 
-func (s *Server) exchangeCode(r *http.Request, client *Client) (map[string]any, *oauthError) {
+func (s *Server) exchangeCode(r *http.Request, client *Client) (*issuance, *oauthError) {
 	form := r.PostForm
 	code := form.Get("code")
 	if code == "" {
@@ -211,12 +214,12 @@ func (s *Server) exchangeCode(r *http.Request, client *Client) (map[string]any, 
 	rt := randomString(32)
 	s.refresh[rt] = &refreshToken{grantID: g.id, expires: now.Add(s.opts.RefreshTokenTTL)}
 	g.refresh = append(g.refresh, rt)
-	resp := s.issueLocked(g, g.scopes, rt, issuer, now, true, "token:authorization_code")
+	is := s.issueLocked(g, g.scopes, rt, issuer, now, true, "token:authorization_code")
 	s.maybePruneLocked(now)
-	return resp, nil
+	return is, nil
 }
 
-func (s *Server) refreshGrant(r *http.Request, client *Client) (map[string]any, *oauthError) {
+func (s *Server) refreshGrant(r *http.Request, client *Client) (*issuance, *oauthError) {
 	form := r.PostForm
 	token := form.Get("refresh_token")
 	if token == "" {
@@ -267,16 +270,56 @@ func (s *Server) refreshGrant(r *http.Request, client *Client) (map[string]any, 
 		s.refresh[newRT] = &refreshToken{grantID: g.id, expires: now.Add(s.opts.RefreshTokenTTL)}
 		g.refresh = append(g.refresh, newRT)
 	}
-	resp := s.issueLocked(g, scopes, newRT, issuer, now, false, "token:refresh_token")
+	is := s.issueLocked(g, scopes, newRT, issuer, now, false, "token:refresh_token")
 	s.maybePruneLocked(now)
-	return resp, nil
+	return is, nil
 }
 
-// issueLocked mints the access token (and ID token when openid was
-// granted) for a grant and builds the token response.
-func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer string, now time.Time, withNonce bool, faultKey string) map[string]any {
-	ttl := s.opts.AccessTokenTTL
-	exp := now.Add(ttl)
+// issuance is a token response whose bookkeeping is done (under s.mu)
+// but whose tokens are not signed yet; finish signs them without the lock.
+type issuance struct {
+	s       *Server
+	key     *signingKey
+	at      map[string]any // access token claims
+	id      map[string]any // ID token claims, nil without openid
+	idFault *Fault
+	issuer  string
+	now     time.Time
+	resp    map[string]any
+}
+
+// accessExpiryLocked returns the expiry of an access token issued at now
+// and the matching expires_in (whole seconds, rounded down, at least 1).
+func (s *Server) accessExpiryLocked(now time.Time) (time.Time, int64) {
+	if s.atExpiry.IsZero() {
+		return now.Add(s.opts.AccessTokenTTL), int64(s.opts.AccessTokenTTL / time.Second)
+	}
+	exp := s.atExpiry
+	if exp.Sub(now) < time.Second {
+		exp = now.Add(time.Second)
+	}
+	return exp, int64(exp.Sub(now) / time.Second)
+}
+
+// SetAccessTokenExpiry makes every access token issued from now on expire
+// at t: its exp claim is t and the expires_in of the token response is the
+// time left until t in whole seconds (rounded down). An access token is
+// never issued with less than one second to live: when t is less than a
+// second away (or past), tokens expire one second after issue. ID tokens
+// keep their usual lifetime (Options.AccessTokenTTL). The zero time
+// restores the normal lifetime. Use it to make many sessions' tokens
+// expire at one instant.
+func (s *Server) SetAccessTokenExpiry(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.atExpiry = t
+}
+
+// issueLocked records the access token (and prepares the ID token when
+// openid was granted) for a grant; the caller signs them with finish after
+// releasing s.mu.
+func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer string, now time.Time, withNonce bool, faultKey string) *issuance {
+	exp, expiresIn := s.accessExpiryLocked(now)
 	user := s.userClaimsLocked(g.username)
 	jti := randomString(16)
 	scope := strings.Join(scopes, " ")
@@ -296,8 +339,6 @@ func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer strin
 	if g.sid != "" {
 		at["sid"] = g.sid
 	}
-	key := s.current
-	accessToken := encodeJWS(map[string]any{"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}, at, key.signRaw)
 	s.access[jti] = &accessRecord{grantID: g.id, clientID: g.clientID, expires: exp}
 	g.jtis = append(g.jtis, jti)
 	if rtExp := now.Add(s.opts.RefreshTokenTTL); rtExp.After(g.expires) {
@@ -307,10 +348,10 @@ func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer strin
 		g.expires = exp
 	}
 
-	resp := map[string]any{
-		"access_token":  accessToken,
+	is := &issuance{s: s, key: s.current, at: at, issuer: issuer, now: now}
+	is.resp = map[string]any{
 		"token_type":    s.opts.TokenType,
-		"expires_in":    int64(ttl / time.Second),
+		"expires_in":    expiresIn,
 		"refresh_token": refreshTok,
 		"scope":         scope,
 	}
@@ -323,22 +364,37 @@ func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer strin
 		id["aud"] = g.clientID
 		id["azp"] = g.clientID
 		id["iat"] = now.Unix()
-		id["exp"] = exp.Unix()
+		id["exp"] = now.Add(s.opts.AccessTokenTTL).Unix()
 		id["auth_time"] = g.authTime.Unix()
 		id["jti"] = randomString(16)
-		sum := sha256.Sum256([]byte(accessToken))
-		id["at_hash"] = b64.EncodeToString(sum[:16])
 		if g.sid != "" {
 			id["sid"] = g.sid
 		}
 		if withNonce && g.hasNonce {
 			id["nonce"] = g.nonce
 		}
+		is.id = id
+		is.idFault = s.takeFaultLocked(phaseIDToken, faultKey, "token")
+	}
+	return is
+}
+
+// finish signs the tokens and returns the token response. It must be
+// called without s.mu.
+func (is *issuance) finish() map[string]any {
+	k := is.key
+	accessToken := encodeJWS(map[string]any{"alg": k.alg, "kid": k.kid, "typ": "at+jwt"}, is.at, k.signRaw)
+	resp := is.resp
+	resp["access_token"] = accessToken
+	if is.id != nil {
+		// OIDC Core 3.1.3.6: left half of SHA-256 of the access token.
+		sum := sha256.Sum256([]byte(accessToken))
+		is.id["at_hash"] = b64.EncodeToString(sum[:16])
 		var cfg signConfig
-		if f := s.takeFaultLocked(phaseIDToken, faultKey, "token"); f != nil {
-			cfg = s.mutateIDToken(id, f, issuer, now)
+		if is.idFault != nil {
+			cfg = is.s.mutateIDToken(is.id, is.idFault, is.issuer, is.now)
 		}
-		resp["id_token"] = s.signLocked(id, "JWT", cfg)
+		resp["id_token"] = is.s.signWith(is.id, "JWT", cfg)
 	}
 	return resp
 }

@@ -51,14 +51,26 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 
 	if s.opts.AutoLogin != "" {
 		s.mu.Lock()
-		sess := s.newSessionLocked(s.opts.AutoLogin, now)
+		disabled := s.disabled[s.opts.AutoLogin]
+		var sess *session
+		if !disabled {
+			sess = s.newSessionLocked(s.opts.AutoLogin, now)
+		}
 		s.mu.Unlock()
+		if disabled {
+			s.redirectError(w, r, req, "access_denied", "the user account is disabled")
+			return
+		}
 		s.approve(w, r, req, sess)
 		return
 	}
 	if !req.prompt["login"] {
 		if sess := s.cookieSession(r, now); sess != nil &&
 			(req.maxAge < 0 || now.Sub(sess.authTime) <= time.Duration(req.maxAge)*time.Second) {
+			if s.isDisabled(sess.username) {
+				s.redirectError(w, r, req, "access_denied", "the user account is disabled")
+				return
+			}
 			s.approve(w, r, req, sess)
 			return
 		}
@@ -178,6 +190,12 @@ func (s *Server) parseAuthRequest(p url.Values) (req *authRequest, pageErr strin
 	return req, "", nil
 }
 
+func (s *Server) isDisabled(username string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.disabled[username]
+}
+
 func (s *Server) cookieSession(r *http.Request, now time.Time) *session {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil {
@@ -221,6 +239,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		req.loginAttempts++
 		s.mu.Unlock()
 		s.renderLogin(w, http.StatusOK, req, tx, username, "Invalid username or password.")
+		return
+	}
+	if s.disabled[username] {
+		req.loginAttempts++
+		s.mu.Unlock()
+		s.renderLogin(w, http.StatusOK, req, tx, username, "Account is disabled, contact your administrator.")
 		return
 	}
 	delete(s.pending, tx)

@@ -50,6 +50,19 @@
 // BackchannelLogoutURI. With AutoLogin every authorization request creates a
 // fresh session for the AutoLogin user.
 //
+// # Accounts and keys
+//
+// [Server.DisableUser] disables an account: no sign-in (login form refused,
+// AutoLogin and provider sessions answer access_denied), its access tokens
+// get 401 error="invalid_token" at userinfo and are inactive at
+// introspection, refresh and code exchange get invalid_grant.
+// [Server.EnableUser] undoes it.
+//
+// [Server.RotateKey] publishes the new key at once (first in the JWKS) and
+// signs every token issued afterwards, refreshed ones included, with it.
+// Options.ExtraJWKs appends raw keys (unknown kty or alg, symmetric keys,
+// ...) to the JWKS document; relying parties must skip them.
+//
 // # Counters
 //
 // [Server.Count] keys: "discovery", "jwks", "authorize" (every request to the
@@ -113,7 +126,13 @@
 //	FaultIDTokenExpired            exp (and iat) one hour in the past
 //	FaultIDTokenNotYetValid        nbf (and iat) one hour in the future
 //	FaultIDTokenUnknownKID         valid signature by a key absent from the JWKS
-//	FaultIDTokenClaims             merge Fault.Claims into the ID token (nil value deletes)
+//	FaultIDTokenClaims             merge Fault.Claims into the ID token (nil value deletes);
+//	                               on "token:refresh_token" it changes the identity
+//	                               (sub, iss, aud, azp, ...) of refreshed ID tokens only
+//	FaultIDTokenWrongATHash        at_hash = Fault.Value or the hash of another token
+//
+// ID tokens carry at_hash (OIDC Core 3.1.3.6: base64url of the left half of
+// the SHA-256 of the access token) on code exchange and on refresh.
 //
 // Discovery:
 //

@@ -2,6 +2,7 @@ package testidp
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"maps"
 	"net"
@@ -49,6 +50,7 @@ const (
 	FaultIDTokenNotYetValid         FaultKind = "id_token_not_yet_valid"
 	FaultIDTokenUnknownKID          FaultKind = "id_token_unknown_kid"
 	FaultIDTokenClaims              FaultKind = "id_token_claims"
+	FaultIDTokenWrongATHash         FaultKind = "id_token_wrong_at_hash"
 
 	// Discovery.
 	FaultDiscoveryWrongIssuer FaultKind = "discovery_wrong_issuer"
@@ -347,6 +349,10 @@ func (s *Server) mutateIDToken(claims map[string]any, f *Fault, issuer string, n
 		claims["exp"] = now.Add(2 * time.Hour).Unix()
 	case FaultIDTokenUnknownKID:
 		cfg.unpublished = true
+	case FaultIDTokenWrongATHash:
+		// A well-formed hash, of another token.
+		sum := sha256.Sum256([]byte("not-the-access-token"))
+		claims["at_hash"] = orDefault(f.Value, b64.EncodeToString(sum[:16]))
 	case FaultIDTokenClaims:
 		for k, v := range f.Claims {
 			if v == nil {

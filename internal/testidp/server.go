@@ -231,8 +231,18 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	set := s.JWKS()
+	keys := make([]json.RawMessage, 0, len(set.Keys)+len(s.opts.ExtraJWKs))
+	for _, k := range set.Keys {
+		b, err := json.Marshal(k)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		keys = append(keys, b)
+	}
+	keys = append(keys, s.opts.ExtraJWKs...)
 	w.Header().Set("Cache-Control", "no-cache")
-	writeJSON(w, http.StatusOK, set)
+	writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
 }
 
 // ---- userinfo ----
@@ -345,6 +355,9 @@ func (s *Server) validateAccessToken(token string, r *http.Request) (map[string]
 	username := s.userBySubLocked(sub)
 	if username == "" {
 		return nil, invalid("unknown subject")
+	}
+	if s.disabled[username] {
+		return nil, invalid("user is disabled")
 	}
 	if !slices.Contains(strings.Fields(scope), "openid") {
 		return nil, bearerError(http.StatusForbidden, "insufficient_scope", "the openid scope is required")

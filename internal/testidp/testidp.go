@@ -2,6 +2,7 @@ package testidp
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -91,6 +92,13 @@ type Options struct {
 	// BackchannelClient is used to POST logout tokens, default a client with
 	// a 5 s timeout that does not follow redirects.
 	BackchannelClient *http.Client
+	// ExtraJWKs are raw JSON objects appended, verbatim, to the "keys" of
+	// the JWKS document after the server's own keys, for example a key
+	// with an unknown kty or alg, or one without a kid: a relying party
+	// must skip what it cannot use and still verify with the good keys.
+	// They are not part of [Server.JWKS]. New rejects values that are not
+	// JSON objects.
+	ExtraJWKs []json.RawMessage
 }
 
 var defaultScopes = []string{"openid", "profile", "email", "groups", "offline_access", "roles", "address", "phone"}
@@ -112,6 +120,7 @@ type Server struct {
 	wrongKeys   map[string]*signingKey
 	unpublished *signingKey
 
+	disabled  map[string]bool // DisableUser
 	counts    map[string]int
 	faults    map[string]*Fault
 	lastQuery url.Values
@@ -174,6 +183,7 @@ func New(opts Options) (*Server, error) {
 		users:      map[string]*User{},
 		clients:    map[string]*Client{},
 		wrongKeys:  map[string]*signingKey{},
+		disabled:   map[string]bool{},
 		counts:     map[string]int{},
 		faults:     map[string]*Fault{},
 		pending:    map[string]*authRequest{},
@@ -196,6 +206,12 @@ func New(opts Options) (*Server, error) {
 	for _, c := range opts.Clients {
 		if err := s.addClientLocked(c); err != nil {
 			return nil, err
+		}
+	}
+	for i, raw := range opts.ExtraJWKs {
+		var obj map[string]any
+		if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+			return nil, fmt.Errorf("testidp: ExtraJWKs[%d] is not a JSON object", i)
 		}
 	}
 	if opts.AutoLogin != "" && s.users[opts.AutoLogin] == nil {
@@ -276,6 +292,28 @@ func (s *Server) SetUserClaims(username string, claims map[string]any) {
 			u.Claims[k] = v
 		}
 	}
+}
+
+// DisableUser disables an account, like an administrator would: the user
+// can no longer sign in (the login form refuses the password, AutoLogin and
+// existing provider sessions answer the authorization request with
+// error=access_denied), the user's access tokens are rejected at userinfo
+// with 401 and error="invalid_token" and are inactive at introspection,
+// and refresh and code exchange fail with invalid_grant. Sessions are not
+// ended (no back-channel logout is sent); [Server.EnableUser] undoes it.
+// The username need not exist yet.
+func (s *Server) DisableUser(username string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.disabled[username] = true
+}
+
+// EnableUser re-enables an account disabled by DisableUser; its unexpired
+// tokens work again.
+func (s *Server) EnableUser(username string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.disabled, username)
 }
 
 // Start listens on 127.0.0.1 on a random port and serves in the background.

@@ -199,6 +199,9 @@ func (s *Server) exchangeCode(r *http.Request, client *Client) (*issuance, *oaut
 	if c.sid != "" && s.activeSessionLocked(c.sid, now) == nil {
 		return nil, badRequest("invalid_grant", "session not active")
 	}
+	if s.disabled[c.username] {
+		return nil, badRequest("invalid_grant", "user is disabled")
+	}
 	g := &grant{
 		id:       randomString(12),
 		clientID: client.ID,
@@ -251,6 +254,9 @@ func (s *Server) refreshGrant(r *http.Request, client *Client) (*issuance, *oaut
 	}
 	if g.sid != "" && s.activeSessionLocked(g.sid, now) == nil {
 		return nil, badRequest("invalid_grant", "session not active")
+	}
+	if s.disabled[g.username] {
+		return nil, badRequest("invalid_grant", "user is disabled")
 	}
 	scopes := g.scopes
 	if form.Has("scope") {

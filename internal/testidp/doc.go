@@ -35,7 +35,21 @@
 //	/token       POST, application/x-www-form-urlencoded only
 //	/userinfo    GET/POST, Bearer access token (RFC 6750 header or form body)
 //	/revoke      POST, RFC 7009
+//	/introspect  POST, RFC 7662 token introspection (client authentication
+//	             required, public clients refused)
 //	/logout      GET/POST, RP-initiated logout (end_session_endpoint)
+//
+// Introspection answers {"active":false} (and nothing else) for unknown,
+// expired, revoked tokens, tokens of ended sessions and of disabled users;
+// otherwise active, scope, client_id, username, token_type, exp, iat, sub,
+// aud, iss (and jti, sid). Any authenticated confidential client may
+// introspect any token. Refresh tokens can be introspected too (no
+// token_type). token_type_hint is ignored: both kinds are searched.
+//
+// Access tokens are JWTs with header typ "at+jwt" (RFC 9068) and aud =
+// Options.AccessTokenAudience, by default the client_id; with
+// Options.OpaqueAccessTokens they are random strings known only to the
+// server (userinfo, introspection and revocation accept both kinds).
 //
 // Client authentication: client_secret_basic or client_secret_post for
 // confidential clients (Client.Secret != ""), "none" for public clients
@@ -68,7 +82,7 @@
 // [Server.Count] keys: "discovery", "jwks", "authorize" (every request to the
 // authorization endpoint, GET or POST), "login" (login form submissions),
 // "token", "token:authorization_code", "token:refresh_token",
-// "token:unsupported", "userinfo", "revoke", "end_session",
+// "token:unsupported", "userinfo", "revoke", "introspect", "end_session",
 // "backchannel_logout" (logout tokens sent).
 //
 // # Faults
@@ -76,8 +90,8 @@
 // [Server.SetFault] installs one [Fault] per endpoint key. Keys are the
 // counter names: "discovery", "jwks", "authorize", "token",
 // "token:authorization_code", "token:refresh_token", "userinfo", "revoke",
-// "end_session". The token endpoint looks at "token:<grant_type>" first and
-// falls back to "token". Fault.Times > 0 makes the fault apply to that many
+// "introspect", "end_session". The token endpoint looks at
+// "token:<grant_type>" first and falls back to "token". Fault.Times > 0 makes the fault apply to that many
 // requests only, after which it clears itself; 0 means until ClearFaults.
 // Fault.Every > 0 makes it apply to every Every-th request of its key only
 // (deterministic: the Every-th, 2·Every-th, ...; the requests in between

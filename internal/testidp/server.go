@@ -54,6 +54,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case PathRevoke:
 		s.count("revoke")
 		s.runEndpoint(w, r, s.revoke, "revoke")
+	case PathIntrospect:
+		s.count("introspect")
+		s.runEndpoint(w, r, s.introspect, "introspect")
 	case PathEndSession:
 		s.count("end_session")
 		s.runEndpoint(w, r, s.endSession, "end_session")
@@ -209,6 +212,8 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		"userinfo_signing_alg_values_supported":          []string{"none"},
 		"token_endpoint_auth_methods_supported":          authMethods,
 		"revocation_endpoint_auth_methods_supported":     authMethods,
+		"introspection_endpoint":                         iss + PathIntrospect,
+		"introspection_endpoint_auth_methods_supported":  slices.DeleteFunc(slices.Clone(authMethods), func(m string) bool { return m == "none" }),
 		"scopes_supported":                               scopes,
 		"claims_supported":                               claims,
 		"code_challenge_methods_supported":               []string{"S256"},
@@ -313,56 +318,108 @@ func bearerToken(r *http.Request) (string, *oauthError) {
 	return "", bearerError(http.StatusUnauthorized, "", "missing access token")
 }
 
-// validateAccessToken checks an access token presented at userinfo and
-// returns the userinfo claims.
-func (s *Server) validateAccessToken(token string, r *http.Request) (map[string]any, *oauthError) {
-	invalid := func(desc string) *oauthError {
-		return bearerError(http.StatusUnauthorized, "invalid_token", desc)
+// accessInfo describes an active access token.
+type accessInfo struct {
+	username, sub, clientID, scope, sid, iss, jti string
+	aud                                           any
+	iat, exp                                      int64
+}
+
+// lookupAccessToken validates an access token (a JWT of this server or an
+// opaque token) for issuer and returns its description, or why it is not
+// active.
+func (s *Server) lookupAccessToken(token, issuer string) (*accessInfo, string) {
+	now := s.now()
+	s.mu.Lock()
+	if a := s.access[token]; a != nil && a.opaque {
+		defer s.mu.Unlock()
+		if a.issuer != issuer {
+			return nil, "wrong issuer"
+		}
+		if !now.Before(a.expires) {
+			return nil, "token expired"
+		}
+		if reason := s.accessRevokedLocked(a, now); reason != "" {
+			return nil, reason
+		}
+		if s.disabled[a.username] {
+			return nil, "user is disabled"
+		}
+		return &accessInfo{
+			username: a.username, sub: a.sub, clientID: a.clientID, scope: a.scope, sid: a.sid,
+			iss: a.issuer, aud: a.aud, iat: a.issued.Unix(), exp: a.expires.Unix(),
+		}, ""
 	}
+	s.mu.Unlock()
+
 	p, err := s.verifyOwnJWT(token, false)
 	if err != nil {
-		return nil, invalid("token verification failed: " + err.Error())
+		return nil, "token verification failed: " + err.Error()
 	}
 	if t := strings.ToLower(p.typ); t != "at+jwt" && t != "application/at+jwt" {
-		return nil, invalid("not an access token (typ must be at+jwt)")
+		return nil, "not an access token (typ must be at+jwt)"
 	}
-	if iss, _ := p.claims["iss"].(string); iss != s.issuerFor(r) {
-		return nil, invalid("wrong issuer")
+	if iss, _ := p.claims["iss"].(string); iss != issuer {
+		return nil, "wrong issuer"
 	}
-	now := s.now()
 	exp, ok := numClaim(p.claims, "exp")
 	if !ok || now.Unix() >= exp {
-		return nil, invalid("token expired")
+		return nil, "token expired"
 	}
 	if nbf, ok := numClaim(p.claims, "nbf"); ok && now.Unix() < nbf {
-		return nil, invalid("token not yet valid")
+		return nil, "token not yet valid"
 	}
-	sub, _ := p.claims["sub"].(string)
-	jti, _ := p.claims["jti"].(string)
-	scope, _ := p.claims["scope"].(string)
+	info := &accessInfo{iss: issuer, exp: exp, aud: p.claims["aud"]}
+	info.sub, _ = p.claims["sub"].(string)
+	info.jti, _ = p.claims["jti"].(string)
+	info.scope, _ = p.claims["scope"].(string)
+	info.clientID, _ = p.claims["client_id"].(string)
+	info.sid, _ = p.claims["sid"].(string)
+	info.iat, _ = numClaim(p.claims, "iat")
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if a := s.access[jti]; a != nil {
-		g := s.grants[a.grantID]
-		if a.revoked || (g != nil && g.revoked) {
-			return nil, invalid("token revoked")
-		}
-		if g != nil && g.sid != "" && s.activeSessionLocked(g.sid, now) == nil {
-			return nil, invalid("session not active")
+	if a := s.access[info.jti]; a != nil && !a.opaque {
+		if reason := s.accessRevokedLocked(a, now); reason != "" {
+			return nil, reason
 		}
 	}
-	username := s.userBySubLocked(sub)
-	if username == "" {
-		return nil, invalid("unknown subject")
+	info.username = s.userBySubLocked(info.sub)
+	if info.username == "" {
+		return nil, "unknown subject"
 	}
-	if s.disabled[username] {
-		return nil, invalid("user is disabled")
+	if s.disabled[info.username] {
+		return nil, "user is disabled"
 	}
-	if !slices.Contains(strings.Fields(scope), "openid") {
+	return info, ""
+}
+
+// accessRevokedLocked says why an issued access token is no longer valid,
+// or "" when it still is.
+func (s *Server) accessRevokedLocked(a *accessRecord, now time.Time) string {
+	g := s.grants[a.grantID]
+	if a.revoked || (g != nil && g.revoked) {
+		return "token revoked"
+	}
+	if g != nil && g.sid != "" && s.activeSessionLocked(g.sid, now) == nil {
+		return "session not active"
+	}
+	return ""
+}
+
+// validateAccessToken checks an access token presented at userinfo and
+// returns the userinfo claims.
+func (s *Server) validateAccessToken(token string, r *http.Request) (map[string]any, *oauthError) {
+	info, reason := s.lookupAccessToken(token, s.issuerFor(r))
+	if info == nil {
+		return nil, bearerError(http.StatusUnauthorized, "invalid_token", reason)
+	}
+	if !slices.Contains(strings.Fields(info.scope), "openid") {
 		return nil, bearerError(http.StatusForbidden, "insufficient_scope", "the openid scope is required")
 	}
-	return s.userClaimsLocked(username), nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.userClaimsLocked(info.username), nil
 }
 
 func numClaim(c map[string]any, name string) (int64, bool) {
@@ -416,12 +473,23 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		rt.invalid = true
 		s.revokeGrantLocked(g)
 		s.mu.Unlock()
+	} else if a := s.access[token]; a != nil && a.opaque {
+		if a.clientID != client.ID {
+			s.mu.Unlock()
+			writeOAuthError(w, wrongClient)
+			return
+		}
+		a.revoked = true
+		s.mu.Unlock()
 	} else {
 		s.mu.Unlock()
 		if p, err := s.verifyOwnJWT(token, true); err == nil {
 			jti, _ := p.claims["jti"].(string)
 			s.mu.Lock()
 			a := s.access[jti]
+			if a != nil && a.opaque {
+				a = nil
+			}
 			if a != nil && a.clientID != client.ID {
 				s.mu.Unlock()
 				writeOAuthError(w, wrongClient)

@@ -58,16 +58,28 @@ type grant struct {
 
 type refreshToken struct {
 	grantID string
+	issued  time.Time
 	expires time.Time
 	invalid bool // rotated or revoked
 	rotated bool
 }
 
+// accessRecord is an issued access token, stored under its jti (JWT) or
+// under the token itself (Options.OpaqueAccessTokens).
 type accessRecord struct {
 	grantID  string
 	clientID string
 	expires  time.Time
 	revoked  bool
+
+	opaque   bool
+	username string
+	sub      string
+	scope    string
+	sid      string
+	issuer   string
+	aud      string
+	issued   time.Time
 }
 
 type session struct {
@@ -205,7 +217,8 @@ func capMap[V any](m map[string]V, limit int) {
 
 // IsRevoked reports whether a token issued by this server has been revoked
 // or otherwise invalidated (revocation endpoint, code replay, refresh token
-// rotation, logout). token may be an access token (JWT) or a refresh token.
+// rotation, logout). token may be an access token (JWT or opaque) or a
+// refresh token.
 // Unknown tokens report false.
 func (s *Server) IsRevoked(token string) bool {
 	s.mu.Lock()
@@ -214,12 +227,16 @@ func (s *Server) IsRevoked(token string) bool {
 		g := s.grants[r.grantID]
 		return r.invalid || (g != nil && g.revoked)
 	}
+	if a := s.access[token]; a != nil && a.opaque {
+		g := s.grants[a.grantID]
+		return a.revoked || (g != nil && g.revoked)
+	}
 	p, err := parseJWT(token)
 	if err != nil {
 		return false
 	}
 	jti, _ := p.claims["jti"].(string)
-	if a := s.access[jti]; a != nil {
+	if a := s.access[jti]; a != nil && !a.opaque {
 		g := s.grants[a.grantID]
 		return a.revoked || (g != nil && g.revoked)
 	}

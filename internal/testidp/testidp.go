@@ -99,6 +99,14 @@ type Options struct {
 	// They are not part of [Server.JWKS]. New rejects values that are not
 	// JSON objects.
 	ExtraJWKs []json.RawMessage
+	// OpaqueAccessTokens makes access tokens random strings instead of
+	// JWTs (RFC 9068); userinfo, introspection and revocation still accept
+	// them, and ID tokens still carry their at_hash.
+	OpaqueAccessTokens bool
+	// AccessTokenAudience is the aud of access tokens (the JWT claim and
+	// the introspection answer). Default: the client_id of the client the
+	// token was issued to.
+	AccessTokenAudience string
 }
 
 var defaultScopes = []string{"openid", "profile", "email", "groups", "offline_access", "roles", "address", "phone"}

@@ -215,7 +215,7 @@ func (s *Server) exchangeCode(r *http.Request, client *Client) (*issuance, *oaut
 	s.grants[g.id] = g
 	c.grantID = g.id
 	rt := randomString(32)
-	s.refresh[rt] = &refreshToken{grantID: g.id, expires: now.Add(s.opts.RefreshTokenTTL)}
+	s.refresh[rt] = &refreshToken{grantID: g.id, issued: now, expires: now.Add(s.opts.RefreshTokenTTL)}
 	g.refresh = append(g.refresh, rt)
 	is := s.issueLocked(g, g.scopes, rt, issuer, now, true, "token:authorization_code")
 	s.maybePruneLocked(now)
@@ -273,7 +273,7 @@ func (s *Server) refreshGrant(r *http.Request, client *Client) (*issuance, *oaut
 		rt.invalid = true
 		rt.rotated = true
 		newRT = randomString(32)
-		s.refresh[newRT] = &refreshToken{grantID: g.id, expires: now.Add(s.opts.RefreshTokenTTL)}
+		s.refresh[newRT] = &refreshToken{grantID: g.id, issued: now, expires: now.Add(s.opts.RefreshTokenTTL)}
 		g.refresh = append(g.refresh, newRT)
 	}
 	is := s.issueLocked(g, scopes, newRT, issuer, now, false, "token:refresh_token")
@@ -286,7 +286,8 @@ func (s *Server) refreshGrant(r *http.Request, client *Client) (*issuance, *oaut
 type issuance struct {
 	s       *Server
 	key     *signingKey
-	at      map[string]any // access token claims
+	at      map[string]any // access token claims (JWT access tokens)
+	opaque  string         // the access token (Options.OpaqueAccessTokens)
 	id      map[string]any // ID token claims, nil without openid
 	idFault *Fault
 	issuer  string
@@ -330,23 +331,38 @@ func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer strin
 	jti := randomString(16)
 	scope := strings.Join(scopes, " ")
 
-	at := map[string]any{}
-	for k, v := range user {
-		at[k] = v
+	aud := orDefault(s.opts.AccessTokenAudience, g.clientID)
+	rec := &accessRecord{
+		grantID: g.id, clientID: g.clientID, expires: exp,
+		username: g.username, sub: s.subjectLocked(g.username), scope: scope, sid: g.sid,
+		issuer: issuer, aud: aud, issued: now,
 	}
-	at["iss"] = issuer
-	at["aud"] = g.clientID
-	at["azp"] = g.clientID
-	at["client_id"] = g.clientID
-	at["iat"] = now.Unix()
-	at["exp"] = exp.Unix()
-	at["jti"] = jti
-	at["scope"] = scope
-	if g.sid != "" {
-		at["sid"] = g.sid
+	is := &issuance{s: s, key: s.current, issuer: issuer, now: now}
+	if s.opts.OpaqueAccessTokens {
+		is.opaque = randomString(32)
+		rec.opaque = true
+		s.access[is.opaque] = rec
+		g.jtis = append(g.jtis, is.opaque)
+	} else {
+		at := map[string]any{}
+		for k, v := range user {
+			at[k] = v
+		}
+		at["iss"] = issuer
+		at["aud"] = aud
+		at["azp"] = g.clientID
+		at["client_id"] = g.clientID
+		at["iat"] = now.Unix()
+		at["exp"] = exp.Unix()
+		at["jti"] = jti
+		at["scope"] = scope
+		if g.sid != "" {
+			at["sid"] = g.sid
+		}
+		is.at = at
+		s.access[jti] = rec
+		g.jtis = append(g.jtis, jti)
 	}
-	s.access[jti] = &accessRecord{grantID: g.id, clientID: g.clientID, expires: exp}
-	g.jtis = append(g.jtis, jti)
 	if rtExp := now.Add(s.opts.RefreshTokenTTL); rtExp.After(g.expires) {
 		g.expires = rtExp
 	}
@@ -354,7 +370,6 @@ func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer strin
 		g.expires = exp
 	}
 
-	is := &issuance{s: s, key: s.current, at: at, issuer: issuer, now: now}
 	is.resp = map[string]any{
 		"token_type":    s.opts.TokenType,
 		"expires_in":    expiresIn,
@@ -388,8 +403,12 @@ func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer strin
 // finish signs the tokens and returns the token response. It must be
 // called without s.mu.
 func (is *issuance) finish() map[string]any {
-	k := is.key
-	accessToken := encodeJWS(map[string]any{"alg": k.alg, "kid": k.kid, "typ": "at+jwt"}, is.at, k.signRaw)
+	accessToken := is.opaque
+	if accessToken == "" {
+		// RFC 9068 §2.1: typ "at+jwt".
+		k := is.key
+		accessToken = encodeJWS(map[string]any{"alg": k.alg, "kid": k.kid, "typ": "at+jwt"}, is.at, k.signRaw)
+	}
 	resp := is.resp
 	resp["access_token"] = accessToken
 	if is.id != nil {

@@ -161,7 +161,7 @@ func (s *Server) parseAuthRequest(p url.Values) (req *authRequest, pageErr strin
 		return fail("invalid_request", "code_challenge_method must be S256 (plain is not supported)")
 	case challenge != "" && (len(challenge) != 43 || !pkceRe.MatchString(challenge)):
 		return fail("invalid_request", "malformed code_challenge")
-	case challenge == "" && client.Secret == "":
+	case challenge == "" && client.public():
 		return fail("invalid_request", "PKCE (S256) is required for public clients")
 	}
 	req.challenge = challenge

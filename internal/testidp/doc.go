@@ -51,11 +51,9 @@
 // Options.OpaqueAccessTokens they are random strings known only to the
 // server (userinfo, introspection and revocation accept both kinds).
 //
-// Client authentication: client_secret_basic or client_secret_post for
-// confidential clients (Client.Secret != ""), "none" for public clients
-// (Client.Secret == ""), which must then use PKCE.
+// # Login sessions
 //
-// Login sessions: unless Options.AutoLogin is set, a successful form login
+// Unless Options.AutoLogin is set, a successful form login
 // creates a provider session (cookie "testidp_sso") so that a second
 // authorization request is approved without the form (prompt=login forces the
 // form, prompt=none fails with login_required when there is no session).
@@ -63,6 +61,44 @@
 // back-channel logout tokens to participating clients that registered a
 // BackchannelLogoutURI. With AutoLogin every authorization request creates a
 // fresh session for the AutoLogin user.
+//
+// # Client authentication
+//
+// The token, revocation, introspection and PAR endpoints authenticate
+// clients identically, with exactly one method per request:
+//
+//	client_secret_basic  Basic header (form-urlencoded id and secret)
+//	client_secret_post   client_id and client_secret in the body
+//	client_secret_jwt    RFC 7523 assertion, HS256 keyed with Client.Secret
+//	private_key_jwt      RFC 7523 assertion, RS256 or ES256 with a key of
+//	                     Client.JWKS (the header kid selects it)
+//	tls_client_auth      RFC 8705 §2.1 (PKI): a client certificate chaining
+//	                     to a trusted CA whose subject DN is
+//	                     Client.TLSClientAuthSubjectDN; needs StartTLS
+//	none                 client_id only, public clients (no credentials),
+//	                     which must use PKCE; refused at introspection
+//
+// Client.AuthMethod restricts a client to one method; without it every
+// method its credentials allow is accepted. A client assertion (parameter
+// client_assertion_type = urn:ietf:params:oauth:client-assertion-type:jwt-bearer)
+// must have iss = sub = client_id; aud the issuer, the token endpoint URL
+// or the URL it is sent to (Options.AssertionAudience "issuer" or
+// "token_endpoint" requires one); exp, no more than MaxAssertionLifetime
+// (5 minutes) away; and a jti, which is never accepted twice (a replay is
+// invalid_client). Failures are 401 invalid_client; malformed requests
+// (two methods, missing assertion, client_id not matching) are 400
+// invalid_request. [GenerateClientKey], [ClientKey.Sign], [SignHS256] and
+// [Server.ClientAssertionClaims] build assertions.
+//
+// [Server.StartTLS] serves the same endpoints over TLS on another loopback
+// port with a certificate of the server's own test CA ([Server.RootCAs]),
+// requesting client certificates (tls.VerifyClientCertIfGiven): they must
+// chain to that CA ([Server.IssueClientCertificate]) or one of
+// Options.TLSClientCAs, else the handshake fails. After Start the TLS
+// listener is an alias: discovery lists it in mtls_endpoint_aliases and
+// tls_client_auth in token_endpoint_auth_methods_supported, and tokens
+// carry the plain issuer. [Server.TLSClient] returns a client for it.
+// self_signed_tls_client_auth (RFC 8705 §2.2) is not supported.
 //
 // # Accounts and keys
 //

@@ -13,11 +13,11 @@ const PathIntrospect = "/introspect"
 // may introspect any token of this server (the resource server use case);
 // public clients (auth method none) are refused with invalid_client.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
-	client, ok := s.clientPost(w, r)
+	_, method, ok := s.clientPost(w, r)
 	if !ok {
 		return
 	}
-	if client.Secret == "" {
+	if method == AuthNone {
 		writeOAuthError(w, &oauthError{status: http.StatusUnauthorized, code: "invalid_client",
 			desc: "introspection requires client authentication"})
 		return

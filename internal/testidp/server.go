@@ -195,36 +195,53 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	claims := slices.Sorted(maps.Keys(claimSet))
-	authMethods := []string{"client_secret_basic", "client_secret_post", "none"}
+	authMethods := []string{AuthClientSecretBasic, AuthClientSecretPost, AuthClientSecretJWT, AuthPrivateKeyJWT}
+	if s.TLSURL() != "" {
+		authMethods = append(authMethods, AuthTLSClientAuth)
+	}
+	authMethods = append(authMethods, AuthNone)
+	confidential := authMethods[:len(authMethods)-1]
+	assertionAlgs := []string{"HS256", "RS256", "ES256"}
 	doc := map[string]any{
-		"issuer":                                         iss,
-		"authorization_endpoint":                         iss + PathAuthorize,
-		"token_endpoint":                                 iss + PathToken,
-		"userinfo_endpoint":                              iss + PathUserinfo,
-		"jwks_uri":                                       iss + PathJWKS,
-		"revocation_endpoint":                            iss + PathRevoke,
-		"end_session_endpoint":                           iss + PathEndSession,
-		"response_types_supported":                       []string{"code"},
-		"response_modes_supported":                       []string{"query"},
-		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
-		"subject_types_supported":                        []string{"public"},
-		"id_token_signing_alg_values_supported":          []string{alg},
-		"userinfo_signing_alg_values_supported":          []string{"none"},
-		"token_endpoint_auth_methods_supported":          authMethods,
-		"revocation_endpoint_auth_methods_supported":     authMethods,
-		"introspection_endpoint":                         iss + PathIntrospect,
-		"introspection_endpoint_auth_methods_supported":  slices.DeleteFunc(slices.Clone(authMethods), func(m string) bool { return m == "none" }),
-		"scopes_supported":                               scopes,
-		"claims_supported":                               claims,
-		"code_challenge_methods_supported":               []string{"S256"},
-		"prompt_values_supported":                        []string{"none", "login", "consent", "select_account"},
-		"backchannel_logout_supported":                   true,
-		"backchannel_logout_session_supported":           true,
-		"frontchannel_logout_supported":                  false,
-		"authorization_response_iss_parameter_supported": !s.opts.OmitIssParameter,
-		"claims_parameter_supported":                     false,
-		"request_parameter_supported":                    false,
-		"request_uri_parameter_supported":                false,
+		"issuer":                                                   iss,
+		"authorization_endpoint":                                   iss + PathAuthorize,
+		"token_endpoint":                                           iss + PathToken,
+		"userinfo_endpoint":                                        iss + PathUserinfo,
+		"jwks_uri":                                                 iss + PathJWKS,
+		"revocation_endpoint":                                      iss + PathRevoke,
+		"end_session_endpoint":                                     iss + PathEndSession,
+		"response_types_supported":                                 []string{"code"},
+		"response_modes_supported":                                 []string{"query"},
+		"grant_types_supported":                                    []string{"authorization_code", "refresh_token"},
+		"subject_types_supported":                                  []string{"public"},
+		"id_token_signing_alg_values_supported":                    []string{alg},
+		"userinfo_signing_alg_values_supported":                    []string{"none"},
+		"token_endpoint_auth_methods_supported":                    authMethods,
+		"revocation_endpoint_auth_methods_supported":               authMethods,
+		"introspection_endpoint":                                   iss + PathIntrospect,
+		"introspection_endpoint_auth_methods_supported":            confidential,
+		"token_endpoint_auth_signing_alg_values_supported":         assertionAlgs,
+		"revocation_endpoint_auth_signing_alg_values_supported":    assertionAlgs,
+		"introspection_endpoint_auth_signing_alg_values_supported": assertionAlgs,
+		"scopes_supported":                                         scopes,
+		"claims_supported":                                         claims,
+		"code_challenge_methods_supported":                         []string{"S256"},
+		"prompt_values_supported":                                  []string{"none", "login", "consent", "select_account"},
+		"backchannel_logout_supported":                             true,
+		"backchannel_logout_session_supported":                     true,
+		"frontchannel_logout_supported":                            false,
+		"authorization_response_iss_parameter_supported":           !s.opts.OmitIssParameter,
+		"claims_parameter_supported":                               false,
+		"request_parameter_supported":                              false,
+		"request_uri_parameter_supported":                          false,
+	}
+	if alias := s.mtlsIssuer(); alias != "" {
+		doc["mtls_endpoint_aliases"] = map[string]any{
+			"token_endpoint":         alias + PathToken,
+			"revocation_endpoint":    alias + PathRevoke,
+			"introspection_endpoint": alias + PathIntrospect,
+			"userinfo_endpoint":      alias + PathUserinfo,
+		}
 	}
 	w.Header().Set("Cache-Control", "no-cache")
 	writeJSON(w, http.StatusOK, doc)
@@ -452,7 +469,7 @@ func audiences(c map[string]any) []string {
 // ---- revocation ----
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	client, ok := s.clientPost(w, r)
+	client, _, ok := s.clientPost(w, r)
 	if !ok {
 		return
 	}

@@ -156,9 +156,9 @@ func (s *Server) endSessionLocked(sess *session) []string {
 // operation scan.
 func (s *Server) maybePruneLocked(now time.Time) {
 	s.ops++
-	total := len(s.pending) + len(s.codes) + len(s.access) + len(s.refresh) + len(s.sessions) + len(s.grants)
+	total := len(s.pending) + len(s.codes) + len(s.access) + len(s.refresh) + len(s.sessions) + len(s.grants) + len(s.assertionJTIs)
 	if s.ops-s.lastPrune < max(pruneEveryN, total/8) && len(s.pending) <= maxPending && len(s.codes) <= maxEntries &&
-		len(s.access) <= maxEntries && len(s.refresh) <= maxEntries && len(s.sessions) <= maxEntries && len(s.grants) <= maxEntries {
+		len(s.access) <= maxEntries && len(s.refresh) <= maxEntries && len(s.sessions) <= maxEntries && len(s.grants) <= maxEntries && len(s.assertionJTIs) <= maxEntries {
 		return
 	}
 	s.lastPrune = s.ops
@@ -193,6 +193,11 @@ func (s *Server) maybePruneLocked(now time.Time) {
 			delete(s.sessions, k)
 		}
 	}
+	for k, exp := range s.assertionJTIs {
+		if now.After(exp) {
+			delete(s.assertionJTIs, k)
+		}
+	}
 	// Hard caps: drop arbitrary entries (map order is random).
 	capMap(s.pending, maxPending)
 	capMap(s.codes, maxEntries)
@@ -200,6 +205,7 @@ func (s *Server) maybePruneLocked(now time.Time) {
 	capMap(s.access, maxEntries)
 	capMap(s.grants, maxEntries)
 	capMap(s.sessions, maxEntries)
+	capMap(s.assertionJTIs, maxEntries)
 }
 
 // capMap cuts a map over limit down to 90% of limit.

@@ -2,6 +2,7 @@ package testidp
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // User is an account of the identity provider.
@@ -29,12 +32,32 @@ type User struct {
 
 // Client is a registered OAuth client (relying party).
 //
-// A client with an empty Secret is public: it authenticates with client_id
-// only (token endpoint auth method "none") and must use PKCE.
+// A client without credentials (no Secret, JWKS or
+// TLSClientAuthSubjectDN) is public: it authenticates with client_id only
+// (token endpoint auth method "none") and must use PKCE.
 type Client struct {
 	ID           string
 	Secret       string
 	RedirectURIs []string
+	// AuthMethod, when set, is the only client authentication method the
+	// client may use at the token, revocation, introspection and PAR
+	// endpoints: one of the Auth* constants (client_secret_basic,
+	// client_secret_post, client_secret_jwt, private_key_jwt,
+	// tls_client_auth, none). When empty, every method its credentials
+	// allow is accepted: Secret → client_secret_basic, client_secret_post
+	// and client_secret_jwt; JWKS → private_key_jwt;
+	// TLSClientAuthSubjectDN → tls_client_auth; none of them → none.
+	AuthMethod string
+	// JWKS holds the client's public keys (RSA or EC) for private_key_jwt
+	// assertions (RS256 or ES256); the assertion's kid selects the key,
+	// and a key with an alg only verifies that alg. See GenerateClientKey.
+	JWKS *jose.JSONWebKeySet
+	// TLSClientAuthSubjectDN is the subject distinguished name, as
+	// printed by pkix.Name.String (for example "CN=app,O=Example"), that
+	// the client certificate must carry for tls_client_auth (RFC 8705
+	// §2.1, PKI method: the certificate must also chain to a trusted CA;
+	// see StartTLS).
+	TLSClientAuthSubjectDN string
 	// BackchannelLogoutURI receives logout tokens (OIDC Back-Channel Logout).
 	BackchannelLogoutURI string
 	// PostLogoutRedirectURIs are the exact URIs accepted as
@@ -103,6 +126,15 @@ type Options struct {
 	// JWTs (RFC 9068); userinfo, introspection and revocation still accept
 	// them, and ID tokens still carry their at_hash.
 	OpaqueAccessTokens bool
+	// AssertionAudience restricts the aud accepted in client assertions
+	// (client_secret_jwt, private_key_jwt): "token_endpoint" requires the
+	// token endpoint URL, "issuer" the issuer. Default "": the issuer, the
+	// token endpoint URL or the URL of the endpoint the assertion is sent
+	// to.
+	AssertionAudience string
+	// TLSClientCAs are extra CAs trusted for client certificates by the
+	// StartTLS listener, besides the server's own test CA.
+	TLSClientCAs []*x509.Certificate
 	// AccessTokenAudience is the aud of access tokens (the JWT claim and
 	// the introspection answer). Default: the client_id of the client the
 	// token was issued to.
@@ -143,6 +175,12 @@ type Server struct {
 	lastPrune int
 	atExpiry  time.Time // SetAccessTokenExpiry
 
+	assertionJTIs map[string]time.Time // client_id NUL jti → assertion exp
+
+	ca     *testCA
+	tlsSrv *http.Server
+	tlsURL string
+
 	httpSrv   *http.Server
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -181,26 +219,32 @@ func New(opts Options) (*Server, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
+	switch opts.AssertionAudience {
+	case "", "token_endpoint", "issuer":
+	default:
+		return nil, fmt.Errorf("testidp: AssertionAudience %q is not \"token_endpoint\" or \"issuer\"", opts.AssertionAudience)
+	}
 	p := strings.TrimRight(opts.IssuerPath, "/")
 	if p != "" && !strings.HasPrefix(p, "/") {
 		p = "/" + p
 	}
 	s := &Server{
-		opts:       opts,
-		issuerPath: p,
-		users:      map[string]*User{},
-		clients:    map[string]*Client{},
-		wrongKeys:  map[string]*signingKey{},
-		disabled:   map[string]bool{},
-		counts:     map[string]int{},
-		faults:     map[string]*Fault{},
-		pending:    map[string]*authRequest{},
-		codes:      map[string]*authCode{},
-		grants:     map[string]*grant{},
-		refresh:    map[string]*refreshToken{},
-		access:     map[string]*accessRecord{},
-		sessions:   map[string]*session{},
-		closed:     make(chan struct{}),
+		opts:          opts,
+		issuerPath:    p,
+		users:         map[string]*User{},
+		clients:       map[string]*Client{},
+		wrongKeys:     map[string]*signingKey{},
+		disabled:      map[string]bool{},
+		assertionJTIs: map[string]time.Time{},
+		counts:        map[string]int{},
+		faults:        map[string]*Fault{},
+		pending:       map[string]*authRequest{},
+		codes:         map[string]*authCode{},
+		grants:        map[string]*grant{},
+		refresh:       map[string]*refreshToken{},
+		access:        map[string]*accessRecord{},
+		sessions:      map[string]*session{},
+		closed:        make(chan struct{}),
 	}
 	for _, u := range opts.Users {
 		if u.Username == "" {
@@ -259,6 +303,9 @@ func (s *Server) addClientLocked(c Client) error {
 		if err != nil || !u.IsAbs() || u.Fragment != "" {
 			return fmt.Errorf("testidp: client %q: redirect URI %q must be absolute without fragment", c.ID, ru)
 		}
+	}
+	if err := validateClientAuth(&c); err != nil {
+		return err
 	}
 	cp := c
 	cp.RedirectURIs = slices.Clone(c.RedirectURIs)
@@ -395,10 +442,13 @@ func (s *Server) issuerFor(r *http.Request) string {
 func (s *Server) Close() {
 	s.closeOnce.Do(func() { close(s.closed) })
 	s.mu.Lock()
-	srv := s.httpSrv
+	srv, tlsSrv := s.httpSrv, s.tlsSrv
 	s.mu.Unlock()
 	if srv != nil {
 		srv.Close()
+	}
+	if tlsSrv != nil {
+		tlsSrv.Close()
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -35,25 +34,25 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 // clientPost is the start of every client endpoint: POST only, a valid
 // form body, an authenticated client. It writes the error and reports
 // false when any fails.
-func (s *Server) clientPost(w http.ResponseWriter, r *http.Request) (*Client, bool) {
+func (s *Server) clientPost(w http.ResponseWriter, r *http.Request) (*Client, string, bool) {
 	if r.Method != http.MethodPost {
 		methodNotAllowed(w, http.MethodPost)
-		return nil, false
+		return nil, "", false
 	}
 	if oe := parsePostForm(r); oe != nil {
 		writeOAuthError(w, oe)
-		return nil, false
+		return nil, "", false
 	}
-	client, oe := s.authenticateClient(r)
+	client, method, oe := s.authenticateClient(r)
 	if oe != nil {
 		writeOAuthError(w, oe)
-		return nil, false
+		return nil, "", false
 	}
-	return client, true
+	return client, method, true
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	client, ok := s.clientPost(w, r)
+	client, _, ok := s.clientPost(w, r)
 	if !ok {
 		return
 	}
@@ -79,73 +78,6 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, resp)
-}
-
-// authenticateClient implements client_secret_basic, client_secret_post
-// and none (public clients). The form must already be parsed.
-func (s *Server) authenticateClient(r *http.Request) (*Client, *oauthError) {
-	form := r.PostForm
-	basicID, basicSecret, hasBasic := r.BasicAuth()
-	if hasBasic {
-		// RFC 6749 §2.3.1: both are form-urlencoded before Base64.
-		id, err1 := url.QueryUnescape(basicID)
-		sec, err2 := url.QueryUnescape(basicSecret)
-		if err1 != nil || err2 != nil {
-			return nil, &oauthError{status: http.StatusUnauthorized, code: "invalid_client", desc: "malformed Basic credentials", wwwAuth: `Basic realm="testidp"`}
-		}
-		basicID, basicSecret = id, sec
-	} else if h := r.Header.Get("Authorization"); h != "" {
-		return nil, badRequest("invalid_request", "unsupported Authorization scheme")
-	}
-	formID, formSecret := form.Get("client_id"), form.Get("client_secret")
-	var id, secret string
-	method := "none"
-	switch {
-	case hasBasic && form.Has("client_secret"):
-		return nil, badRequest("invalid_request", "multiple client authentication methods used")
-	case hasBasic:
-		if formID != "" && formID != basicID {
-			return nil, badRequest("invalid_request", "client_id does not match the authenticated client")
-		}
-		id, secret, method = basicID, basicSecret, "basic"
-	case form.Has("client_secret"):
-		id, secret, method = formID, formSecret, "post"
-	default:
-		id = formID
-	}
-	unauthorized := func(desc string) *oauthError {
-		e := &oauthError{status: http.StatusUnauthorized, code: "invalid_client", desc: desc}
-		if hasBasic {
-			e.wwwAuth = `Basic realm="testidp"`
-		}
-		return e
-	}
-	if id == "" {
-		return nil, unauthorized("client authentication required")
-	}
-	s.mu.Lock()
-	c := s.clients[id]
-	var cp Client
-	if c != nil {
-		cp = *c
-	}
-	s.mu.Unlock()
-	if c == nil {
-		return nil, unauthorized("unknown client")
-	}
-	if cp.Secret == "" { // public client
-		if secret != "" || method == "post" {
-			return nil, unauthorized("public client must not send a secret")
-		}
-		return &cp, nil
-	}
-	if method == "none" {
-		return nil, unauthorized("client authentication required")
-	}
-	if subtle.ConstantTimeCompare([]byte(secret), []byte(cp.Secret)) != 1 {
-		return nil, unauthorized("invalid client credentials")
-	}
-	return &cp, nil
 }
 
 func s256(verifier string) string {

@@ -31,16 +31,35 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusMethodNotAllowed, "invalid_request", "Method not allowed")
 		return
 	}
-	s.mu.Lock()
-	s.lastQuery = url.Values{}
-	for k, v := range params {
-		s.lastQuery[k] = slices.Clone(v)
+	pushed := params.Has("request_uri")
+	if pushed {
+		eff, code, msg := s.resolvePushed(params)
+		if code != "" {
+			s.recordQuery(params)
+			s.errorPage(w, http.StatusBadRequest, code, msg)
+			return
+		}
+		// The recorded query is the effective one: the pushed parameters
+		// plus the front channel's request_uri.
+		rec := url.Values{"request_uri": {params.Get("request_uri")}}
+		params = url.Values{}
+		for k, v := range eff {
+			params[k] = slices.Clone(v)
+			rec[k] = v
+		}
+		s.recordQuery(rec)
+	} else {
+		s.recordQuery(params)
 	}
-	s.mu.Unlock()
 
 	req, pageErr, redirErr := s.parseAuthRequest(params)
 	if pageErr != "" {
 		s.errorPage(w, http.StatusBadRequest, "invalid_request", pageErr)
+		return
+	}
+	if !pushed && s.opts.RequirePAR {
+		// RFC 9126 §4: refused with invalid_request.
+		s.redirectError(w, r, req, "invalid_request", "pushed authorization requests are required")
 		return
 	}
 	if redirErr != nil {
@@ -134,7 +153,8 @@ func (s *Server) parseAuthRequest(p url.Values) (req *authRequest, pageErr strin
 		return fail("request_not_supported", "request objects are not supported")
 	}
 	if p.Has("request_uri") {
-		return fail("request_uri_not_supported", "request_uri is not supported")
+		// Only PAR request URIs are supported; they are resolved before.
+		return fail("request_uri_not_supported", "request_uri is only supported with pushed authorization requests")
 	}
 	switch rt := p.Get("response_type"); rt {
 	case "code":
@@ -188,6 +208,15 @@ func (s *Server) parseAuthRequest(p url.Values) (req *authRequest, pageErr strin
 	}
 	req.loginHint = p.Get("login_hint")
 	return req, "", nil
+}
+
+func (s *Server) recordQuery(params url.Values) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastQuery = url.Values{}
+	for k, v := range params {
+		s.lastQuery[k] = slices.Clone(v)
+	}
 }
 
 func (s *Server) isDisabled(username string) bool {

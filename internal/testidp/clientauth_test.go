@@ -54,6 +54,9 @@ func probeEndpoints(base string) []struct {
 			func(st int, m map[string]any) bool { return st == 200 }},
 		{"introspect", base + PathIntrospect, url.Values{"token": {"unknown"}},
 			func(st int, m map[string]any) bool { return st == 200 && m["active"] == false }},
+		{"par", base + PathPAR, url.Values{"response_type": {"code"}, "redirect_uri": {testRedirect}, "scope": {"openid"},
+			"code_challenge": {s256(strings.Repeat("v", 43))}, "code_challenge_method": {"S256"}},
+			func(st int, m map[string]any) bool { return st == 201 && m["request_uri"] != nil }},
 	}
 }
 
@@ -347,7 +350,7 @@ func TestTLSClientAuth(t *testing.T) {
 	json.Unmarshal(p, &meta)
 	if !strings.Contains(strings.Join(meta.Methods, " "), AuthTLSClientAuth) ||
 		meta.Aliases["token_endpoint"] != alias+PathToken || meta.Aliases["introspection_endpoint"] != alias+PathIntrospect ||
-		meta.Aliases["revocation_endpoint"] != alias+PathRevoke {
+		meta.Aliases["revocation_endpoint"] != alias+PathRevoke || meta.Aliases["pushed_authorization_request_endpoint"] != alias+PathPAR {
 		t.Fatalf("discovery %+v", meta)
 	}
 

@@ -37,7 +37,23 @@
 //	/revoke      POST, RFC 7009
 //	/introspect  POST, RFC 7662 token introspection (client authentication
 //	             required, public clients refused)
+//	/par         POST, RFC 9126 pushed authorization requests
 //	/logout      GET/POST, RP-initiated logout (end_session_endpoint)
+//
+// Pushed authorization requests: /par authenticates the client, validates
+// the parameters as /authorize would (errors as JSON, e.g. 400
+// invalid_request for an unregistered redirect_uri) and answers 201
+// {"request_uri":"urn:ietf:params:oauth:request_uri:…","expires_in":60}.
+// /authorize?client_id=…&request_uri=… then uses the pushed parameters
+// only; other front-channel parameters are ignored (RFC 9101 §5). A
+// request_uri is single use, expires after PARLifetime and belongs to the
+// client that pushed it; otherwise /authorize shows a 400 error page with
+// error code invalid_request_uri (no redirect: the redirect URI is part of
+// what cannot be trusted). With Options.RequirePAR discovery says
+// require_pushed_authorization_requests and requests without request_uri
+// are answered error=invalid_request. [Server.LastAuthorizeQuery] records
+// the effective (pushed) parameters plus request_uri;
+// [Server.LastPushedRequest] the last /par body without credentials.
 //
 // Introspection answers {"active":false} (and nothing else) for unknown,
 // expired, revoked tokens, tokens of ended sessions and of disabled users;
@@ -118,7 +134,8 @@
 // [Server.Count] keys: "discovery", "jwks", "authorize" (every request to the
 // authorization endpoint, GET or POST), "login" (login form submissions),
 // "token", "token:authorization_code", "token:refresh_token",
-// "token:unsupported", "userinfo", "revoke", "introspect", "end_session",
+// "token:unsupported", "userinfo", "revoke", "introspect", "par",
+// "end_session",
 // "backchannel_logout" (logout tokens sent).
 //
 // # Faults
@@ -126,7 +143,7 @@
 // [Server.SetFault] installs one [Fault] per endpoint key. Keys are the
 // counter names: "discovery", "jwks", "authorize", "token",
 // "token:authorization_code", "token:refresh_token", "userinfo", "revoke",
-// "introspect", "end_session". The token endpoint looks at
+// "introspect", "par", "end_session". The token endpoint looks at
 // "token:<grant_type>" first and falls back to "token". Fault.Times > 0 makes the fault apply to that many
 // requests only, after which it clears itself; 0 means until ClearFaults.
 // Fault.Every > 0 makes it apply to every Every-th request of its key only

@@ -57,6 +57,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case PathIntrospect:
 		s.count("introspect")
 		s.runEndpoint(w, r, s.introspect, "introspect")
+	case PathPAR:
+		s.count("par")
+		s.runEndpoint(w, r, s.par, "par")
 	case PathEndSession:
 		s.count("end_session")
 		s.runEndpoint(w, r, s.endSession, "end_session")
@@ -219,6 +222,8 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint_auth_methods_supported":                    authMethods,
 		"revocation_endpoint_auth_methods_supported":               authMethods,
 		"introspection_endpoint":                                   iss + PathIntrospect,
+		"pushed_authorization_request_endpoint":                    iss + PathPAR,
+		"require_pushed_authorization_requests":                    s.opts.RequirePAR,
 		"introspection_endpoint_auth_methods_supported":            confidential,
 		"token_endpoint_auth_signing_alg_values_supported":         assertionAlgs,
 		"revocation_endpoint_auth_signing_alg_values_supported":    assertionAlgs,
@@ -237,10 +242,11 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	}
 	if alias := s.mtlsIssuer(); alias != "" {
 		doc["mtls_endpoint_aliases"] = map[string]any{
-			"token_endpoint":         alias + PathToken,
-			"revocation_endpoint":    alias + PathRevoke,
-			"introspection_endpoint": alias + PathIntrospect,
-			"userinfo_endpoint":      alias + PathUserinfo,
+			"token_endpoint":                        alias + PathToken,
+			"revocation_endpoint":                   alias + PathRevoke,
+			"introspection_endpoint":                alias + PathIntrospect,
+			"userinfo_endpoint":                     alias + PathUserinfo,
+			"pushed_authorization_request_endpoint": alias + PathPAR,
 		}
 	}
 	w.Header().Set("Cache-Control", "no-cache")

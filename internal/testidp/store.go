@@ -156,9 +156,9 @@ func (s *Server) endSessionLocked(sess *session) []string {
 // operation scan.
 func (s *Server) maybePruneLocked(now time.Time) {
 	s.ops++
-	total := len(s.pending) + len(s.codes) + len(s.access) + len(s.refresh) + len(s.sessions) + len(s.grants) + len(s.assertionJTIs)
+	total := len(s.pending) + len(s.codes) + len(s.access) + len(s.refresh) + len(s.sessions) + len(s.grants) + len(s.assertionJTIs) + len(s.pushed)
 	if s.ops-s.lastPrune < max(pruneEveryN, total/8) && len(s.pending) <= maxPending && len(s.codes) <= maxEntries &&
-		len(s.access) <= maxEntries && len(s.refresh) <= maxEntries && len(s.sessions) <= maxEntries && len(s.grants) <= maxEntries && len(s.assertionJTIs) <= maxEntries {
+		len(s.access) <= maxEntries && len(s.refresh) <= maxEntries && len(s.sessions) <= maxEntries && len(s.grants) <= maxEntries && len(s.assertionJTIs) <= maxEntries && len(s.pushed) <= maxEntries {
 		return
 	}
 	s.lastPrune = s.ops
@@ -193,6 +193,11 @@ func (s *Server) maybePruneLocked(now time.Time) {
 			delete(s.sessions, k)
 		}
 	}
+	for k, p := range s.pushed {
+		if now.After(p.expires) {
+			delete(s.pushed, k)
+		}
+	}
 	for k, exp := range s.assertionJTIs {
 		if now.After(exp) {
 			delete(s.assertionJTIs, k)
@@ -206,6 +211,7 @@ func (s *Server) maybePruneLocked(now time.Time) {
 	capMap(s.grants, maxEntries)
 	capMap(s.sessions, maxEntries)
 	capMap(s.assertionJTIs, maxEntries)
+	capMap(s.pushed, maxEntries)
 }
 
 // capMap cuts a map over limit down to 90% of limit.

@@ -135,6 +135,10 @@ type Options struct {
 	// TLSClientCAs are extra CAs trusted for client certificates by the
 	// StartTLS listener, besides the server's own test CA.
 	TLSClientCAs []*x509.Certificate
+	// RequirePAR makes pushed authorization requests (RFC 9126) mandatory:
+	// discovery says require_pushed_authorization_requests and /authorize
+	// refuses requests without request_uri (error=invalid_request).
+	RequirePAR bool
 	// AccessTokenAudience is the aud of access tokens (the JWT claim and
 	// the introspection answer). Default: the client_id of the client the
 	// token was issued to.
@@ -176,6 +180,8 @@ type Server struct {
 	atExpiry  time.Time // SetAccessTokenExpiry
 
 	assertionJTIs map[string]time.Time // client_id NUL jti → assertion exp
+	pushed        map[string]*pushedRequest
+	lastPushed    url.Values
 
 	ca     *testCA
 	tlsSrv *http.Server
@@ -236,6 +242,7 @@ func New(opts Options) (*Server, error) {
 		wrongKeys:     map[string]*signingKey{},
 		disabled:      map[string]bool{},
 		assertionJTIs: map[string]time.Time{},
+		pushed:        map[string]*pushedRequest{},
 		counts:        map[string]int{},
 		faults:        map[string]*Fault{},
 		pending:       map[string]*authRequest{},

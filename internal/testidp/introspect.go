@@ -52,6 +52,10 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 			if info.sid != "" {
 				resp["sid"] = info.sid
 			}
+			if info.acr != "" {
+				resp["acr"] = info.acr
+				resp["auth_time"] = info.authTime
+			}
 		}
 	}
 	w.Header().Set("Cache-Control", "no-store")

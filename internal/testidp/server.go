@@ -139,7 +139,7 @@ func checkDuplicates(v url.Values) *oauthError {
 var reservedClaims = map[string]bool{
 	"iss": true, "aud": true, "exp": true, "iat": true, "nbf": true, "jti": true, "azp": true, "sid": true,
 	"auth_time": true, "nonce": true, "at_hash": true, "c_hash": true, "scope": true, "client_id": true,
-	"typ": true, "events": true, "sub": true,
+	"typ": true, "events": true, "sub": true, "acr": true, "amr": true,
 }
 
 func (s *Server) subjectLocked(username string) string {
@@ -187,7 +187,7 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	alg := s.current.alg
 	scopes := slices.Clone(s.opts.Scopes)
 	claimSet := map[string]bool{}
-	for _, c := range []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash", "azp",
+	for _, c := range []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash", "azp", "acr", "amr",
 		"email", "email_verified", "name", "preferred_username", "groups"} {
 		claimSet[c] = true
 	}
@@ -230,6 +230,7 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		"introspection_endpoint_auth_signing_alg_values_supported": assertionAlgs,
 		"scopes_supported":                                         scopes,
 		"claims_supported":                                         claims,
+		"acr_values_supported":                                     slices.Clone(s.opts.ACRValues),
 		"code_challenge_methods_supported":                         []string{"S256"},
 		"prompt_values_supported":                                  []string{"none", "login", "consent", "select_account"},
 		"backchannel_logout_supported":                             true,
@@ -346,6 +347,8 @@ type accessInfo struct {
 	username, sub, clientID, scope, sid, iss, jti string
 	aud                                           any
 	iat, exp                                      int64
+	acr                                           string
+	authTime                                      int64
 }
 
 // lookupAccessToken validates an access token (a JWT of this server or an
@@ -371,6 +374,7 @@ func (s *Server) lookupAccessToken(token, issuer string) (*accessInfo, string) {
 		return &accessInfo{
 			username: a.username, sub: a.sub, clientID: a.clientID, scope: a.scope, sid: a.sid,
 			iss: a.issuer, aud: a.aud, iat: a.issued.Unix(), exp: a.expires.Unix(),
+			acr: a.acr, authTime: a.authTime.Unix(),
 		}, ""
 	}
 	s.mu.Unlock()
@@ -399,6 +403,8 @@ func (s *Server) lookupAccessToken(token, issuer string) (*accessInfo, string) {
 	info.clientID, _ = p.claims["client_id"].(string)
 	info.sid, _ = p.claims["sid"].(string)
 	info.iat, _ = numClaim(p.claims, "iat")
+	info.acr, _ = p.claims["acr"].(string)
+	info.authTime, _ = numClaim(p.claims, "auth_time")
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

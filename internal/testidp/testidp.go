@@ -23,7 +23,7 @@ import (
 // Claims are returned in ID tokens, access tokens and userinfo. "sub"
 // defaults to the username and "preferred_username" to the username.
 // Registered JWT claims (iss, aud, exp, iat, nbf, jti, azp, sid, auth_time,
-// nonce, at_hash, scope, client_id) in Claims are ignored.
+// acr, amr, nonce, at_hash, scope, client_id) in Claims are ignored.
 type User struct {
 	Username string
 	Password string
@@ -89,6 +89,26 @@ type Options struct {
 	// AutoLogin, when set, approves every authorization request as this
 	// username without showing the login form.
 	AutoLogin string
+	// AutoLoginSession makes AutoLogin behave like a form login that the
+	// user completes at once: it creates a provider session (cookie
+	// "testidp_sso") that later authorization requests reuse, with its
+	// auth_time, acr and amr, until max_age, prompt=login or a higher
+	// acr_values force a fresh (automatic) authentication. Without it
+	// every AutoLogin request is a fresh authentication in a new session.
+	AutoLoginSession bool
+	// ACRValues are the supported authentication context class
+	// references, lowest level first (acr_values_supported). Default
+	// ["1", "2"]: "1" is a password login (amr ["pwd"]), every other value
+	// a login with a second factor (amr ["pwd", "mfa"]).
+	ACRValues []string
+	// IgnoreMaxAge makes the server disregard max_age: sessions are
+	// reused however old their authentication (a provider that breaks
+	// OIDC Core §3.1.2.1, for relying parties' loop-protection tests).
+	IgnoreMaxAge bool
+	// IgnoreACRValues makes the server disregard acr_values: every
+	// authentication gets the lowest level and sessions are never stepped
+	// up.
+	IgnoreACRValues bool
 	// ShowHints lists usernames and passwords on the login form (demo).
 	ShowHints bool
 
@@ -215,6 +235,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.SigningAlg == "" {
 		opts.SigningAlg = "RS256"
+	}
+	if len(opts.ACRValues) == 0 {
+		opts.ACRValues = []string{"1", "2"}
 	}
 	if len(opts.Scopes) == 0 {
 		opts.Scopes = defaultScopes

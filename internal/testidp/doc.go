@@ -75,9 +75,19 @@
 // form, prompt=none fails with login_required when there is no session).
 // /logout ends the session, revokes every token issued in it and sends
 // back-channel logout tokens to participating clients that registered a
-// BackchannelLogoutURI. With AutoLogin every authorization request creates a
-// fresh session for the AutoLogin user, unless Options.AutoLoginSession is
-// set (see below). LastAuthorizeQuery records every parameter, login_hint
+// BackchannelLogoutURI (logout tokens: header typ "logout+jwt"; iss, aud,
+// iat, exp, jti, the back-channel-logout event, sub and sid; never a
+// nonce) and renders an iframe for each participating client that
+// registered a FrontchannelLogoutURI (OpenID Front-Channel Logout 1.0;
+// iss and sid query parameters are added when the client set
+// FrontchannelLogoutSessionRequired). With such iframes the logout page is
+// a 200 page that moves on to post_logout_redirect_uri by a meta refresh
+// after two seconds; without them the redirect is an immediate 302.
+// [Server.FrontchannelLogoutURLs] returns the iframe URLs of a session
+// (the sid claim of its ID tokens).
+//
+// With AutoLogin every authorization request creates a fresh session for
+// the AutoLogin user, unless Options.AutoLoginSession is set (see below). LastAuthorizeQuery records every parameter, login_hint
 // and domain_hint included.
 //
 // # Authentication context and step-up
@@ -158,7 +168,8 @@
 // "token", "token:authorization_code", "token:refresh_token",
 // "token:unsupported", "userinfo", "revoke", "introspect", "par",
 // "end_session",
-// "backchannel_logout" (logout tokens sent).
+// "backchannel_logout" (logout tokens sent), "frontchannel_logout" (logout
+// iframes rendered).
 //
 // # Faults
 //

@@ -223,6 +223,7 @@ func (s *Server) maybePruneLocked(now time.Time) {
 	capMap(s.sessions, maxEntries)
 	capMap(s.assertionJTIs, maxEntries)
 	capMap(s.pushed, maxEntries)
+	capMap(s.frontchannelSent, maxPending)
 }
 
 // capMap cuts a map over limit down to 90% of limit.

@@ -60,6 +60,13 @@ type Client struct {
 	TLSClientAuthSubjectDN string
 	// BackchannelLogoutURI receives logout tokens (OIDC Back-Channel Logout).
 	BackchannelLogoutURI string
+	// FrontchannelLogoutURI is loaded in an iframe of the logout page when
+	// a session the client took part in ends at the end_session_endpoint
+	// (OpenID Front-Channel Logout 1.0). It must be absolute.
+	FrontchannelLogoutURI string
+	// FrontchannelLogoutSessionRequired adds iss and sid query parameters
+	// to FrontchannelLogoutURI.
+	FrontchannelLogoutSessionRequired bool
 	// PostLogoutRedirectURIs are the exact URIs accepted as
 	// post_logout_redirect_uri. When empty, any URI with the same origin
 	// (scheme, host, port) as one of RedirectURIs is accepted.
@@ -201,7 +208,9 @@ type Server struct {
 
 	assertionJTIs map[string]time.Time // client_id NUL jti → assertion exp
 	pushed        map[string]*pushedRequest
-	lastPushed    url.Values
+	// frontchannelSent: sid → iframe URLs rendered when it ended at /logout.
+	frontchannelSent map[string][]string
+	lastPushed       url.Values
 
 	ca     *testCA
 	tlsSrv *http.Server
@@ -258,23 +267,24 @@ func New(opts Options) (*Server, error) {
 		p = "/" + p
 	}
 	s := &Server{
-		opts:          opts,
-		issuerPath:    p,
-		users:         map[string]*User{},
-		clients:       map[string]*Client{},
-		wrongKeys:     map[string]*signingKey{},
-		disabled:      map[string]bool{},
-		assertionJTIs: map[string]time.Time{},
-		pushed:        map[string]*pushedRequest{},
-		counts:        map[string]int{},
-		faults:        map[string]*Fault{},
-		pending:       map[string]*authRequest{},
-		codes:         map[string]*authCode{},
-		grants:        map[string]*grant{},
-		refresh:       map[string]*refreshToken{},
-		access:        map[string]*accessRecord{},
-		sessions:      map[string]*session{},
-		closed:        make(chan struct{}),
+		opts:             opts,
+		issuerPath:       p,
+		users:            map[string]*User{},
+		clients:          map[string]*Client{},
+		wrongKeys:        map[string]*signingKey{},
+		disabled:         map[string]bool{},
+		assertionJTIs:    map[string]time.Time{},
+		pushed:           map[string]*pushedRequest{},
+		frontchannelSent: map[string][]string{},
+		counts:           map[string]int{},
+		faults:           map[string]*Fault{},
+		pending:          map[string]*authRequest{},
+		codes:            map[string]*authCode{},
+		grants:           map[string]*grant{},
+		refresh:          map[string]*refreshToken{},
+		access:           map[string]*accessRecord{},
+		sessions:         map[string]*session{},
+		closed:           make(chan struct{}),
 	}
 	for _, u := range opts.Users {
 		if u.Username == "" {
@@ -332,6 +342,11 @@ func (s *Server) addClientLocked(c Client) error {
 		u, err := url.Parse(ru)
 		if err != nil || !u.IsAbs() || u.Fragment != "" {
 			return fmt.Errorf("testidp: client %q: redirect URI %q must be absolute without fragment", c.ID, ru)
+		}
+	}
+	if c.FrontchannelLogoutURI != "" {
+		if u, err := url.Parse(c.FrontchannelLogoutURI); err != nil || !u.IsAbs() || u.Fragment != "" {
+			return fmt.Errorf("testidp: client %q: FrontchannelLogoutURI %q must be absolute without fragment", c.ID, c.FrontchannelLogoutURI)
 		}
 	}
 	if err := validateClientAuth(&c); err != nil {

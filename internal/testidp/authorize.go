@@ -206,11 +206,14 @@ func (s *Server) sessionSatisfies(sess *session, req *authRequest, now time.Time
 	if req.prompt["login"] {
 		return false
 	}
+	s.mu.Lock()
+	authTime, acr := sess.authTime, sess.acr // re-authentication updates them
+	s.mu.Unlock()
 	// max_age=0 is prompt=login (OIDC Core §3.1.2.1).
-	if req.maxAge >= 0 && !s.opts.IgnoreMaxAge && (req.maxAge == 0 || now.Sub(sess.authTime) > time.Duration(req.maxAge)*time.Second) {
+	if req.maxAge >= 0 && !s.opts.IgnoreMaxAge && (req.maxAge == 0 || now.Sub(authTime) > time.Duration(req.maxAge)*time.Second) {
 		return false
 	}
-	if want, _ := s.acrFor(req); !s.opts.IgnoreACRValues && slices.Index(s.opts.ACRValues, sess.acr) < slices.Index(s.opts.ACRValues, want) {
+	if want, _ := s.acrFor(req); !s.opts.IgnoreACRValues && slices.Index(s.opts.ACRValues, acr) < slices.Index(s.opts.ACRValues, want) {
 		return false
 	}
 	return true
@@ -356,9 +359,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		cur = s.sessions[c.Value]
 	}
-	s.mu.Unlock()
-	acr, amr := s.acrFor(req)
-	s.mu.Lock()
+	acr, amr := s.acrFor(req) // reads only s.opts
 	sess := s.authenticateLocked(cur, username, now, acr, amr)
 	s.mu.Unlock()
 	setSessionCookie(w, r, sess)

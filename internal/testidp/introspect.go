@@ -5,10 +5,6 @@ import (
 	"strings"
 )
 
-// PathIntrospect is the RFC 7662 token introspection endpoint, relative to
-// the issuer.
-const PathIntrospect = "/introspect"
-
 // introspect implements RFC 7662. Any authenticated confidential client
 // may introspect any token of this server (the resource server use case);
 // public clients (auth method none) are refused with invalid_client.

@@ -23,6 +23,8 @@ const (
 	PathToken      = "/token"
 	PathUserinfo   = "/userinfo"
 	PathRevoke     = "/revoke"
+	PathIntrospect = "/introspect" // RFC 7662
+	PathPAR        = "/par"        // RFC 9126
 	PathEndSession = "/logout"
 )
 

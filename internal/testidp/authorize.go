@@ -69,30 +69,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 
 	if s.opts.AutoLogin != "" {
-		s.mu.Lock()
-		disabled := s.disabled[s.opts.AutoLogin]
-		var sess *session
-		if !disabled {
-			sess = s.newSessionLocked(s.opts.AutoLogin, now)
-		}
-		s.mu.Unlock()
-		if disabled {
+		s.autoLogin(w, r, req, now)
+		return
+	}
+	if sess := s.cookieSession(r, now); sess != nil && s.sessionSatisfies(sess, req, now) {
+		if s.isDisabled(sess.username) {
 			s.redirectError(w, r, req, "access_denied", "the user account is disabled")
 			return
 		}
 		s.approve(w, r, req, sess)
 		return
-	}
-	if !req.prompt["login"] {
-		if sess := s.cookieSession(r, now); sess != nil &&
-			(req.maxAge < 0 || now.Sub(sess.authTime) <= time.Duration(req.maxAge)*time.Second) {
-			if s.isDisabled(sess.username) {
-				s.redirectError(w, r, req, "access_denied", "the user account is disabled")
-				return
-			}
-			s.approve(w, r, req, sess)
-			return
-		}
 	}
 	if req.prompt["none"] {
 		s.redirectError(w, r, req, "login_required", "user is not signed in")
@@ -207,7 +193,99 @@ func (s *Server) parseAuthRequest(p url.Values) (req *authRequest, pageErr strin
 		req.maxAge = n
 	}
 	req.loginHint = p.Get("login_hint")
+	req.acrValues = strings.Fields(p.Get("acr_values"))
 	return req, "", nil
+}
+
+// sessionSatisfies reports whether an existing provider session may
+// approve req without a fresh authentication: not with prompt=login, not
+// when the authentication is older than max_age (unless
+// Options.IgnoreMaxAge), not when acr_values ask for a higher level than
+// the session's (unless Options.IgnoreACRValues).
+func (s *Server) sessionSatisfies(sess *session, req *authRequest, now time.Time) bool {
+	if req.prompt["login"] {
+		return false
+	}
+	s.mu.Lock()
+	authTime, acr := sess.authTime, sess.acr // re-authentication updates them
+	s.mu.Unlock()
+	// max_age=0 is prompt=login (OIDC Core §3.1.2.1).
+	if req.maxAge >= 0 && !s.opts.IgnoreMaxAge && (req.maxAge == 0 || now.Sub(authTime) > time.Duration(req.maxAge)*time.Second) {
+		return false
+	}
+	if want, _ := s.acrFor(req); !s.opts.IgnoreACRValues && slices.Index(s.opts.ACRValues, acr) < slices.Index(s.opts.ACRValues, want) {
+		return false
+	}
+	return true
+}
+
+// acrFor returns the acr and amr a fresh authentication for req gets: the
+// first requested acr_values entry the server supports, with amr
+// [pwd mfa] when it is above the lowest level; otherwise the lowest level
+// with amr [pwd].
+func (s *Server) acrFor(req *authRequest) (string, []string) {
+	lowest := s.opts.ACRValues[0]
+	if !s.opts.IgnoreACRValues {
+		for _, v := range req.acrValues {
+			if slices.Contains(s.opts.ACRValues, v) && v != lowest {
+				return v, []string{"pwd", "mfa"}
+			}
+			if v == lowest {
+				break
+			}
+		}
+	}
+	return lowest, []string{"pwd"}
+}
+
+// autoLogin approves req as Options.AutoLogin. Without
+// Options.AutoLoginSession every request is a fresh authentication in a
+// new session; with it the session is kept in a cookie and reused while it
+// satisfies the request, and re-authenticated in place when it does not.
+func (s *Server) autoLogin(w http.ResponseWriter, r *http.Request, req *authRequest, now time.Time) {
+	user := s.opts.AutoLogin
+	if s.isDisabled(user) {
+		s.redirectError(w, r, req, "access_denied", "the user account is disabled")
+		return
+	}
+	var sess *session
+	if s.opts.AutoLoginSession {
+		if cur := s.cookieSession(r, now); cur != nil && cur.username == user {
+			if s.sessionSatisfies(cur, req, now) {
+				s.approve(w, r, req, cur)
+				return
+			}
+			sess = cur
+		}
+	}
+	acr, amr := s.acrFor(req)
+	s.mu.Lock()
+	sess = s.authenticateLocked(sess, user, now, acr, amr)
+	s.mu.Unlock()
+	if s.opts.AutoLoginSession {
+		setSessionCookie(w, r, sess)
+	}
+	s.approve(w, r, req, sess)
+}
+
+// authenticateLocked records a fresh authentication of user: in sess
+// when it is an active session of that user (the session, and its sid,
+// survive a re-authentication, as in Keycloak), else in a new session.
+func (s *Server) authenticateLocked(sess *session, user string, now time.Time, acr string, amr []string) *session {
+	if sess == nil || sess.username != user || s.activeSessionLocked(sess.id, now) == nil {
+		sess = s.newSessionLocked(user, now)
+	}
+	sess.authTime = now
+	sess.acr = acr
+	sess.amr = amr
+	return sess
+}
+
+func setSessionCookie(w http.ResponseWriter, r *http.Request, sess *session) {
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: sess.id, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		Secure: r.TLS != nil,
+	})
 }
 
 func (s *Server) recordQuery(params url.Values) {
@@ -277,12 +355,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	delete(s.pending, tx)
-	sess := s.newSessionLocked(username, now)
+	var cur *session
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		cur = s.sessions[c.Value]
+	}
+	acr, amr := s.acrFor(req) // reads only s.opts
+	sess := s.authenticateLocked(cur, username, now, acr, amr)
 	s.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: sess.id, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
-		Secure: r.TLS != nil,
-	})
+	setSessionCookie(w, r, sess)
 	s.approve(w, r, req, sess)
 }
 
@@ -297,6 +377,8 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, req *authReques
 		username: sess.username,
 		sid:      sess.id,
 		authTime: sess.authTime,
+		acr:      sess.acr,
+		amr:      sess.amr,
 		expires:  now.Add(s.opts.CodeTTL),
 	}
 	sess.clients[req.clientID] = true

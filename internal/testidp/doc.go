@@ -75,8 +75,40 @@
 // form, prompt=none fails with login_required when there is no session).
 // /logout ends the session, revokes every token issued in it and sends
 // back-channel logout tokens to participating clients that registered a
-// BackchannelLogoutURI. With AutoLogin every authorization request creates a
-// fresh session for the AutoLogin user.
+// BackchannelLogoutURI (logout tokens: header typ "logout+jwt"; iss, aud,
+// iat, exp, jti, the back-channel-logout event, sub and sid; never a
+// nonce) and renders an iframe for each participating client that
+// registered a FrontchannelLogoutURI (OpenID Front-Channel Logout 1.0;
+// iss and sid query parameters are added when the client set
+// FrontchannelLogoutSessionRequired). With such iframes the logout page is
+// a 200 page that moves on to post_logout_redirect_uri by a meta refresh
+// after two seconds; without them the redirect is an immediate 302.
+// [Server.FrontchannelLogoutURLs] returns the iframe URLs of a session
+// (the sid claim of its ID tokens).
+//
+// With AutoLogin every authorization request creates a fresh session for
+// the AutoLogin user, unless Options.AutoLoginSession is set (see below). LastAuthorizeQuery records every parameter, login_hint
+// and domain_hint included.
+//
+// # Authentication context and step-up
+//
+// ID tokens (and JWT access tokens and introspection answers) carry
+// auth_time, the time of the latest authentication in the provider
+// session, acr and amr. Options.ACRValues lists the supported levels,
+// lowest first (default "1", "2"; advertised as acr_values_supported). A
+// fresh authentication for a request with acr_values gets the first
+// supported requested value as acr, with amr ["pwd","mfa"] when it is not
+// the lowest level; otherwise acr is the lowest level and amr ["pwd"].
+// An existing session is reused unless prompt=login, max_age is exceeded
+// (max_age=0 always is) or acr_values asks for a level above the
+// session's; then the user authenticates again (the form, or with
+// AutoLogin an automatic authentication) and the session, keeping its
+// sid, gets the new auth_time, acr and amr. prompt=none in that situation
+// is login_required. Refreshed ID tokens keep the auth_time, acr and amr of
+// the original grant. Options.AutoLoginSession gives AutoLogin a reusable
+// session (without it every AutoLogin request is a fresh authentication).
+// Options.IgnoreMaxAge and Options.IgnoreACRValues make the server
+// disregard those parameters, like broken providers do.
 //
 // # Client authentication
 //
@@ -136,7 +168,8 @@
 // "token", "token:authorization_code", "token:refresh_token",
 // "token:unsupported", "userinfo", "revoke", "introspect", "par",
 // "end_session",
-// "backchannel_logout" (logout tokens sent).
+// "backchannel_logout" (logout tokens sent), "frontchannel_logout" (logout
+// iframes rendered).
 //
 // # Faults
 //

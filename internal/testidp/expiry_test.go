@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -129,5 +130,45 @@ func TestFaultEvery(t *testing.T) {
 	}
 	if st := refresh(); st != 503 {
 		t.Fatalf("second request: %d", st)
+	}
+}
+
+// TestConcurrentTokenTraffic runs refreshes, introspection and userinfo in
+// parallel with key rotation, expiry changes and an Every fault, so that
+// the race detector sees the token endpoint's unlocked signing path.
+func TestConcurrentTokenTraffic(t *testing.T) {
+	f := setup(t, Options{AutoLogin: "alice"})
+	f.idp.SetFault("token:refresh_token", Fault{Kind: FaultRaw, Status: 503, Every: 5})
+	const workers, rounds = 4, 10
+	toks := make([]string, workers)
+	for i := range toks {
+		toks[i] = f.login().RefreshToken
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	for i := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				st, m := f.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {toks[i]}})
+				mu.Lock()
+				statuses[st]++
+				mu.Unlock()
+				if st == 200 {
+					f.introspect(m["access_token"].(string), testClientID, testSecret)
+					f.userinfoStatus(m["access_token"].(string))
+				}
+			}
+		}()
+	}
+	for range 3 {
+		f.idp.RotateKey()
+		f.idp.SetAccessTokenExpiry(time.Now().Add(time.Minute))
+	}
+	wg.Wait()
+	if statuses[503] != workers*rounds/5 || statuses[200] != workers*rounds-workers*rounds/5 {
+		t.Fatalf("statuses %v", statuses)
 	}
 }

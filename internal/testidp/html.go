@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"html/template"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 )
 
 const pageCSS = `
@@ -78,6 +81,51 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 </body>
 </html>
 `))
+
+var logoutFramesTmpl = template.Must(template.New("logout").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+{{if .Next}}<meta http-equiv="refresh" content="2;url={{.Next}}">
+{{end}}<title>Signed out</title>
+<style>` + pageCSS + `iframe{display:none}</style>
+</head>
+<body>
+<main>
+<h1>Signed out</h1>
+<p id="message">You have been signed out{{if .Frames}} of {{len .Frames}} application{{if gt (len .Frames) 1}}s{{end}}{{end}}.</p>
+{{if .Next}}<p><a id="continue" href="{{.Next}}">Continue</a></p>{{end}}
+{{range $i, $u := .Frames}}<iframe class="frontchannel-logout" src="{{$u}}" title="Signing out of application {{$i}}"></iframe>
+{{end}}</main>
+</body>
+</html>
+`))
+
+type logoutFramesData struct {
+	Frames []string
+	Next   string
+}
+
+// renderLogoutFrames renders the front-channel logout page. Its CSP allows
+// exactly the origins of the iframes.
+func (s *Server) renderLogoutFrames(w http.ResponseWriter, frames []string, next string) {
+	var buf bytes.Buffer
+	if err := logoutFramesTmpl.Execute(&buf, logoutFramesData{Frames: frames, Next: next}); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	var origins []string
+	for _, f := range frames {
+		if u, err := url.Parse(f); err == nil && !slices.Contains(origins, u.Scheme+"://"+u.Host) {
+			origins = append(origins, u.Scheme+"://"+u.Host)
+		}
+	}
+	setHTMLHeaders(w)
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-src "+strings.Join(origins, " ")+"; frame-ancestors 'none'; base-uri 'none'")
+	w.WriteHeader(http.StatusOK)
+	w.Write(buf.Bytes())
+}
 
 type hint struct{ Username, Password string }
 

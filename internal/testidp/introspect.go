@@ -5,10 +5,6 @@ import (
 	"strings"
 )
 
-// PathIntrospect is the RFC 7662 token introspection endpoint, relative to
-// the issuer.
-const PathIntrospect = "/introspect"
-
 // introspect implements RFC 7662. Any authenticated confidential client
 // may introspect any token of this server (the resource server use case);
 // public clients (auth method none) are refused with invalid_client.
@@ -51,6 +47,10 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 			}
 			if info.sid != "" {
 				resp["sid"] = info.sid
+			}
+			if info.acr != "" {
+				resp["acr"] = info.acr
+				resp["auth_time"] = info.authTime
 			}
 		}
 	}

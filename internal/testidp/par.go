@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// PathPAR is the RFC 9126 pushed authorization request endpoint, relative
-// to the issuer.
-const PathPAR = "/par"
-
 // RequestURIPrefix starts every request_uri the PAR endpoint returns.
 const RequestURIPrefix = "urn:ietf:params:oauth:request_uri:"
 

@@ -23,6 +23,8 @@ const (
 	PathToken      = "/token"
 	PathUserinfo   = "/userinfo"
 	PathRevoke     = "/revoke"
+	PathIntrospect = "/introspect" // RFC 7662
+	PathPAR        = "/par"        // RFC 9126
 	PathEndSession = "/logout"
 )
 
@@ -139,7 +141,7 @@ func checkDuplicates(v url.Values) *oauthError {
 var reservedClaims = map[string]bool{
 	"iss": true, "aud": true, "exp": true, "iat": true, "nbf": true, "jti": true, "azp": true, "sid": true,
 	"auth_time": true, "nonce": true, "at_hash": true, "c_hash": true, "scope": true, "client_id": true,
-	"typ": true, "events": true, "sub": true,
+	"typ": true, "events": true, "sub": true, "acr": true, "amr": true,
 }
 
 func (s *Server) subjectLocked(username string) string {
@@ -187,7 +189,7 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	alg := s.current.alg
 	scopes := slices.Clone(s.opts.Scopes)
 	claimSet := map[string]bool{}
-	for _, c := range []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash", "azp",
+	for _, c := range []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash", "azp", "acr", "amr",
 		"email", "email_verified", "name", "preferred_username", "groups"} {
 		claimSet[c] = true
 	}
@@ -230,11 +232,13 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		"introspection_endpoint_auth_signing_alg_values_supported": assertionAlgs,
 		"scopes_supported":                                         scopes,
 		"claims_supported":                                         claims,
+		"acr_values_supported":                                     slices.Clone(s.opts.ACRValues),
 		"code_challenge_methods_supported":                         []string{"S256"},
 		"prompt_values_supported":                                  []string{"none", "login", "consent", "select_account"},
 		"backchannel_logout_supported":                             true,
 		"backchannel_logout_session_supported":                     true,
-		"frontchannel_logout_supported":                            false,
+		"frontchannel_logout_supported":                            true,
+		"frontchannel_logout_session_supported":                    true,
 		"authorization_response_iss_parameter_supported":           !s.opts.OmitIssParameter,
 		"claims_parameter_supported":                               false,
 		"request_parameter_supported":                              false,
@@ -346,6 +350,8 @@ type accessInfo struct {
 	username, sub, clientID, scope, sid, iss, jti string
 	aud                                           any
 	iat, exp                                      int64
+	acr                                           string
+	authTime                                      int64
 }
 
 // lookupAccessToken validates an access token (a JWT of this server or an
@@ -371,6 +377,7 @@ func (s *Server) lookupAccessToken(token, issuer string) (*accessInfo, string) {
 		return &accessInfo{
 			username: a.username, sub: a.sub, clientID: a.clientID, scope: a.scope, sid: a.sid,
 			iss: a.issuer, aud: a.aud, iat: a.issued.Unix(), exp: a.expires.Unix(),
+			acr: a.acr, authTime: a.authTime.Unix(),
 		}, ""
 	}
 	s.mu.Unlock()
@@ -399,6 +406,8 @@ func (s *Server) lookupAccessToken(token, issuer string) (*accessInfo, string) {
 	info.clientID, _ = p.claims["client_id"].(string)
 	info.sid, _ = p.claims["sid"].(string)
 	info.iat, _ = numClaim(p.claims, "iat")
+	info.acr, _ = p.claims["acr"].(string)
+	info.authTime, _ = numClaim(p.claims, "auth_time")
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -614,6 +623,7 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 			ending = append(ending, sess)
 		}
 	}
+	var frames []string
 	for _, sess := range ending {
 		sub := s.subjectLocked(sess.username)
 		for _, c := range s.endSessionLocked(sess) {
@@ -621,13 +631,18 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 				sends = append(sends, bc{c, sub, sess.id})
 			}
 		}
+		urls := s.frontchannelURLsLocked(sess, issuer)
+		s.frontchannelSent[sess.id] = urls
+		frames = append(frames, urls...)
 	}
+	s.counts["frontchannel_logout"] += len(frames)
 	s.mu.Unlock()
 	for _, b := range sends {
 		s.SendBackchannelLogout(b.client, b.sub, b.sid) // best effort, like real IdPs
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	w.Header().Set("Cache-Control", "no-store")
+	var next string
 	if plr != "" {
 		u, _ := url.Parse(plr)
 		q := u.Query()
@@ -635,10 +650,66 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 			q.Set("state", params.Get("state"))
 		}
 		u.RawQuery = q.Encode()
-		http.Redirect(w, r, u.String(), http.StatusFound)
+		next = u.String()
+	}
+	if len(frames) > 0 {
+		// OpenID Front-Channel Logout 1.0 §4: a page that loads every
+		// participating client's logout URI in an iframe, then moves on
+		// to the post-logout redirect URI (no script: a meta refresh).
+		s.renderLogoutFrames(w, frames, next)
+		return
+	}
+	if next != "" {
+		http.Redirect(w, r, next, http.StatusFound)
 		return
 	}
 	s.renderPage(w, http.StatusOK, pageData{Title: "Signed out", Message: "You have been signed out."})
+}
+
+// frontchannelURLsLocked returns the front-channel logout URLs of the
+// clients that took part in sess, sorted by client_id: the registered URI,
+// with iss and sid added when the client set
+// FrontchannelLogoutSessionRequired.
+func (s *Server) frontchannelURLsLocked(sess *session, issuer string) []string {
+	var out []string
+	for _, id := range slices.Sorted(maps.Keys(sess.clients)) {
+		c := s.clients[id]
+		if c == nil || c.FrontchannelLogoutURI == "" {
+			continue
+		}
+		u, err := url.Parse(c.FrontchannelLogoutURI)
+		if err != nil {
+			continue
+		}
+		if c.FrontchannelLogoutSessionRequired {
+			q := u.Query()
+			q.Set("iss", issuer)
+			q.Set("sid", sess.id)
+			u.RawQuery = q.Encode()
+		}
+		out = append(out, u.String())
+	}
+	return out
+}
+
+// FrontchannelLogoutURLs returns the iframe URLs of OpenID Front-Channel
+// Logout for the provider session sid (the ID tokens' sid claim): one per
+// client that took part in the session and registered a
+// FrontchannelLogoutURI, sorted by client_id, each with iss and sid query
+// parameters when the client set FrontchannelLogoutSessionRequired. After
+// the session was ended at the end_session_endpoint it returns the URLs
+// that logout page rendered. Unknown sessions return nil.
+func (s *Server) FrontchannelLogoutURLs(sid string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if urls, ok := s.frontchannelSent[sid]; ok {
+		return slices.Clone(urls)
+	}
+	sess := s.sessions[sid]
+	if sess == nil {
+		return nil
+	}
+	return s.frontchannelURLsLocked(sess, s.baseURL+s.issuerPath)
 }
 
 func postLogoutAllowed(c *Client, uri string) bool {

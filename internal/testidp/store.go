@@ -26,6 +26,7 @@ type authRequest struct {
 	prompt        map[string]bool
 	maxAge        int // -1 when absent
 	loginHint     string
+	acrValues     []string
 	expires       time.Time
 	created       time.Time
 	loginAttempts int
@@ -36,6 +37,8 @@ type authCode struct {
 	username string
 	sid      string
 	authTime time.Time
+	acr      string
+	amr      []string
 	expires  time.Time
 	used     bool
 	grantID  string
@@ -50,6 +53,8 @@ type grant struct {
 	nonce    string
 	hasNonce bool
 	authTime time.Time
+	acr      string
+	amr      []string
 	revoked  bool
 	jtis     []string
 	refresh  []string
@@ -80,12 +85,16 @@ type accessRecord struct {
 	issuer   string
 	aud      string
 	issued   time.Time
+	acr      string
+	authTime time.Time
 }
 
 type session struct {
 	id       string
 	username string
-	authTime time.Time
+	authTime time.Time // of the latest authentication in the session
+	acr      string
+	amr      []string
 	expires  time.Time
 	ended    bool
 	clients  map[string]bool
@@ -96,6 +105,8 @@ func (s *Server) newSessionLocked(username string, now time.Time) *session {
 		id:       randomString(16),
 		username: username,
 		authTime: now,
+		acr:      s.opts.ACRValues[0],
+		amr:      []string{"pwd"},
 		expires:  now.Add(s.opts.SessionTTL),
 		clients:  map[string]bool{},
 	}
@@ -212,6 +223,7 @@ func (s *Server) maybePruneLocked(now time.Time) {
 	capMap(s.sessions, maxEntries)
 	capMap(s.assertionJTIs, maxEntries)
 	capMap(s.pushed, maxEntries)
+	capMap(s.frontchannelSent, maxPending)
 }
 
 // capMap cuts a map over limit down to 90% of limit.

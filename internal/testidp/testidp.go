@@ -23,7 +23,7 @@ import (
 // Claims are returned in ID tokens, access tokens and userinfo. "sub"
 // defaults to the username and "preferred_username" to the username.
 // Registered JWT claims (iss, aud, exp, iat, nbf, jti, azp, sid, auth_time,
-// nonce, at_hash, scope, client_id) in Claims are ignored.
+// acr, amr, nonce, at_hash, scope, client_id) in Claims are ignored.
 type User struct {
 	Username string
 	Password string
@@ -60,6 +60,13 @@ type Client struct {
 	TLSClientAuthSubjectDN string
 	// BackchannelLogoutURI receives logout tokens (OIDC Back-Channel Logout).
 	BackchannelLogoutURI string
+	// FrontchannelLogoutURI is loaded in an iframe of the logout page when
+	// a session the client took part in ends at the end_session_endpoint
+	// (OpenID Front-Channel Logout 1.0). It must be absolute.
+	FrontchannelLogoutURI string
+	// FrontchannelLogoutSessionRequired adds iss and sid query parameters
+	// to FrontchannelLogoutURI.
+	FrontchannelLogoutSessionRequired bool
 	// PostLogoutRedirectURIs are the exact URIs accepted as
 	// post_logout_redirect_uri. When empty, any URI with the same origin
 	// (scheme, host, port) as one of RedirectURIs is accepted.
@@ -89,6 +96,26 @@ type Options struct {
 	// AutoLogin, when set, approves every authorization request as this
 	// username without showing the login form.
 	AutoLogin string
+	// AutoLoginSession makes AutoLogin behave like a form login that the
+	// user completes at once: it creates a provider session (cookie
+	// "testidp_sso") that later authorization requests reuse, with its
+	// auth_time, acr and amr, until max_age, prompt=login or a higher
+	// acr_values force a fresh (automatic) authentication. Without it
+	// every AutoLogin request is a fresh authentication in a new session.
+	AutoLoginSession bool
+	// ACRValues are the supported authentication context class
+	// references, lowest level first (acr_values_supported). Default
+	// ["1", "2"]: "1" is a password login (amr ["pwd"]), every other value
+	// a login with a second factor (amr ["pwd", "mfa"]).
+	ACRValues []string
+	// IgnoreMaxAge makes the server disregard max_age: sessions are
+	// reused however old their authentication (a provider that breaks
+	// OIDC Core §3.1.2.1, for relying parties' loop-protection tests).
+	IgnoreMaxAge bool
+	// IgnoreACRValues makes the server disregard acr_values: every
+	// authentication gets the lowest level and sessions are never stepped
+	// up.
+	IgnoreACRValues bool
 	// ShowHints lists usernames and passwords on the login form (demo).
 	ShowHints bool
 
@@ -181,7 +208,9 @@ type Server struct {
 
 	assertionJTIs map[string]time.Time // client_id NUL jti → assertion exp
 	pushed        map[string]*pushedRequest
-	lastPushed    url.Values
+	// frontchannelSent: sid → iframe URLs rendered when it ended at /logout.
+	frontchannelSent map[string][]string
+	lastPushed       url.Values
 
 	ca     *testCA
 	tlsSrv *http.Server
@@ -216,6 +245,9 @@ func New(opts Options) (*Server, error) {
 	if opts.SigningAlg == "" {
 		opts.SigningAlg = "RS256"
 	}
+	if len(opts.ACRValues) == 0 {
+		opts.ACRValues = []string{"1", "2"}
+	}
 	if len(opts.Scopes) == 0 {
 		opts.Scopes = defaultScopes
 	}
@@ -235,23 +267,24 @@ func New(opts Options) (*Server, error) {
 		p = "/" + p
 	}
 	s := &Server{
-		opts:          opts,
-		issuerPath:    p,
-		users:         map[string]*User{},
-		clients:       map[string]*Client{},
-		wrongKeys:     map[string]*signingKey{},
-		disabled:      map[string]bool{},
-		assertionJTIs: map[string]time.Time{},
-		pushed:        map[string]*pushedRequest{},
-		counts:        map[string]int{},
-		faults:        map[string]*Fault{},
-		pending:       map[string]*authRequest{},
-		codes:         map[string]*authCode{},
-		grants:        map[string]*grant{},
-		refresh:       map[string]*refreshToken{},
-		access:        map[string]*accessRecord{},
-		sessions:      map[string]*session{},
-		closed:        make(chan struct{}),
+		opts:             opts,
+		issuerPath:       p,
+		users:            map[string]*User{},
+		clients:          map[string]*Client{},
+		wrongKeys:        map[string]*signingKey{},
+		disabled:         map[string]bool{},
+		assertionJTIs:    map[string]time.Time{},
+		pushed:           map[string]*pushedRequest{},
+		frontchannelSent: map[string][]string{},
+		counts:           map[string]int{},
+		faults:           map[string]*Fault{},
+		pending:          map[string]*authRequest{},
+		codes:            map[string]*authCode{},
+		grants:           map[string]*grant{},
+		refresh:          map[string]*refreshToken{},
+		access:           map[string]*accessRecord{},
+		sessions:         map[string]*session{},
+		closed:           make(chan struct{}),
 	}
 	for _, u := range opts.Users {
 		if u.Username == "" {
@@ -309,6 +342,11 @@ func (s *Server) addClientLocked(c Client) error {
 		u, err := url.Parse(ru)
 		if err != nil || !u.IsAbs() || u.Fragment != "" {
 			return fmt.Errorf("testidp: client %q: redirect URI %q must be absolute without fragment", c.ID, ru)
+		}
+	}
+	if c.FrontchannelLogoutURI != "" {
+		if u, err := url.Parse(c.FrontchannelLogoutURI); err != nil || !u.IsAbs() || u.Fragment != "" {
+			return fmt.Errorf("testidp: client %q: FrontchannelLogoutURI %q must be absolute without fragment", c.ID, c.FrontchannelLogoutURI)
 		}
 	}
 	if err := validateClientAuth(&c); err != nil {

@@ -143,6 +143,8 @@ func (s *Server) exchangeCode(r *http.Request, client *Client) (*issuance, *oaut
 		nonce:    c.req.nonce,
 		hasNonce: c.req.hasNonce,
 		authTime: c.authTime,
+		acr:      c.acr,
+		amr:      c.amr,
 	}
 	s.grants[g.id] = g
 	c.grantID = g.id
@@ -267,7 +269,7 @@ func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer strin
 	rec := &accessRecord{
 		grantID: g.id, clientID: g.clientID, expires: exp,
 		username: g.username, sub: s.subjectLocked(g.username), scope: scope, sid: g.sid,
-		issuer: issuer, aud: aud, issued: now,
+		issuer: issuer, aud: aud, issued: now, acr: g.acr, authTime: g.authTime,
 	}
 	is := &issuance{s: s, key: s.current, issuer: issuer, now: now}
 	if s.opts.OpaqueAccessTokens {
@@ -288,6 +290,10 @@ func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer strin
 		at["exp"] = exp.Unix()
 		at["jti"] = jti
 		at["scope"] = scope
+		// RFC 9068 §2.2.1 / RFC 9470: the authentication context.
+		at["auth_time"] = g.authTime.Unix()
+		at["acr"] = g.acr
+		at["amr"] = g.amr
 		if g.sid != "" {
 			at["sid"] = g.sid
 		}
@@ -319,6 +325,8 @@ func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer strin
 		id["iat"] = now.Unix()
 		id["exp"] = now.Add(s.opts.AccessTokenTTL).Unix()
 		id["auth_time"] = g.authTime.Unix()
+		id["acr"] = g.acr
+		id["amr"] = g.amr
 		id["jti"] = randomString(16)
 		if g.sid != "" {
 			id["sid"] = g.sid

@@ -41,6 +41,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/authgate/caddy-authgate/internal/testidp"
 )
 
 type options struct {
@@ -123,7 +125,7 @@ func run(o options) int {
 	if o.scenarios["large"] || o.scenarios["redis-large"] {
 		groups = largeGroups(o.groups)
 	}
-	st, err := startStack(groups)
+	st, err := startStack(stackConfig{largeGroups: groups})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
@@ -370,13 +372,23 @@ func runScenario(o options, st *stack, title string, sess session, sameURL strin
 		probeTargets[i] = newTarget(t.name, t.url, t.cookie, 1)
 	}
 
+	return compareTargets(o, st, title, sess.site, targets, probeTargets, st.idp, direct, providerDuringLoad, fails)
+}
+
+// compareTargets checks that the same-bytes target forwards what the
+// authgate target forwards, then loads the targets (tPlain, tAuth, tSame)
+// in rounds of rotating slices, and the probe targets on one connection
+// after each round when probeTargets is not nil, and prints the
+// comparison. site is the authgate site (its identified requests are
+// counted); idp is its provider, which must see no request meanwhile.
+func compareTargets(o options, st *stack, title, site string, targets, probeTargets []*target, idp *testidp.Server, direct round, providerDuringLoad *int, fails *failures) scenarioResult {
 	if err := checkSameBytes(targets[tPlain], targets[tAuth], targets[tSame]); err != nil {
 		fmt.Printf("  %v\n", err)
 		fails.add("%s: %v", title, err)
 	}
 
-	providerBefore := st.providerRequests()
-	identifiedBefore := st.identifiedAt(sess.site)
+	providerBefore := providerRequests(idp)
+	identifiedBefore := st.identifiedAt(site)
 
 	for _, t := range targets {
 		load(t, o.warmup, o.concurrency, o.maxRequests)
@@ -398,7 +410,7 @@ func runScenario(o options, st *stack, title string, sess session, sameURL strin
 			}
 		}
 		c.add(mergeEach(parts))
-		if o.probe > 0 {
+		if o.probe > 0 && probeTargets != nil {
 			parts := make([][]round, nTargets)
 			for k := 0; k < probeSlices; k++ {
 				for _, t := range rotation(nTargets, i*probeSlices+k) {
@@ -408,11 +420,11 @@ func runScenario(o options, st *stack, title string, sess session, sameURL strin
 			probes.add(mergeEach(parts))
 		}
 	}
-	providerCalls := st.providerRequests() - providerBefore
+	providerCalls := providerRequests(idp) - providerBefore
 	*providerDuringLoad += providerCalls
 
 	authReqs := c.requests(tAuth) + probes.requests(tAuth)
-	identified := st.identifiedAt(sess.site) - identifiedBefore
+	identified := st.identifiedAt(site) - identifiedBefore
 	// Warm-up requests reached the backend too; at least every recorded
 	// one must have come with an identity. Counted for the authgate site
 	// alone (by X-Forwarded-Host): the same-bytes site's carry one too.
@@ -467,7 +479,7 @@ func runScenario(o options, st *stack, title string, sess session, sameURL strin
 		res.addedP50, res.addedP99,
 		median(c.paired(tAuth, tSame, func(a, s round) float64 { return p50(a) - p50(s) })),
 		median(c.paired(tAuth, tSame, func(a, s round) float64 { return p99(a) - p99(s) })))
-	if o.probe > 0 {
+	if o.probe > 0 && probeTargets != nil {
 		res.hasProbe = true
 		res.probeP50 = median(probes.paired(tAuth, tPlain, func(a, p round) float64 { return p50(a) - p50(p) }))
 		res.probeP99 = median(probes.paired(tAuth, tPlain, func(a, p round) float64 { return p99(a) - p99(p) }))

@@ -31,16 +31,35 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusMethodNotAllowed, "invalid_request", "Method not allowed")
 		return
 	}
-	s.mu.Lock()
-	s.lastQuery = url.Values{}
-	for k, v := range params {
-		s.lastQuery[k] = slices.Clone(v)
+	pushed := params.Has("request_uri")
+	if pushed {
+		eff, code, msg := s.resolvePushed(params)
+		if code != "" {
+			s.recordQuery(params)
+			s.errorPage(w, http.StatusBadRequest, code, msg)
+			return
+		}
+		// The recorded query is the effective one: the pushed parameters
+		// plus the front channel's request_uri.
+		rec := url.Values{"request_uri": {params.Get("request_uri")}}
+		params = url.Values{}
+		for k, v := range eff {
+			params[k] = slices.Clone(v)
+			rec[k] = v
+		}
+		s.recordQuery(rec)
+	} else {
+		s.recordQuery(params)
 	}
-	s.mu.Unlock()
 
 	req, pageErr, redirErr := s.parseAuthRequest(params)
 	if pageErr != "" {
 		s.errorPage(w, http.StatusBadRequest, "invalid_request", pageErr)
+		return
+	}
+	if !pushed && s.opts.RequirePAR {
+		// RFC 9126 §4: refused with invalid_request.
+		s.redirectError(w, r, req, "invalid_request", "pushed authorization requests are required")
 		return
 	}
 	if redirErr != nil {
@@ -51,14 +70,26 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 
 	if s.opts.AutoLogin != "" {
 		s.mu.Lock()
-		sess := s.newSessionLocked(s.opts.AutoLogin, now)
+		disabled := s.disabled[s.opts.AutoLogin]
+		var sess *session
+		if !disabled {
+			sess = s.newSessionLocked(s.opts.AutoLogin, now)
+		}
 		s.mu.Unlock()
+		if disabled {
+			s.redirectError(w, r, req, "access_denied", "the user account is disabled")
+			return
+		}
 		s.approve(w, r, req, sess)
 		return
 	}
 	if !req.prompt["login"] {
 		if sess := s.cookieSession(r, now); sess != nil &&
 			(req.maxAge < 0 || now.Sub(sess.authTime) <= time.Duration(req.maxAge)*time.Second) {
+			if s.isDisabled(sess.username) {
+				s.redirectError(w, r, req, "access_denied", "the user account is disabled")
+				return
+			}
 			s.approve(w, r, req, sess)
 			return
 		}
@@ -122,7 +153,8 @@ func (s *Server) parseAuthRequest(p url.Values) (req *authRequest, pageErr strin
 		return fail("request_not_supported", "request objects are not supported")
 	}
 	if p.Has("request_uri") {
-		return fail("request_uri_not_supported", "request_uri is not supported")
+		// Only PAR request URIs are supported; they are resolved before.
+		return fail("request_uri_not_supported", "request_uri is only supported with pushed authorization requests")
 	}
 	switch rt := p.Get("response_type"); rt {
 	case "code":
@@ -149,7 +181,7 @@ func (s *Server) parseAuthRequest(p url.Values) (req *authRequest, pageErr strin
 		return fail("invalid_request", "code_challenge_method must be S256 (plain is not supported)")
 	case challenge != "" && (len(challenge) != 43 || !pkceRe.MatchString(challenge)):
 		return fail("invalid_request", "malformed code_challenge")
-	case challenge == "" && client.Secret == "":
+	case challenge == "" && client.public():
 		return fail("invalid_request", "PKCE (S256) is required for public clients")
 	}
 	req.challenge = challenge
@@ -176,6 +208,21 @@ func (s *Server) parseAuthRequest(p url.Values) (req *authRequest, pageErr strin
 	}
 	req.loginHint = p.Get("login_hint")
 	return req, "", nil
+}
+
+func (s *Server) recordQuery(params url.Values) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastQuery = url.Values{}
+	for k, v := range params {
+		s.lastQuery[k] = slices.Clone(v)
+	}
+}
+
+func (s *Server) isDisabled(username string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.disabled[username]
 }
 
 func (s *Server) cookieSession(r *http.Request, now time.Time) *session {
@@ -221,6 +268,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		req.loginAttempts++
 		s.mu.Unlock()
 		s.renderLogin(w, http.StatusOK, req, tx, username, "Invalid username or password.")
+		return
+	}
+	if s.disabled[username] {
+		req.loginAttempts++
+		s.mu.Unlock()
+		s.renderLogin(w, http.StatusOK, req, tx, username, "Account is disabled, contact your administrator.")
 		return
 	}
 	delete(s.pending, tx)

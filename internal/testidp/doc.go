@@ -35,13 +35,41 @@
 //	/token       POST, application/x-www-form-urlencoded only
 //	/userinfo    GET/POST, Bearer access token (RFC 6750 header or form body)
 //	/revoke      POST, RFC 7009
+//	/introspect  POST, RFC 7662 token introspection (client authentication
+//	             required, public clients refused)
+//	/par         POST, RFC 9126 pushed authorization requests
 //	/logout      GET/POST, RP-initiated logout (end_session_endpoint)
 //
-// Client authentication: client_secret_basic or client_secret_post for
-// confidential clients (Client.Secret != ""), "none" for public clients
-// (Client.Secret == ""), which must then use PKCE.
+// Pushed authorization requests: /par authenticates the client, validates
+// the parameters as /authorize would (errors as JSON, e.g. 400
+// invalid_request for an unregistered redirect_uri) and answers 201
+// {"request_uri":"urn:ietf:params:oauth:request_uri:…","expires_in":60}.
+// /authorize?client_id=…&request_uri=… then uses the pushed parameters
+// only; other front-channel parameters are ignored (RFC 9101 §5). A
+// request_uri is single use, expires after PARLifetime and belongs to the
+// client that pushed it; otherwise /authorize shows a 400 error page with
+// error code invalid_request_uri (no redirect: the redirect URI is part of
+// what cannot be trusted). With Options.RequirePAR discovery says
+// require_pushed_authorization_requests and requests without request_uri
+// are answered error=invalid_request. [Server.LastAuthorizeQuery] records
+// the effective (pushed) parameters plus request_uri;
+// [Server.LastPushedRequest] the last /par body without credentials.
 //
-// Login sessions: unless Options.AutoLogin is set, a successful form login
+// Introspection answers {"active":false} (and nothing else) for unknown,
+// expired, revoked tokens, tokens of ended sessions and of disabled users;
+// otherwise active, scope, client_id, username, token_type, exp, iat, sub,
+// aud, iss (and jti, sid). Any authenticated confidential client may
+// introspect any token. Refresh tokens can be introspected too (no
+// token_type). token_type_hint is ignored: both kinds are searched.
+//
+// Access tokens are JWTs with header typ "at+jwt" (RFC 9068) and aud =
+// Options.AccessTokenAudience, by default the client_id; with
+// Options.OpaqueAccessTokens they are random strings known only to the
+// server (userinfo, introspection and revocation accept both kinds).
+//
+// # Login sessions
+//
+// Unless Options.AutoLogin is set, a successful form login
 // creates a provider session (cookie "testidp_sso") so that a second
 // authorization request is approved without the form (prompt=login forces the
 // form, prompt=none fails with login_required when there is no session).
@@ -50,12 +78,64 @@
 // BackchannelLogoutURI. With AutoLogin every authorization request creates a
 // fresh session for the AutoLogin user.
 //
+// # Client authentication
+//
+// The token, revocation, introspection and PAR endpoints authenticate
+// clients identically, with exactly one method per request:
+//
+//	client_secret_basic  Basic header (form-urlencoded id and secret)
+//	client_secret_post   client_id and client_secret in the body
+//	client_secret_jwt    RFC 7523 assertion, HS256 keyed with Client.Secret
+//	private_key_jwt      RFC 7523 assertion, RS256 or ES256 with a key of
+//	                     Client.JWKS (the header kid selects it)
+//	tls_client_auth      RFC 8705 §2.1 (PKI): a client certificate chaining
+//	                     to a trusted CA whose subject DN is
+//	                     Client.TLSClientAuthSubjectDN; needs StartTLS
+//	none                 client_id only, public clients (no credentials),
+//	                     which must use PKCE; refused at introspection
+//
+// Client.AuthMethod restricts a client to one method; without it every
+// method its credentials allow is accepted. A client assertion (parameter
+// client_assertion_type = urn:ietf:params:oauth:client-assertion-type:jwt-bearer)
+// must have iss = sub = client_id; aud the issuer, the token endpoint URL
+// or the URL it is sent to (Options.AssertionAudience "issuer" or
+// "token_endpoint" requires one); exp, no more than MaxAssertionLifetime
+// (5 minutes) away; and a jti, which is never accepted twice (a replay is
+// invalid_client). Failures are 401 invalid_client; malformed requests
+// (two methods, missing assertion, client_id not matching) are 400
+// invalid_request. [GenerateClientKey], [ClientKey.Sign], [SignHS256] and
+// [Server.ClientAssertionClaims] build assertions.
+//
+// [Server.StartTLS] serves the same endpoints over TLS on another loopback
+// port with a certificate of the server's own test CA ([Server.RootCAs]),
+// requesting client certificates (tls.VerifyClientCertIfGiven): they must
+// chain to that CA ([Server.IssueClientCertificate]) or one of
+// Options.TLSClientCAs, else the handshake fails. After Start the TLS
+// listener is an alias: discovery lists it in mtls_endpoint_aliases and
+// tls_client_auth in token_endpoint_auth_methods_supported, and tokens
+// carry the plain issuer. [Server.TLSClient] returns a client for it.
+// self_signed_tls_client_auth (RFC 8705 §2.2) is not supported.
+//
+// # Accounts and keys
+//
+// [Server.DisableUser] disables an account: no sign-in (login form refused,
+// AutoLogin and provider sessions answer access_denied), its access tokens
+// get 401 error="invalid_token" at userinfo and are inactive at
+// introspection, refresh and code exchange get invalid_grant.
+// [Server.EnableUser] undoes it.
+//
+// [Server.RotateKey] publishes the new key at once (first in the JWKS) and
+// signs every token issued afterwards, refreshed ones included, with it.
+// Options.ExtraJWKs appends raw keys (unknown kty or alg, symmetric keys,
+// ...) to the JWKS document; relying parties must skip them.
+//
 // # Counters
 //
 // [Server.Count] keys: "discovery", "jwks", "authorize" (every request to the
 // authorization endpoint, GET or POST), "login" (login form submissions),
 // "token", "token:authorization_code", "token:refresh_token",
-// "token:unsupported", "userinfo", "revoke", "end_session",
+// "token:unsupported", "userinfo", "revoke", "introspect", "par",
+// "end_session",
 // "backchannel_logout" (logout tokens sent).
 //
 // # Faults
@@ -63,9 +143,17 @@
 // [Server.SetFault] installs one [Fault] per endpoint key. Keys are the
 // counter names: "discovery", "jwks", "authorize", "token",
 // "token:authorization_code", "token:refresh_token", "userinfo", "revoke",
-// "end_session". The token endpoint looks at "token:<grant_type>" first and
-// falls back to "token". Fault.Times > 0 makes the fault apply to that many
+// "introspect", "par", "end_session". The token endpoint looks at
+// "token:<grant_type>" first and falls back to "token". Fault.Times > 0 makes the fault apply to that many
 // requests only, after which it clears itself; 0 means until ClearFaults.
+// Fault.Every > 0 makes it apply to every Every-th request of its key only
+// (deterministic: the Every-th, 2·Every-th, ...; the requests in between
+// are served normally and do not fall back to "token"); Times then counts
+// the requests the fault applied to. For example
+//
+//	idp.SetFault("token:refresh_token", testidp.Fault{Kind: testidp.FaultRaw, Status: 503, Every: 10})
+//
+// answers 503 to exactly one refresh in ten.
 //
 // Generic kinds, usable on every endpoint; nothing is processed (no side
 // effects such as consuming a code) unless noted:
@@ -105,7 +193,13 @@
 //	FaultIDTokenExpired            exp (and iat) one hour in the past
 //	FaultIDTokenNotYetValid        nbf (and iat) one hour in the future
 //	FaultIDTokenUnknownKID         valid signature by a key absent from the JWKS
-//	FaultIDTokenClaims             merge Fault.Claims into the ID token (nil value deletes)
+//	FaultIDTokenClaims             merge Fault.Claims into the ID token (nil value deletes);
+//	                               on "token:refresh_token" it changes the identity
+//	                               (sub, iss, aud, azp, ...) of refreshed ID tokens only
+//	FaultIDTokenWrongATHash        at_hash = Fault.Value or the hash of another token
+//
+// ID tokens carry at_hash (OIDC Core 3.1.3.6: base64url of the left half of
+// the SHA-256 of the access token) on code exchange and on refresh.
 //
 // Discovery:
 //
@@ -131,6 +225,19 @@
 // By default the authorization response carries iss (RFC 9207) and discovery
 // advertises authorization_response_iss_parameter_supported; set
 // Options.OmitIssParameter to turn both off.
+//
+// # Token lifetimes
+//
+// Access tokens (and ID tokens) live Options.AccessTokenTTL.
+// [Server.SetAccessTokenExpiry] makes every access token issued from then on
+// expire at one instant (exp = that instant, expires_in = the seconds left,
+// at least 1) until it is called with the zero time; load tests use it to
+// make thousands of sessions refresh at once.
+//
+// Token requests are signed outside the server's lock, so the token
+// endpoint scales with cores. Signing dominates its cost: with RS256 (RSA
+// 2048, two signatures per response) expect a few hundred refreshes per
+// second per core, with SigningAlg "ES256" several thousand.
 //
 // # Minting tokens
 //

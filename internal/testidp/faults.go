@@ -2,6 +2,7 @@ package testidp
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"maps"
 	"net"
@@ -49,6 +50,7 @@ const (
 	FaultIDTokenNotYetValid         FaultKind = "id_token_not_yet_valid"
 	FaultIDTokenUnknownKID          FaultKind = "id_token_unknown_kid"
 	FaultIDTokenClaims              FaultKind = "id_token_claims"
+	FaultIDTokenWrongATHash         FaultKind = "id_token_wrong_at_hash"
 
 	// Discovery.
 	FaultDiscoveryWrongIssuer FaultKind = "discovery_wrong_issuer"
@@ -83,7 +85,22 @@ type Fault struct {
 	// Claims are merged by FaultIDTokenClaims and FaultUserinfoExtraClaims.
 	Claims map[string]any
 	// Times limits the fault to this many applications; 0 = unlimited.
+	// With Every, only the requests the fault applies to are counted:
+	// Every 10 and Times 3 hit the 10th, 20th and 30th request and then
+	// the fault clears itself.
 	Times int
+	// Every, when > 0, applies the fault to every Every-th request of its
+	// key only (the Every-th, 2·Every-th, ... counted from SetFault); the
+	// others are served as if no fault were installed for the key, and do
+	// not fall back to a fault of a less specific key (the token
+	// endpoint's "token"). Only requests that reach the fault's phase are
+	// counted: an ID token fault counts token responses with an ID token,
+	// an authorization response fault counts redirects back to the client.
+	// For example Fault{Kind: FaultRaw, Status: 503, Every: 10} on
+	// "token:refresh_token" fails exactly 10% of refreshes.
+	Every int
+
+	seen int // requests that reached the fault's phase, for Every
 }
 
 const wrongIssuerDefault = "https://wrong-issuer.example"
@@ -95,6 +112,7 @@ func (s *Server) SetFault(endpoint string, f Fault) {
 	defer s.mu.Unlock()
 	cp := f
 	cp.Claims = maps.Clone(f.Claims)
+	cp.seen = 0
 	s.faults[endpoint] = &cp
 }
 
@@ -127,8 +145,9 @@ func (k FaultKind) phase() faultPhase {
 	return phasePost
 }
 
-// takeFault returns a copy of the first fault among keys whose kind belongs
-// to phase, consuming one application.
+// takeFault returns a copy of the fault of the first key among keys that
+// has a fault whose kind belongs to phase, consuming one application; nil
+// when there is none or Fault.Every skips this request.
 func (s *Server) takeFault(phase faultPhase, keys ...string) *Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -140,6 +159,12 @@ func (s *Server) takeFaultLocked(phase faultPhase, keys ...string) *Fault {
 		f := s.faults[k]
 		if f == nil || f.Kind.phase() != phase {
 			continue
+		}
+		if f.Every > 0 {
+			f.seen++
+			if f.seen%f.Every != 0 {
+				return nil
+			}
 		}
 		cp := *f
 		if f.Times > 0 {
@@ -324,6 +349,10 @@ func (s *Server) mutateIDToken(claims map[string]any, f *Fault, issuer string, n
 		claims["exp"] = now.Add(2 * time.Hour).Unix()
 	case FaultIDTokenUnknownKID:
 		cfg.unpublished = true
+	case FaultIDTokenWrongATHash:
+		// A well-formed hash, of another token.
+		sum := sha256.Sum256([]byte("not-the-access-token"))
+		claims["at_hash"] = orDefault(f.Value, b64.EncodeToString(sum[:16]))
 	case FaultIDTokenClaims:
 		for k, v := range f.Claims {
 			if v == nil {

@@ -207,13 +207,21 @@ func (s *Server) SignJWT(claims map[string]any, opts ...SignOpt) string {
 	return s.signWith(claims, "JWT", cfg)
 }
 
+// signWith signs claims; the lock is held only to pick the key.
 func (s *Server) signWith(claims map[string]any, typ string, cfg signConfig) string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.signLocked(claims, typ, cfg)
+	header, sign := s.signerLocked(typ, cfg)
+	s.mu.Unlock()
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	return encodeJWS(header, claims, sign)
 }
 
-func (s *Server) signLocked(claims map[string]any, typ string, cfg signConfig) string {
+// signerLocked returns the JOSE header and signing function for a token
+// of type typ signed as cfg says. Signing itself needs no lock: keys are
+// immutable once created.
+func (s *Server) signerLocked(typ string, cfg signConfig) (map[string]any, func([]byte) []byte) {
 	key := s.current
 	switch {
 	case cfg.es256:
@@ -242,10 +250,7 @@ func (s *Server) signLocked(claims map[string]any, typ string, cfg signConfig) s
 	for k, v := range cfg.header {
 		header[k] = v
 	}
-	if claims == nil {
-		claims = map[string]any{}
-	}
-	return encodeJWS(header, claims, sign)
+	return header, sign
 }
 
 // es256Key returns the published ES256 key (the primary key when the

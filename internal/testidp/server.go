@@ -54,6 +54,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case PathRevoke:
 		s.count("revoke")
 		s.runEndpoint(w, r, s.revoke, "revoke")
+	case PathIntrospect:
+		s.count("introspect")
+		s.runEndpoint(w, r, s.introspect, "introspect")
+	case PathPAR:
+		s.count("par")
+		s.runEndpoint(w, r, s.par, "par")
 	case PathEndSession:
 		s.count("end_session")
 		s.runEndpoint(w, r, s.endSession, "end_session")
@@ -192,34 +198,56 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	claims := slices.Sorted(maps.Keys(claimSet))
-	authMethods := []string{"client_secret_basic", "client_secret_post", "none"}
+	authMethods := []string{AuthClientSecretBasic, AuthClientSecretPost, AuthClientSecretJWT, AuthPrivateKeyJWT}
+	if s.TLSURL() != "" {
+		authMethods = append(authMethods, AuthTLSClientAuth)
+	}
+	authMethods = append(authMethods, AuthNone)
+	confidential := authMethods[:len(authMethods)-1]
+	assertionAlgs := []string{"HS256", "RS256", "ES256"}
 	doc := map[string]any{
-		"issuer":                                         iss,
-		"authorization_endpoint":                         iss + PathAuthorize,
-		"token_endpoint":                                 iss + PathToken,
-		"userinfo_endpoint":                              iss + PathUserinfo,
-		"jwks_uri":                                       iss + PathJWKS,
-		"revocation_endpoint":                            iss + PathRevoke,
-		"end_session_endpoint":                           iss + PathEndSession,
-		"response_types_supported":                       []string{"code"},
-		"response_modes_supported":                       []string{"query"},
-		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
-		"subject_types_supported":                        []string{"public"},
-		"id_token_signing_alg_values_supported":          []string{alg},
-		"userinfo_signing_alg_values_supported":          []string{"none"},
-		"token_endpoint_auth_methods_supported":          authMethods,
-		"revocation_endpoint_auth_methods_supported":     authMethods,
-		"scopes_supported":                               scopes,
-		"claims_supported":                               claims,
-		"code_challenge_methods_supported":               []string{"S256"},
-		"prompt_values_supported":                        []string{"none", "login", "consent", "select_account"},
-		"backchannel_logout_supported":                   true,
-		"backchannel_logout_session_supported":           true,
-		"frontchannel_logout_supported":                  false,
-		"authorization_response_iss_parameter_supported": !s.opts.OmitIssParameter,
-		"claims_parameter_supported":                     false,
-		"request_parameter_supported":                    false,
-		"request_uri_parameter_supported":                false,
+		"issuer":                                                   iss,
+		"authorization_endpoint":                                   iss + PathAuthorize,
+		"token_endpoint":                                           iss + PathToken,
+		"userinfo_endpoint":                                        iss + PathUserinfo,
+		"jwks_uri":                                                 iss + PathJWKS,
+		"revocation_endpoint":                                      iss + PathRevoke,
+		"end_session_endpoint":                                     iss + PathEndSession,
+		"response_types_supported":                                 []string{"code"},
+		"response_modes_supported":                                 []string{"query"},
+		"grant_types_supported":                                    []string{"authorization_code", "refresh_token"},
+		"subject_types_supported":                                  []string{"public"},
+		"id_token_signing_alg_values_supported":                    []string{alg},
+		"userinfo_signing_alg_values_supported":                    []string{"none"},
+		"token_endpoint_auth_methods_supported":                    authMethods,
+		"revocation_endpoint_auth_methods_supported":               authMethods,
+		"introspection_endpoint":                                   iss + PathIntrospect,
+		"pushed_authorization_request_endpoint":                    iss + PathPAR,
+		"require_pushed_authorization_requests":                    s.opts.RequirePAR,
+		"introspection_endpoint_auth_methods_supported":            confidential,
+		"token_endpoint_auth_signing_alg_values_supported":         assertionAlgs,
+		"revocation_endpoint_auth_signing_alg_values_supported":    assertionAlgs,
+		"introspection_endpoint_auth_signing_alg_values_supported": assertionAlgs,
+		"scopes_supported":                                         scopes,
+		"claims_supported":                                         claims,
+		"code_challenge_methods_supported":                         []string{"S256"},
+		"prompt_values_supported":                                  []string{"none", "login", "consent", "select_account"},
+		"backchannel_logout_supported":                             true,
+		"backchannel_logout_session_supported":                     true,
+		"frontchannel_logout_supported":                            false,
+		"authorization_response_iss_parameter_supported":           !s.opts.OmitIssParameter,
+		"claims_parameter_supported":                               false,
+		"request_parameter_supported":                              false,
+		"request_uri_parameter_supported":                          false,
+	}
+	if alias := s.mtlsIssuer(); alias != "" {
+		doc["mtls_endpoint_aliases"] = map[string]any{
+			"token_endpoint":                        alias + PathToken,
+			"revocation_endpoint":                   alias + PathRevoke,
+			"introspection_endpoint":                alias + PathIntrospect,
+			"userinfo_endpoint":                     alias + PathUserinfo,
+			"pushed_authorization_request_endpoint": alias + PathPAR,
+		}
 	}
 	w.Header().Set("Cache-Control", "no-cache")
 	writeJSON(w, http.StatusOK, doc)
@@ -231,8 +259,18 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	set := s.JWKS()
+	keys := make([]json.RawMessage, 0, len(set.Keys)+len(s.opts.ExtraJWKs))
+	for _, k := range set.Keys {
+		b, err := json.Marshal(k)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		keys = append(keys, b)
+	}
+	keys = append(keys, s.opts.ExtraJWKs...)
 	w.Header().Set("Cache-Control", "no-cache")
-	writeJSON(w, http.StatusOK, set)
+	writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
 }
 
 // ---- userinfo ----
@@ -303,53 +341,108 @@ func bearerToken(r *http.Request) (string, *oauthError) {
 	return "", bearerError(http.StatusUnauthorized, "", "missing access token")
 }
 
-// validateAccessToken checks an access token presented at userinfo and
-// returns the userinfo claims.
-func (s *Server) validateAccessToken(token string, r *http.Request) (map[string]any, *oauthError) {
-	invalid := func(desc string) *oauthError {
-		return bearerError(http.StatusUnauthorized, "invalid_token", desc)
+// accessInfo describes an active access token.
+type accessInfo struct {
+	username, sub, clientID, scope, sid, iss, jti string
+	aud                                           any
+	iat, exp                                      int64
+}
+
+// lookupAccessToken validates an access token (a JWT of this server or an
+// opaque token) for issuer and returns its description, or why it is not
+// active.
+func (s *Server) lookupAccessToken(token, issuer string) (*accessInfo, string) {
+	now := s.now()
+	s.mu.Lock()
+	if a := s.access[token]; a != nil && a.opaque {
+		defer s.mu.Unlock()
+		if a.issuer != issuer {
+			return nil, "wrong issuer"
+		}
+		if !now.Before(a.expires) {
+			return nil, "token expired"
+		}
+		if reason := s.accessRevokedLocked(a, now); reason != "" {
+			return nil, reason
+		}
+		if s.disabled[a.username] {
+			return nil, "user is disabled"
+		}
+		return &accessInfo{
+			username: a.username, sub: a.sub, clientID: a.clientID, scope: a.scope, sid: a.sid,
+			iss: a.issuer, aud: a.aud, iat: a.issued.Unix(), exp: a.expires.Unix(),
+		}, ""
 	}
+	s.mu.Unlock()
+
 	p, err := s.verifyOwnJWT(token, false)
 	if err != nil {
-		return nil, invalid("token verification failed: " + err.Error())
+		return nil, "token verification failed: " + err.Error()
 	}
 	if t := strings.ToLower(p.typ); t != "at+jwt" && t != "application/at+jwt" {
-		return nil, invalid("not an access token (typ must be at+jwt)")
+		return nil, "not an access token (typ must be at+jwt)"
 	}
-	if iss, _ := p.claims["iss"].(string); iss != s.issuerFor(r) {
-		return nil, invalid("wrong issuer")
+	if iss, _ := p.claims["iss"].(string); iss != issuer {
+		return nil, "wrong issuer"
 	}
-	now := s.now()
 	exp, ok := numClaim(p.claims, "exp")
 	if !ok || now.Unix() >= exp {
-		return nil, invalid("token expired")
+		return nil, "token expired"
 	}
 	if nbf, ok := numClaim(p.claims, "nbf"); ok && now.Unix() < nbf {
-		return nil, invalid("token not yet valid")
+		return nil, "token not yet valid"
 	}
-	sub, _ := p.claims["sub"].(string)
-	jti, _ := p.claims["jti"].(string)
-	scope, _ := p.claims["scope"].(string)
+	info := &accessInfo{iss: issuer, exp: exp, aud: p.claims["aud"]}
+	info.sub, _ = p.claims["sub"].(string)
+	info.jti, _ = p.claims["jti"].(string)
+	info.scope, _ = p.claims["scope"].(string)
+	info.clientID, _ = p.claims["client_id"].(string)
+	info.sid, _ = p.claims["sid"].(string)
+	info.iat, _ = numClaim(p.claims, "iat")
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if a := s.access[jti]; a != nil {
-		g := s.grants[a.grantID]
-		if a.revoked || (g != nil && g.revoked) {
-			return nil, invalid("token revoked")
-		}
-		if g != nil && g.sid != "" && s.activeSessionLocked(g.sid, now) == nil {
-			return nil, invalid("session not active")
+	if a := s.access[info.jti]; a != nil && !a.opaque {
+		if reason := s.accessRevokedLocked(a, now); reason != "" {
+			return nil, reason
 		}
 	}
-	username := s.userBySubLocked(sub)
-	if username == "" {
-		return nil, invalid("unknown subject")
+	info.username = s.userBySubLocked(info.sub)
+	if info.username == "" {
+		return nil, "unknown subject"
 	}
-	if !slices.Contains(strings.Fields(scope), "openid") {
+	if s.disabled[info.username] {
+		return nil, "user is disabled"
+	}
+	return info, ""
+}
+
+// accessRevokedLocked says why an issued access token is no longer valid,
+// or "" when it still is.
+func (s *Server) accessRevokedLocked(a *accessRecord, now time.Time) string {
+	g := s.grants[a.grantID]
+	if a.revoked || (g != nil && g.revoked) {
+		return "token revoked"
+	}
+	if g != nil && g.sid != "" && s.activeSessionLocked(g.sid, now) == nil {
+		return "session not active"
+	}
+	return ""
+}
+
+// validateAccessToken checks an access token presented at userinfo and
+// returns the userinfo claims.
+func (s *Server) validateAccessToken(token string, r *http.Request) (map[string]any, *oauthError) {
+	info, reason := s.lookupAccessToken(token, s.issuerFor(r))
+	if info == nil {
+		return nil, bearerError(http.StatusUnauthorized, "invalid_token", reason)
+	}
+	if !slices.Contains(strings.Fields(info.scope), "openid") {
 		return nil, bearerError(http.StatusForbidden, "insufficient_scope", "the openid scope is required")
 	}
-	return s.userClaimsLocked(username), nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.userClaimsLocked(info.username), nil
 }
 
 func numClaim(c map[string]any, name string) (int64, bool) {
@@ -382,7 +475,7 @@ func audiences(c map[string]any) []string {
 // ---- revocation ----
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	client, ok := s.clientPost(w, r)
+	client, _, ok := s.clientPost(w, r)
 	if !ok {
 		return
 	}
@@ -403,12 +496,23 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		rt.invalid = true
 		s.revokeGrantLocked(g)
 		s.mu.Unlock()
+	} else if a := s.access[token]; a != nil && a.opaque {
+		if a.clientID != client.ID {
+			s.mu.Unlock()
+			writeOAuthError(w, wrongClient)
+			return
+		}
+		a.revoked = true
+		s.mu.Unlock()
 	} else {
 		s.mu.Unlock()
 		if p, err := s.verifyOwnJWT(token, true); err == nil {
 			jti, _ := p.claims["jti"].(string)
 			s.mu.Lock()
 			a := s.access[jti]
+			if a != nil && a.opaque {
+				a = nil
+			}
 			if a != nil && a.clientID != client.ID {
 				s.mu.Unlock()
 				writeOAuthError(w, wrongClient)

@@ -5,10 +5,11 @@ import (
 )
 
 // Limits keeping the in-memory state bounded even when the injected clock
-// never advances.
+// never advances. maxEntries is large enough for load benchmarks with tens
+// of thousands of sessions.
 const (
 	maxPending  = 1000
-	maxEntries  = 20000
+	maxEntries  = 100000
 	pendingTTL  = 15 * time.Minute
 	pruneEveryN = 64
 )
@@ -57,16 +58,28 @@ type grant struct {
 
 type refreshToken struct {
 	grantID string
+	issued  time.Time
 	expires time.Time
 	invalid bool // rotated or revoked
 	rotated bool
 }
 
+// accessRecord is an issued access token, stored under its jti (JWT) or
+// under the token itself (Options.OpaqueAccessTokens).
 type accessRecord struct {
 	grantID  string
 	clientID string
 	expires  time.Time
 	revoked  bool
+
+	opaque   bool
+	username string
+	sub      string
+	scope    string
+	sid      string
+	issuer   string
+	aud      string
+	issued   time.Time
 }
 
 type session struct {
@@ -136,12 +149,19 @@ func (s *Server) endSessionLocked(sess *session) []string {
 	return out
 }
 
+// maybePruneLocked drops expired state. A scan costs time proportional to
+// the state's size, so it runs after a number of operations proportional
+// to that size (amortised O(1) per operation) or when a map is over its
+// cap; caps cut maps to 90% so that one full map does not make every
+// operation scan.
 func (s *Server) maybePruneLocked(now time.Time) {
 	s.ops++
-	if s.ops%pruneEveryN != 0 && len(s.pending) <= maxPending && len(s.codes) <= maxEntries &&
-		len(s.access) <= maxEntries && len(s.refresh) <= maxEntries && len(s.sessions) <= maxEntries && len(s.grants) <= maxEntries {
+	total := len(s.pending) + len(s.codes) + len(s.access) + len(s.refresh) + len(s.sessions) + len(s.grants) + len(s.assertionJTIs) + len(s.pushed)
+	if s.ops-s.lastPrune < max(pruneEveryN, total/8) && len(s.pending) <= maxPending && len(s.codes) <= maxEntries &&
+		len(s.access) <= maxEntries && len(s.refresh) <= maxEntries && len(s.sessions) <= maxEntries && len(s.grants) <= maxEntries && len(s.assertionJTIs) <= maxEntries && len(s.pushed) <= maxEntries {
 		return
 	}
+	s.lastPrune = s.ops
 	for k, v := range s.pending {
 		if now.After(v.expires) {
 			delete(s.pending, k)
@@ -173,6 +193,16 @@ func (s *Server) maybePruneLocked(now time.Time) {
 			delete(s.sessions, k)
 		}
 	}
+	for k, p := range s.pushed {
+		if now.After(p.expires) {
+			delete(s.pushed, k)
+		}
+	}
+	for k, exp := range s.assertionJTIs {
+		if now.After(exp) {
+			delete(s.assertionJTIs, k)
+		}
+	}
 	// Hard caps: drop arbitrary entries (map order is random).
 	capMap(s.pending, maxPending)
 	capMap(s.codes, maxEntries)
@@ -180,11 +210,17 @@ func (s *Server) maybePruneLocked(now time.Time) {
 	capMap(s.access, maxEntries)
 	capMap(s.grants, maxEntries)
 	capMap(s.sessions, maxEntries)
+	capMap(s.assertionJTIs, maxEntries)
+	capMap(s.pushed, maxEntries)
 }
 
+// capMap cuts a map over limit down to 90% of limit.
 func capMap[V any](m map[string]V, limit int) {
+	if len(m) <= limit {
+		return
+	}
 	for k := range m {
-		if len(m) <= limit {
+		if len(m) <= limit*9/10 {
 			return
 		}
 		delete(m, k)
@@ -193,7 +229,8 @@ func capMap[V any](m map[string]V, limit int) {
 
 // IsRevoked reports whether a token issued by this server has been revoked
 // or otherwise invalidated (revocation endpoint, code replay, refresh token
-// rotation, logout). token may be an access token (JWT) or a refresh token.
+// rotation, logout). token may be an access token (JWT or opaque) or a
+// refresh token.
 // Unknown tokens report false.
 func (s *Server) IsRevoked(token string) bool {
 	s.mu.Lock()
@@ -202,12 +239,16 @@ func (s *Server) IsRevoked(token string) bool {
 		g := s.grants[r.grantID]
 		return r.invalid || (g != nil && g.revoked)
 	}
+	if a := s.access[token]; a != nil && a.opaque {
+		g := s.grants[a.grantID]
+		return a.revoked || (g != nil && g.revoked)
+	}
 	p, err := parseJWT(token)
 	if err != nil {
 		return false
 	}
 	jti, _ := p.claims["jti"].(string)
-	if a := s.access[jti]; a != nil {
+	if a := s.access[jti]; a != nil && !a.opaque {
 		g := s.grants[a.grantID]
 		return a.revoked || (g != nil && g.revoked)
 	}

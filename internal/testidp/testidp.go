@@ -2,6 +2,8 @@ package testidp
 
 import (
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // User is an account of the identity provider.
@@ -28,12 +32,32 @@ type User struct {
 
 // Client is a registered OAuth client (relying party).
 //
-// A client with an empty Secret is public: it authenticates with client_id
-// only (token endpoint auth method "none") and must use PKCE.
+// A client without credentials (no Secret, JWKS or
+// TLSClientAuthSubjectDN) is public: it authenticates with client_id only
+// (token endpoint auth method "none") and must use PKCE.
 type Client struct {
 	ID           string
 	Secret       string
 	RedirectURIs []string
+	// AuthMethod, when set, is the only client authentication method the
+	// client may use at the token, revocation, introspection and PAR
+	// endpoints: one of the Auth* constants (client_secret_basic,
+	// client_secret_post, client_secret_jwt, private_key_jwt,
+	// tls_client_auth, none). When empty, every method its credentials
+	// allow is accepted: Secret → client_secret_basic, client_secret_post
+	// and client_secret_jwt; JWKS → private_key_jwt;
+	// TLSClientAuthSubjectDN → tls_client_auth; none of them → none.
+	AuthMethod string
+	// JWKS holds the client's public keys (RSA or EC) for private_key_jwt
+	// assertions (RS256 or ES256); the assertion's kid selects the key,
+	// and a key with an alg only verifies that alg. See GenerateClientKey.
+	JWKS *jose.JSONWebKeySet
+	// TLSClientAuthSubjectDN is the subject distinguished name, as
+	// printed by pkix.Name.String (for example "CN=app,O=Example"), that
+	// the client certificate must carry for tls_client_auth (RFC 8705
+	// §2.1, PKI method: the certificate must also chain to a trusted CA;
+	// see StartTLS).
+	TLSClientAuthSubjectDN string
 	// BackchannelLogoutURI receives logout tokens (OIDC Back-Channel Logout).
 	BackchannelLogoutURI string
 	// PostLogoutRedirectURIs are the exact URIs accepted as
@@ -91,6 +115,34 @@ type Options struct {
 	// BackchannelClient is used to POST logout tokens, default a client with
 	// a 5 s timeout that does not follow redirects.
 	BackchannelClient *http.Client
+	// ExtraJWKs are raw JSON objects appended, verbatim, to the "keys" of
+	// the JWKS document after the server's own keys, for example a key
+	// with an unknown kty or alg, or one without a kid: a relying party
+	// must skip what it cannot use and still verify with the good keys.
+	// They are not part of [Server.JWKS]. New rejects values that are not
+	// JSON objects.
+	ExtraJWKs []json.RawMessage
+	// OpaqueAccessTokens makes access tokens random strings instead of
+	// JWTs (RFC 9068); userinfo, introspection and revocation still accept
+	// them, and ID tokens still carry their at_hash.
+	OpaqueAccessTokens bool
+	// AssertionAudience restricts the aud accepted in client assertions
+	// (client_secret_jwt, private_key_jwt): "token_endpoint" requires the
+	// token endpoint URL, "issuer" the issuer. Default "": the issuer, the
+	// token endpoint URL or the URL of the endpoint the assertion is sent
+	// to.
+	AssertionAudience string
+	// TLSClientCAs are extra CAs trusted for client certificates by the
+	// StartTLS listener, besides the server's own test CA.
+	TLSClientCAs []*x509.Certificate
+	// RequirePAR makes pushed authorization requests (RFC 9126) mandatory:
+	// discovery says require_pushed_authorization_requests and /authorize
+	// refuses requests without request_uri (error=invalid_request).
+	RequirePAR bool
+	// AccessTokenAudience is the aud of access tokens (the JWT claim and
+	// the introspection answer). Default: the client_id of the client the
+	// token was issued to.
+	AccessTokenAudience string
 }
 
 var defaultScopes = []string{"openid", "profile", "email", "groups", "offline_access", "roles", "address", "phone"}
@@ -112,17 +164,28 @@ type Server struct {
 	wrongKeys   map[string]*signingKey
 	unpublished *signingKey
 
+	disabled  map[string]bool // DisableUser
 	counts    map[string]int
 	faults    map[string]*Fault
 	lastQuery url.Values
 
-	pending  map[string]*authRequest // login form transactions
-	codes    map[string]*authCode
-	grants   map[string]*grant
-	refresh  map[string]*refreshToken
-	access   map[string]*accessRecord // by jti
-	sessions map[string]*session
-	ops      int
+	pending   map[string]*authRequest // login form transactions
+	codes     map[string]*authCode
+	grants    map[string]*grant
+	refresh   map[string]*refreshToken
+	access    map[string]*accessRecord // by jti
+	sessions  map[string]*session
+	ops       int
+	lastPrune int
+	atExpiry  time.Time // SetAccessTokenExpiry
+
+	assertionJTIs map[string]time.Time // client_id NUL jti → assertion exp
+	pushed        map[string]*pushedRequest
+	lastPushed    url.Values
+
+	ca     *testCA
+	tlsSrv *http.Server
+	tlsURL string
 
 	httpSrv   *http.Server
 	closed    chan struct{}
@@ -162,25 +225,33 @@ func New(opts Options) (*Server, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
+	switch opts.AssertionAudience {
+	case "", "token_endpoint", "issuer":
+	default:
+		return nil, fmt.Errorf("testidp: AssertionAudience %q is not \"token_endpoint\" or \"issuer\"", opts.AssertionAudience)
+	}
 	p := strings.TrimRight(opts.IssuerPath, "/")
 	if p != "" && !strings.HasPrefix(p, "/") {
 		p = "/" + p
 	}
 	s := &Server{
-		opts:       opts,
-		issuerPath: p,
-		users:      map[string]*User{},
-		clients:    map[string]*Client{},
-		wrongKeys:  map[string]*signingKey{},
-		counts:     map[string]int{},
-		faults:     map[string]*Fault{},
-		pending:    map[string]*authRequest{},
-		codes:      map[string]*authCode{},
-		grants:     map[string]*grant{},
-		refresh:    map[string]*refreshToken{},
-		access:     map[string]*accessRecord{},
-		sessions:   map[string]*session{},
-		closed:     make(chan struct{}),
+		opts:          opts,
+		issuerPath:    p,
+		users:         map[string]*User{},
+		clients:       map[string]*Client{},
+		wrongKeys:     map[string]*signingKey{},
+		disabled:      map[string]bool{},
+		assertionJTIs: map[string]time.Time{},
+		pushed:        map[string]*pushedRequest{},
+		counts:        map[string]int{},
+		faults:        map[string]*Fault{},
+		pending:       map[string]*authRequest{},
+		codes:         map[string]*authCode{},
+		grants:        map[string]*grant{},
+		refresh:       map[string]*refreshToken{},
+		access:        map[string]*accessRecord{},
+		sessions:      map[string]*session{},
+		closed:        make(chan struct{}),
 	}
 	for _, u := range opts.Users {
 		if u.Username == "" {
@@ -194,6 +265,12 @@ func New(opts Options) (*Server, error) {
 	for _, c := range opts.Clients {
 		if err := s.addClientLocked(c); err != nil {
 			return nil, err
+		}
+	}
+	for i, raw := range opts.ExtraJWKs {
+		var obj map[string]any
+		if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+			return nil, fmt.Errorf("testidp: ExtraJWKs[%d] is not a JSON object", i)
 		}
 	}
 	if opts.AutoLogin != "" && s.users[opts.AutoLogin] == nil {
@@ -233,6 +310,9 @@ func (s *Server) addClientLocked(c Client) error {
 		if err != nil || !u.IsAbs() || u.Fragment != "" {
 			return fmt.Errorf("testidp: client %q: redirect URI %q must be absolute without fragment", c.ID, ru)
 		}
+	}
+	if err := validateClientAuth(&c); err != nil {
+		return err
 	}
 	cp := c
 	cp.RedirectURIs = slices.Clone(c.RedirectURIs)
@@ -274,6 +354,28 @@ func (s *Server) SetUserClaims(username string, claims map[string]any) {
 			u.Claims[k] = v
 		}
 	}
+}
+
+// DisableUser disables an account, like an administrator would: the user
+// can no longer sign in (the login form refuses the password, AutoLogin and
+// existing provider sessions answer the authorization request with
+// error=access_denied), the user's access tokens are rejected at userinfo
+// with 401 and error="invalid_token" and are inactive at introspection,
+// and refresh and code exchange fail with invalid_grant. Sessions are not
+// ended (no back-channel logout is sent); [Server.EnableUser] undoes it.
+// The username need not exist yet.
+func (s *Server) DisableUser(username string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.disabled[username] = true
+}
+
+// EnableUser re-enables an account disabled by DisableUser; its unexpired
+// tokens work again.
+func (s *Server) EnableUser(username string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.disabled, username)
 }
 
 // Start listens on 127.0.0.1 on a random port and serves in the background.
@@ -347,10 +449,13 @@ func (s *Server) issuerFor(r *http.Request) string {
 func (s *Server) Close() {
 	s.closeOnce.Do(func() { close(s.closed) })
 	s.mu.Lock()
-	srv := s.httpSrv
+	srv, tlsSrv := s.httpSrv, s.tlsSrv
 	s.mu.Unlock()
 	if srv != nil {
 		srv.Close()
+	}
+	if tlsSrv != nil {
+		tlsSrv.Close()
 	}
 }
 

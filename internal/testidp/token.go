@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -35,37 +34,37 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 // clientPost is the start of every client endpoint: POST only, a valid
 // form body, an authenticated client. It writes the error and reports
 // false when any fails.
-func (s *Server) clientPost(w http.ResponseWriter, r *http.Request) (*Client, bool) {
+func (s *Server) clientPost(w http.ResponseWriter, r *http.Request) (*Client, string, bool) {
 	if r.Method != http.MethodPost {
 		methodNotAllowed(w, http.MethodPost)
-		return nil, false
+		return nil, "", false
 	}
 	if oe := parsePostForm(r); oe != nil {
 		writeOAuthError(w, oe)
-		return nil, false
+		return nil, "", false
 	}
-	client, oe := s.authenticateClient(r)
+	client, method, oe := s.authenticateClient(r)
 	if oe != nil {
 		writeOAuthError(w, oe)
-		return nil, false
+		return nil, "", false
 	}
-	return client, true
+	return client, method, true
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	client, ok := s.clientPost(w, r)
+	client, _, ok := s.clientPost(w, r)
 	if !ok {
 		return
 	}
-	var resp map[string]any
+	var is *issuance
 	var oe *oauthError
 	switch gt := r.PostForm.Get("grant_type"); gt {
 	case "":
 		oe = badRequest("invalid_request", "missing grant_type")
 	case "authorization_code":
-		resp, oe = s.exchangeCode(r, client)
+		is, oe = s.exchangeCode(r, client)
 	case "refresh_token":
-		resp, oe = s.refreshGrant(r, client)
+		is, oe = s.refreshGrant(r, client)
 	default:
 		oe = badRequest("unsupported_grant_type", "unsupported grant_type "+gt)
 	}
@@ -73,76 +72,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, oe)
 		return
 	}
+	// Signing happens here, without s.mu, so that concurrent token
+	// requests only serialise on the bookkeeping.
+	resp := is.finish()
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, resp)
-}
-
-// authenticateClient implements client_secret_basic, client_secret_post
-// and none (public clients). The form must already be parsed.
-func (s *Server) authenticateClient(r *http.Request) (*Client, *oauthError) {
-	form := r.PostForm
-	basicID, basicSecret, hasBasic := r.BasicAuth()
-	if hasBasic {
-		// RFC 6749 §2.3.1: both are form-urlencoded before Base64.
-		id, err1 := url.QueryUnescape(basicID)
-		sec, err2 := url.QueryUnescape(basicSecret)
-		if err1 != nil || err2 != nil {
-			return nil, &oauthError{status: http.StatusUnauthorized, code: "invalid_client", desc: "malformed Basic credentials", wwwAuth: `Basic realm="testidp"`}
-		}
-		basicID, basicSecret = id, sec
-	} else if h := r.Header.Get("Authorization"); h != "" {
-		return nil, badRequest("invalid_request", "unsupported Authorization scheme")
-	}
-	formID, formSecret := form.Get("client_id"), form.Get("client_secret")
-	var id, secret string
-	method := "none"
-	switch {
-	case hasBasic && form.Has("client_secret"):
-		return nil, badRequest("invalid_request", "multiple client authentication methods used")
-	case hasBasic:
-		if formID != "" && formID != basicID {
-			return nil, badRequest("invalid_request", "client_id does not match the authenticated client")
-		}
-		id, secret, method = basicID, basicSecret, "basic"
-	case form.Has("client_secret"):
-		id, secret, method = formID, formSecret, "post"
-	default:
-		id = formID
-	}
-	unauthorized := func(desc string) *oauthError {
-		e := &oauthError{status: http.StatusUnauthorized, code: "invalid_client", desc: desc}
-		if hasBasic {
-			e.wwwAuth = `Basic realm="testidp"`
-		}
-		return e
-	}
-	if id == "" {
-		return nil, unauthorized("client authentication required")
-	}
-	s.mu.Lock()
-	c := s.clients[id]
-	var cp Client
-	if c != nil {
-		cp = *c
-	}
-	s.mu.Unlock()
-	if c == nil {
-		return nil, unauthorized("unknown client")
-	}
-	if cp.Secret == "" { // public client
-		if secret != "" || method == "post" {
-			return nil, unauthorized("public client must not send a secret")
-		}
-		return &cp, nil
-	}
-	if method == "none" {
-		return nil, unauthorized("client authentication required")
-	}
-	if subtle.ConstantTimeCompare([]byte(secret), []byte(cp.Secret)) != 1 {
-		return nil, unauthorized("invalid client credentials")
-	}
-	return &cp, nil
 }
 
 func s256(verifier string) string {
@@ -150,7 +85,7 @@ func s256(verifier string) string {
 	return b64.EncodeToString(sum[:])
 }
 
-func (s *Server) exchangeCode(r *http.Request, client *Client) (map[string]any, *oauthError) {
+func (s *Server) exchangeCode(r *http.Request, client *Client) (*issuance, *oauthError) {
 	form := r.PostForm
 	code := form.Get("code")
 	if code == "" {
@@ -196,6 +131,9 @@ func (s *Server) exchangeCode(r *http.Request, client *Client) (map[string]any, 
 	if c.sid != "" && s.activeSessionLocked(c.sid, now) == nil {
 		return nil, badRequest("invalid_grant", "session not active")
 	}
+	if s.disabled[c.username] {
+		return nil, badRequest("invalid_grant", "user is disabled")
+	}
 	g := &grant{
 		id:       randomString(12),
 		clientID: client.ID,
@@ -209,14 +147,14 @@ func (s *Server) exchangeCode(r *http.Request, client *Client) (map[string]any, 
 	s.grants[g.id] = g
 	c.grantID = g.id
 	rt := randomString(32)
-	s.refresh[rt] = &refreshToken{grantID: g.id, expires: now.Add(s.opts.RefreshTokenTTL)}
+	s.refresh[rt] = &refreshToken{grantID: g.id, issued: now, expires: now.Add(s.opts.RefreshTokenTTL)}
 	g.refresh = append(g.refresh, rt)
-	resp := s.issueLocked(g, g.scopes, rt, issuer, now, true, "token:authorization_code")
+	is := s.issueLocked(g, g.scopes, rt, issuer, now, true, "token:authorization_code")
 	s.maybePruneLocked(now)
-	return resp, nil
+	return is, nil
 }
 
-func (s *Server) refreshGrant(r *http.Request, client *Client) (map[string]any, *oauthError) {
+func (s *Server) refreshGrant(r *http.Request, client *Client) (*issuance, *oauthError) {
 	form := r.PostForm
 	token := form.Get("refresh_token")
 	if token == "" {
@@ -249,6 +187,9 @@ func (s *Server) refreshGrant(r *http.Request, client *Client) (map[string]any, 
 	if g.sid != "" && s.activeSessionLocked(g.sid, now) == nil {
 		return nil, badRequest("invalid_grant", "session not active")
 	}
+	if s.disabled[g.username] {
+		return nil, badRequest("invalid_grant", "user is disabled")
+	}
 	scopes := g.scopes
 	if form.Has("scope") {
 		req := strings.Fields(form.Get("scope"))
@@ -264,42 +205,96 @@ func (s *Server) refreshGrant(r *http.Request, client *Client) (map[string]any, 
 		rt.invalid = true
 		rt.rotated = true
 		newRT = randomString(32)
-		s.refresh[newRT] = &refreshToken{grantID: g.id, expires: now.Add(s.opts.RefreshTokenTTL)}
+		s.refresh[newRT] = &refreshToken{grantID: g.id, issued: now, expires: now.Add(s.opts.RefreshTokenTTL)}
 		g.refresh = append(g.refresh, newRT)
 	}
-	resp := s.issueLocked(g, scopes, newRT, issuer, now, false, "token:refresh_token")
+	is := s.issueLocked(g, scopes, newRT, issuer, now, false, "token:refresh_token")
 	s.maybePruneLocked(now)
-	return resp, nil
+	return is, nil
 }
 
-// issueLocked mints the access token (and ID token when openid was
-// granted) for a grant and builds the token response.
-func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer string, now time.Time, withNonce bool, faultKey string) map[string]any {
-	ttl := s.opts.AccessTokenTTL
-	exp := now.Add(ttl)
+// issuance is a token response whose bookkeeping is done (under s.mu)
+// but whose tokens are not signed yet; finish signs them without the lock.
+type issuance struct {
+	s       *Server
+	key     *signingKey
+	at      map[string]any // access token claims (JWT access tokens)
+	opaque  string         // the access token (Options.OpaqueAccessTokens)
+	id      map[string]any // ID token claims, nil without openid
+	idFault *Fault
+	issuer  string
+	now     time.Time
+	resp    map[string]any
+}
+
+// accessExpiryLocked returns the expiry of an access token issued at now
+// and the matching expires_in (whole seconds, rounded down, at least 1).
+func (s *Server) accessExpiryLocked(now time.Time) (time.Time, int64) {
+	if s.atExpiry.IsZero() {
+		return now.Add(s.opts.AccessTokenTTL), int64(s.opts.AccessTokenTTL / time.Second)
+	}
+	exp := s.atExpiry
+	if exp.Sub(now) < time.Second {
+		exp = now.Add(time.Second)
+	}
+	return exp, int64(exp.Sub(now) / time.Second)
+}
+
+// SetAccessTokenExpiry makes every access token issued from now on expire
+// at t: its exp claim is t and the expires_in of the token response is the
+// time left until t in whole seconds (rounded down). An access token is
+// never issued with less than one second to live: when t is less than a
+// second away (or past), tokens expire one second after issue. ID tokens
+// keep their usual lifetime (Options.AccessTokenTTL). The zero time
+// restores the normal lifetime. Use it to make many sessions' tokens
+// expire at one instant.
+func (s *Server) SetAccessTokenExpiry(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.atExpiry = t
+}
+
+// issueLocked records the access token (and prepares the ID token when
+// openid was granted) for a grant; the caller signs them with finish after
+// releasing s.mu.
+func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer string, now time.Time, withNonce bool, faultKey string) *issuance {
+	exp, expiresIn := s.accessExpiryLocked(now)
 	user := s.userClaimsLocked(g.username)
 	jti := randomString(16)
 	scope := strings.Join(scopes, " ")
 
-	at := map[string]any{}
-	for k, v := range user {
-		at[k] = v
+	aud := orDefault(s.opts.AccessTokenAudience, g.clientID)
+	rec := &accessRecord{
+		grantID: g.id, clientID: g.clientID, expires: exp,
+		username: g.username, sub: s.subjectLocked(g.username), scope: scope, sid: g.sid,
+		issuer: issuer, aud: aud, issued: now,
 	}
-	at["iss"] = issuer
-	at["aud"] = g.clientID
-	at["azp"] = g.clientID
-	at["client_id"] = g.clientID
-	at["iat"] = now.Unix()
-	at["exp"] = exp.Unix()
-	at["jti"] = jti
-	at["scope"] = scope
-	if g.sid != "" {
-		at["sid"] = g.sid
+	is := &issuance{s: s, key: s.current, issuer: issuer, now: now}
+	if s.opts.OpaqueAccessTokens {
+		is.opaque = randomString(32)
+		rec.opaque = true
+		s.access[is.opaque] = rec
+		g.jtis = append(g.jtis, is.opaque)
+	} else {
+		at := map[string]any{}
+		for k, v := range user {
+			at[k] = v
+		}
+		at["iss"] = issuer
+		at["aud"] = aud
+		at["azp"] = g.clientID
+		at["client_id"] = g.clientID
+		at["iat"] = now.Unix()
+		at["exp"] = exp.Unix()
+		at["jti"] = jti
+		at["scope"] = scope
+		if g.sid != "" {
+			at["sid"] = g.sid
+		}
+		is.at = at
+		s.access[jti] = rec
+		g.jtis = append(g.jtis, jti)
 	}
-	key := s.current
-	accessToken := encodeJWS(map[string]any{"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}, at, key.signRaw)
-	s.access[jti] = &accessRecord{grantID: g.id, clientID: g.clientID, expires: exp}
-	g.jtis = append(g.jtis, jti)
 	if rtExp := now.Add(s.opts.RefreshTokenTTL); rtExp.After(g.expires) {
 		g.expires = rtExp
 	}
@@ -307,10 +302,9 @@ func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer strin
 		g.expires = exp
 	}
 
-	resp := map[string]any{
-		"access_token":  accessToken,
+	is.resp = map[string]any{
 		"token_type":    s.opts.TokenType,
-		"expires_in":    int64(ttl / time.Second),
+		"expires_in":    expiresIn,
 		"refresh_token": refreshTok,
 		"scope":         scope,
 	}
@@ -323,22 +317,41 @@ func (s *Server) issueLocked(g *grant, scopes []string, refreshTok, issuer strin
 		id["aud"] = g.clientID
 		id["azp"] = g.clientID
 		id["iat"] = now.Unix()
-		id["exp"] = exp.Unix()
+		id["exp"] = now.Add(s.opts.AccessTokenTTL).Unix()
 		id["auth_time"] = g.authTime.Unix()
 		id["jti"] = randomString(16)
-		sum := sha256.Sum256([]byte(accessToken))
-		id["at_hash"] = b64.EncodeToString(sum[:16])
 		if g.sid != "" {
 			id["sid"] = g.sid
 		}
 		if withNonce && g.hasNonce {
 			id["nonce"] = g.nonce
 		}
+		is.id = id
+		is.idFault = s.takeFaultLocked(phaseIDToken, faultKey, "token")
+	}
+	return is
+}
+
+// finish signs the tokens and returns the token response. It must be
+// called without s.mu.
+func (is *issuance) finish() map[string]any {
+	accessToken := is.opaque
+	if accessToken == "" {
+		// RFC 9068 §2.1: typ "at+jwt".
+		k := is.key
+		accessToken = encodeJWS(map[string]any{"alg": k.alg, "kid": k.kid, "typ": "at+jwt"}, is.at, k.signRaw)
+	}
+	resp := is.resp
+	resp["access_token"] = accessToken
+	if is.id != nil {
+		// OIDC Core 3.1.3.6: left half of SHA-256 of the access token.
+		sum := sha256.Sum256([]byte(accessToken))
+		is.id["at_hash"] = b64.EncodeToString(sum[:16])
 		var cfg signConfig
-		if f := s.takeFaultLocked(phaseIDToken, faultKey, "token"); f != nil {
-			cfg = s.mutateIDToken(id, f, issuer, now)
+		if is.idFault != nil {
+			cfg = is.s.mutateIDToken(is.id, is.idFault, is.issuer, is.now)
 		}
-		resp["id_token"] = s.signLocked(id, "JWT", cfg)
+		resp["id_token"] = is.s.signWith(is.id, "JWT", cfg)
 	}
 	return resp
 }

@@ -30,6 +30,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"runtime"
@@ -58,6 +59,23 @@ type options struct {
 	loginConcurrency int
 	cpuprofile       string
 	scenarios        map[string]bool
+
+	stormSessions    int           // sessions of the refresh storms
+	users            int           // sessions of the many-users scenario
+	largeSessions    int           // sessions of the large session's miss path
+	setupConcurrency int           // browsers logging in at once during setups
+	setupLimit       time.Duration // the many-users logins' time limit
+	zipfS            float64       // the many-users mix's Zipf exponent
+}
+
+// allScenarios are the scenarios, in the order they run.
+var allScenarios = []string{"small", "large", "redis", "redis-large", "logins", "storm", "storm-redis", "large-1conn", "many-users"}
+
+// quickValues are -quick's settings: a smoke run of every scenario in
+// about a minute. Flags given explicitly win.
+var quickValues = map[string]string{
+	"rounds": "1", "duration": "1s", "warmup": "200ms", "probe": "500ms", "login-duration": "1s",
+	"storm-sessions": "200", "users": "3000", "large-sessions": "300",
 }
 
 // Targets the project is measured against.
@@ -81,23 +99,48 @@ func main() {
 	flag.DurationVar(&o.loginDuration, "login-duration", 3*time.Second, "length of the logins-per-second scenario (0: skip)")
 	flag.IntVar(&o.loginConcurrency, "login-concurrency", 4, "concurrent browsers logging in")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the load rounds (the whole process) to this file")
-	scenarios := flag.String("scenarios", "small,large,redis,redis-large,logins", "which scenarios to run, comma-separated")
+	flag.IntVar(&o.stormSessions, "storm-sessions", 2000, "sessions of the refresh storms, whose access tokens expire at one instant")
+	flag.IntVar(&o.users, "users", 100_000, "distinct sessions of the many-users scenario")
+	flag.IntVar(&o.largeSessions, "large-sessions", 2000, "large sessions for the miss path on one connection (large-1conn)")
+	flag.IntVar(&o.setupConcurrency, "setup-concurrency", 8, "browsers logging in at once while a scenario signs its sessions in")
+	flag.DurationVar(&o.setupLimit, "setup-limit", 6*time.Minute, "time limit of the many-users logins")
+	flag.Float64Var(&o.zipfS, "zipf-s", 1.1, "exponent of the many-users mix's Zipf distribution over the sessions (> 1)")
+	quick := flag.Bool("quick", false, "a smoke run: "+quickSummary())
+	scenarios := flag.String("scenarios", strings.Join(allScenarios, ","), "which scenarios to run, comma-separated")
 	flag.Parse()
-	o.scenarios = map[string]bool{}
-	for _, sc := range strings.Split(*scenarios, ",") {
-		switch sc = strings.TrimSpace(sc); sc {
-		case "small", "large", "redis", "redis-large", "logins":
-			o.scenarios[sc] = true
-		default:
-			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (small, large, redis, redis-large, logins)\n", sc)
-			os.Exit(2)
+	if *quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range quickValues {
+			if !set[name] {
+				_ = flag.Set(name, v)
+			}
 		}
 	}
-	if o.rounds < 1 || o.duration <= 0 || o.slice <= 0 || o.concurrency < 1 || o.maxRequests < 1 || o.loginConcurrency < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -rounds, -duration, -slice, -concurrency, -max-requests and -login-concurrency must be positive")
+	o.scenarios = map[string]bool{}
+	for _, sc := range strings.Split(*scenarios, ",") {
+		sc = strings.TrimSpace(sc)
+		if !slices.Contains(allScenarios, sc) {
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (%s)\n", sc, strings.Join(allScenarios, ", "))
+			os.Exit(2)
+		}
+		o.scenarios[sc] = true
+	}
+	if o.rounds < 1 || o.duration <= 0 || o.slice <= 0 || o.concurrency < 1 || o.maxRequests < 1 || o.loginConcurrency < 1 ||
+		o.stormSessions < 1 || o.users < 2 || o.largeSessions < 3+o.rounds || o.setupConcurrency < 1 || o.setupLimit <= 0 || o.zipfS <= 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds, -duration, -slice, -concurrency, -max-requests, -login-concurrency, -storm-sessions, -setup-concurrency and -setup-limit must be positive, -users at least 2, -large-sessions at least 3 + -rounds, -zipf-s above 1")
 		os.Exit(2)
 	}
 	os.Exit(run(o))
+}
+
+func quickSummary() string {
+	names := slices.Sorted(maps.Keys(quickValues))
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = "-" + n + " " + quickValues[n]
+	}
+	return strings.Join(parts, ", ") + " (flags given explicitly win)"
 }
 
 // largeGroups are the groups of the large-session scenario. Hex names
@@ -122,10 +165,15 @@ func (f *failures) add(format string, args ...any) { *f = append(*f, fmt.Sprintf
 func run(o options) int {
 	printMachine(o)
 	var groups []string // the large session's, known before Caddy starts
-	if o.scenarios["large"] || o.scenarios["redis-large"] {
+	if o.scenarios["large"] || o.scenarios["redis-large"] || o.scenarios["large-1conn"] {
 		groups = largeGroups(o.groups)
 	}
-	st, err := startStack(stackConfig{largeGroups: groups})
+	st, err := startStack(stackConfig{
+		largeGroups: groups,
+		storm:       o.scenarios["storm"] || o.scenarios["storm-redis"],
+		users:       o.scenarios["many-users"],
+		largeOne:    o.scenarios["large-1conn"],
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
@@ -139,6 +187,18 @@ func run(o options) int {
 	fmt.Printf("same-bytes site: %s  (reverse_proxy %s, header_up -Cookie and the small session's identity headers, static)\n", st.sameSmallURL, st.backendAddr)
 	if st.sameLargeURL != "" {
 		fmt.Printf("same-bytes site: %s  (the same with the large session's %d groups)\n", st.sameLargeURL, len(groups))
+	}
+	if st.stormURL != "" {
+		fmt.Printf("storm sites:     %s  (authgate, own gateway, cookie sessions; provider %s: ES256, rotating refresh tokens)\n", st.stormURL, st.stormIdp.Issuer())
+		for i, u := range st.stormRedisURLs {
+			fmt.Printf("                 %s  (instance %c: authgate, own gateway, session_store redis, shared Redis)\n", u, 'A'+i)
+		}
+	}
+	if st.usersURL != "" {
+		fmt.Printf("many-users:      %s  (logins; authgate, own gateway; provider %s, ES256), load to %s (own gateway)\n", st.usersLoginURL, st.usersIdp.Issuer(), st.usersURL)
+	}
+	if st.largeOneURL != "" {
+		fmt.Printf("large-1conn:     %s  (authgate like the authgate site, own gateway)\n", st.largeOneURL)
 	}
 
 	var fails failures
@@ -187,7 +247,7 @@ func run(o options) int {
 			fails.add("small session: expected one cookie, got %v", small.names)
 		}
 		res := runScenario(o, st, "Scenario 1: small session", small, st.sameSmallURL, directRound, &providerDuringLoad, &fails)
-		res.target = targetSmallRatio
+		res.target, res.key = targetSmallRatio, "small"
 		results = append(results, res)
 	}
 
@@ -203,7 +263,7 @@ func run(o options) int {
 			fails.add("large session is not chunked over 4 KB: %s", large.describe())
 		}
 		res := runScenario(o, st, fmt.Sprintf("Scenario 2: large session (%d groups)", o.groups), large, st.sameLargeURL, directRound, &providerDuringLoad, &fails)
-		res.target = targetLargeRatio
+		res.target, res.key = targetLargeRatio, "large"
 		results = append(results, res)
 	}
 	st.idp.SetUserClaims(benchUser, map[string]any{"groups": groupsClaim(smallGroups)})
@@ -219,7 +279,7 @@ func run(o options) int {
 				return 1
 			}
 			res := runScenario(o, st, "Scenario 3: session_store redis (small session)", rs, st.sameSmallURL, directRound, &providerDuringLoad, &fails)
-			res.target = targetRedisRatio
+			res.target, res.key = targetRedisRatio, "redis"
 			results = append(results, res)
 		}
 	}
@@ -239,6 +299,7 @@ func run(o options) int {
 			return 1
 		}
 		res := runScenario(o, st, fmt.Sprintf("Scenario 4: session_store redis, large session (%d groups)", o.groups), rs, st.sameLargeURL, directRound, &providerDuringLoad, &fails)
+		res.key = "redis-large"
 		results = append(results, res)
 	}
 	stopProfile()
@@ -257,8 +318,54 @@ func run(o options) int {
 		}
 	}
 
+	// The refresh storms: correctness is enforced, performance reported.
+	var storms []stormResult
+	if o.scenarios["storm"] {
+		r := runStorm(o, st, stormSpec{
+			name: "storm", cookie: stormCookie, sites: []string{st.stormURL},
+			title: fmt.Sprintf("Scenario 6: refresh storm, cookie sessions (%d sessions, %d connections)", o.stormSessions, o.concurrency),
+		})
+		fails = append(fails, r.correct()...)
+		storms = append(storms, r)
+	}
+	if o.scenarios["storm-redis"] {
+		if len(st.stormRedisURLs) < 2 {
+			fmt.Println("\nScenario 7 (refresh storm, session_store redis): skipped, redis-server is not installed")
+		} else {
+			r := runStorm(o, st, stormSpec{
+				name: "storm-redis", cookie: stormRedisCookie, sites: st.stormRedisURLs, redis: true,
+				title: fmt.Sprintf("Scenario 7: refresh storm, session_store redis, two instances (%d sessions, %d connections)", o.stormSessions, o.concurrency),
+			})
+			fails = append(fails, r.correct()...)
+			storms = append(storms, r)
+		}
+	}
+
+	var large1 *largeOneResult
+	if o.scenarios["large-1conn"] {
+		r := runLargeOne(o, st, groups, &fails)
+		if r.setupErr != "" {
+			fails.add("large-1conn: setup failed: %s", r.setupErr)
+		}
+		large1 = &r
+	}
+
+	var users *usersResult
+	if o.scenarios["many-users"] {
+		r := runUsers(o, st, directRound, &fails)
+		if r.setupErr != "" {
+			fails.add("many-users: setup failed: %s", r.setupErr)
+		}
+		users = &r
+	}
+
 	printSummary(o, results, lr, providerDuringLoad)
+	printNewSummary(storms, large1, users)
 	fmt.Printf("  at the end: %s\n", loadAverage())
+	fmt.Println()
+	for _, l := range resultLines(o, results, lr, storms, large1, users) {
+		fmt.Println(l)
+	}
 	if len(fails) > 0 {
 		fmt.Println("\nFAILED:")
 		for _, f := range fails {
@@ -355,6 +462,9 @@ type scenarioResult struct {
 	probeP50, probeP99             float64 // authgate − plain on one connection
 	probeOwnP99                    float64 // authgate − same bytes on one connection
 	hasProbe                       bool
+	providerCalls                  int
+	key                            string  // RESULT scenario name
+	authCPU                        float64 // authgate's CPU per request, µs (whole process)
 }
 
 // runScenario loads the plain, the authgate and the same-bytes site in
@@ -438,7 +548,7 @@ func compareTargets(o options, st *stack, title, site string, targets, probeTarg
 		fails.add("%s: %d failed probe requests (%s)", title, n, first)
 	}
 
-	res := scenarioResult{name: title}
+	res := scenarioResult{name: title, providerCalls: providerCalls}
 	fmt.Printf("  %-26s %9s %8s %8s %7s %11s %11s %10s\n", "under load", "req/s", "p50 ms", "p99 ms", "errors", "CPU µs/req", "allocs/req", "bytes/req")
 	allocs := make([]float64, nTargets)
 	allocBytes := make([]float64, nTargets)
@@ -453,6 +563,7 @@ func compareTargets(o options, st *stack, title, site string, targets, probeTarg
 			median(c.each(t, rps)), median(c.each(t, p50)), median(c.each(t, p99)), errs,
 			median(c.each(t, round.cpuPerReq)), allocs[t], allocBytes[t])
 	}
+	res.authCPU = median(c.each(tAuth, round.cpuPerReq))
 	res.authPlain = compare(c, tAuth, tPlain)
 	res.authSame = compare(c, tAuth, tSame)
 	res.samePlain = compare(c, tSame, tPlain)

@@ -61,6 +61,7 @@ type options struct {
 	scenarios        map[string]bool
 
 	stormSessions    int           // sessions of the refresh storms
+	stormTurn        int           // requests per session and turn in the storms
 	users            int           // sessions of the many-users scenario
 	largeSessions    int           // sessions of the large session's miss path
 	setupConcurrency int           // browsers logging in at once during setups
@@ -100,6 +101,7 @@ func main() {
 	flag.IntVar(&o.loginConcurrency, "login-concurrency", 4, "concurrent browsers logging in")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the load rounds (the whole process) to this file")
 	flag.IntVar(&o.stormSessions, "storm-sessions", 2000, "sessions of the refresh storms, whose access tokens expire at one instant")
+	flag.IntVar(&o.stormTurn, "storm-turn", 2, "requests the storm sends at once per session and turn, like a browser's page and resource (1: every request another session)")
 	flag.IntVar(&o.users, "users", 100_000, "distinct sessions of the many-users scenario")
 	flag.IntVar(&o.largeSessions, "large-sessions", 2000, "large sessions for the miss path on one connection (large-1conn)")
 	flag.IntVar(&o.setupConcurrency, "setup-concurrency", 8, "browsers logging in at once while a scenario signs its sessions in")
@@ -127,8 +129,8 @@ func main() {
 		o.scenarios[sc] = true
 	}
 	if o.rounds < 1 || o.duration <= 0 || o.slice <= 0 || o.concurrency < 1 || o.maxRequests < 1 || o.loginConcurrency < 1 ||
-		o.stormSessions < 1 || o.users < 2 || o.largeSessions < 3+o.rounds || o.setupConcurrency < 1 || o.setupLimit <= 0 || o.zipfS <= 1 {
-		fmt.Fprintln(os.Stderr, "bench: -rounds, -duration, -slice, -concurrency, -max-requests, -login-concurrency, -storm-sessions, -setup-concurrency and -setup-limit must be positive, -users at least 2, -large-sessions at least 3 + -rounds, -zipf-s above 1")
+		o.stormSessions < 1 || o.stormTurn < 1 || o.users < 2 || o.largeSessions < 3+o.rounds || o.setupConcurrency < 1 || o.setupLimit <= 0 || o.zipfS <= 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds, -duration, -slice, -concurrency, -max-requests, -login-concurrency, -storm-sessions, -storm-turn, -setup-concurrency and -setup-limit must be positive, -users at least 2, -large-sessions at least 3 + -rounds, -zipf-s above 1")
 		os.Exit(2)
 	}
 	os.Exit(run(o))
@@ -323,7 +325,7 @@ func run(o options) int {
 	if o.scenarios["storm"] {
 		r := runStorm(o, st, stormSpec{
 			name: "storm", cookie: stormCookie, sites: []string{st.stormURL},
-			title: fmt.Sprintf("Scenario 6: refresh storm, cookie sessions (%d sessions, %d connections)", o.stormSessions, o.concurrency),
+			title: fmt.Sprintf("Scenario 6: refresh storm, cookie sessions (%d sessions, %d connections, turns of %d requests per session)", o.stormSessions, o.concurrency, o.stormTurn),
 		})
 		fails = append(fails, r.correct()...)
 		storms = append(storms, r)
@@ -334,7 +336,7 @@ func run(o options) int {
 		} else {
 			r := runStorm(o, st, stormSpec{
 				name: "storm-redis", cookie: stormRedisCookie, sites: st.stormRedisURLs, redis: true,
-				title: fmt.Sprintf("Scenario 7: refresh storm, session_store redis, two instances (%d sessions, %d connections)", o.stormSessions, o.concurrency),
+				title: fmt.Sprintf("Scenario 7: refresh storm, session_store redis, two instances (%d sessions, %d connections, turns of %d requests per session)", o.stormSessions, o.concurrency, o.stormTurn),
 			})
 			fails = append(fails, r.correct()...)
 			storms = append(storms, r)

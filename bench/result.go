@@ -64,7 +64,7 @@ func resultLines(o options, results []scenarioResult, lr loginResult, storms []s
 			i("failed", lr.errors).f3("provider_per_login", float64(lr.provider)/float64(max(1, len(lr.lat)+lr.errors))).String())
 	}
 	for _, r := range storms {
-		l := newResult(r.spec.name).i("sessions", r.n).i("connections", r.concurrency)
+		l := newResult(r.spec.name).i("sessions", r.n).i("connections", r.concurrency).i("turn", r.turn)
 		if r.setupErr != "" {
 			out = append(out, l.kv("setup_failed", "1").String())
 			continue

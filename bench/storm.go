@@ -47,6 +47,7 @@ type stormResult struct {
 	spec        stormSpec
 	n           int
 	concurrency int
+	turn        int
 	setupErr    string
 
 	limit      providerLimit
@@ -84,7 +85,7 @@ type countPoint struct {
 // tokens that all expire at one instant, and loads them through it.
 func runStorm(o options, st *stack, spec stormSpec) stormResult {
 	n := o.stormSessions
-	res := stormResult{spec: spec, n: n, concurrency: o.concurrency}
+	res := stormResult{spec: spec, n: n, concurrency: o.concurrency, turn: o.stormTurn}
 	idp := st.stormIdp
 	fmt.Printf("\n%s\n", spec.title)
 	fail := func(format string, args ...any) stormResult {
@@ -159,22 +160,33 @@ func runStorm(o options, st *stack, spec stormSpec) stormResult {
 	check := checkSessions(o, spec, jars)
 	res.refreshes = idp.Count("token:refresh_token") - base
 
-	// The refresh timeline: the first wave, and any refreshes after a
-	// quiet gap (sessions whose expiry authgate dated a second later,
-	// when a token response crossed a second boundary).
+	// The refresh timeline. A session whose token response crossed a
+	// second boundary between the provider and authgate has its expiry
+	// dated a second later, and falls due a second after the others. When
+	// the storm is over before that second and refreshes resume after a
+	// quiet spell, those are late, not part of the storm: the first wave
+	// ends before them.
 	var waveEnd, allAt time.Duration
-	for i, p := range points {
-		if i > 0 && p.at-points[i-1].at > 250*time.Millisecond && res.wave == 0 {
-			res.wave = points[i-1].n
-			waveEnd = points[i-1].at
-		}
+	res.wave = 0
+	lateDue := dueAt + time.Second
+	for _, p := range points {
 		if p.n >= n && allAt == 0 {
 			allAt = p.at
 		}
 	}
-	if len(points) > 0 && res.wave == 0 {
-		res.wave = points[len(points)-1].n
-		waveEnd = points[len(points)-1].at
+	inWave := 0
+	var lastInWave time.Duration
+	for _, p := range points {
+		if p.at < lateDue {
+			inWave, lastInWave = p.n, p.at
+		}
+	}
+	if last := len(points) - 1; last >= 0 {
+		if inWave > 0 && inWave < points[last].n && lateDue-lastInWave >= 200*time.Millisecond {
+			res.wave, waveEnd = inWave, lastInWave
+		} else {
+			res.wave, waveEnd = points[last].n, points[last].at
+		}
 	}
 	res.late = max(0, min(res.refreshes, n)-res.wave)
 	res.waveSeconds = (waveEnd - dueAt).Seconds()
@@ -248,9 +260,10 @@ func runStorm(o options, st *stack, spec stormSpec) stormResult {
 	return res
 }
 
-// stormLoad sends requests that rotate through the sessions, two per
-// turn (a page and a resource, as a browser does; with two instances,
-// one to each), from o.concurrency connections, from now until every
+// stormLoad sends requests that rotate through the sessions,
+// o.stormTurn at once per session and turn (2: a page and a resource, as
+// a browser sends them; with two instances, one to each), from
+// o.concurrency connections, from now until every
 // session has been refreshed (and stormTail more), or a time or count
 // limit. Each browser keeps its cookies from the responses. A poller
 // records the provider's refresh counter meanwhile.
@@ -313,8 +326,13 @@ func stormLoad(o options, st *stack, spec stormSpec, jars []*jar, base int, due 
 				if k >= int64(o.maxRequests) {
 					break
 				}
-				s := int((k / 2) % int64(n))
-				site := spec.sites[int(k)%len(spec.sites)]
+				// The k-th request: session s's request pos of its turn in
+				// pass; over a turn, and from pass to pass, a session's
+				// requests go round the instances.
+				turn := int64(o.stormTurn)
+				s := int((k / turn) % int64(n))
+				pass, pos := k/(turn*int64(n)), k%turn
+				site := spec.sites[int((pos+int64(s)+pass)%int64(len(spec.sites)))]
 				j := jars[s]
 				req, _ := http.NewRequest(http.MethodGet, site+"/app/home", nil)
 				req.Header.Set("User-Agent", "authgate-bench")

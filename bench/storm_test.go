@@ -23,7 +23,7 @@ func TestTinyStorm(t *testing.T) {
 	}
 	defer st.stop()
 	o := options{
-		concurrency: 2, stormSessions: 50, setupConcurrency: 4,
+		concurrency: 2, stormSessions: 50, stormTurn: 2, setupConcurrency: 4,
 		duration: 300 * time.Millisecond, maxRequests: 200_000,
 	}
 	specs := []stormSpec{{name: "storm", title: "tiny storm, cookies", cookie: stormCookie, sites: []string{st.stormURL}}}

@@ -15,13 +15,27 @@
 //  3. sessions in Redis (session_store), when redis-server is installed;
 //  4. the large session's groups in Redis: what session_store buys users
 //     with many groups (no target of its own);
-//  5. logins per second through the whole flow, a fresh browser each.
+//  5. logins per second through the whole flow, a fresh browser each;
+//  6. storm: a refresh storm, -storm-sessions cookie sessions whose access
+//     tokens expire at one instant, against the provider's token endpoint
+//     driven alone;
+//  7. storm-redis: the same with session_store on two instances (two
+//     sites with gateways of their own) sharing one Redis;
+//  8. large-1conn: the large session on one connection, hit path and miss
+//     path;
+//  9. many-users: -users distinct sessions, a different one (a cache miss)
+//     on every request, against plain and same bytes, RSS before and
+//     after; then a Zipf mix with its hit rate estimated.
 //
-// It exits non-zero when the provider saw any request during the
+// It ends with a summary and one machine-readable RESULT line per
+// scenario. It exits non-zero when the provider saw any request during the
 // authenticated load (the hot path must not call it), when a request
-// failed, when a login did not work, or when the same-bytes site does not
-// forward the same headers as authgate. Performance targets are reported,
-// not enforced: they depend on the machine. See docs/performance.md.
+// failed, when a login or a scenario's setup did not work, when the
+// same-bytes site does not forward the same headers as authgate, or when
+// a storm did not refresh every session exactly once at the provider, or
+// lost a session. Performance targets are reported, not enforced: they
+// depend on the machine. -quick is a smoke run of everything. See
+// docs/performance.md.
 package main
 
 import (

@@ -237,19 +237,18 @@ func runStorm(o options, st *stack, spec stormSpec) stormResult {
 		res.firstLost = check.firstLost
 	}
 	res.lost = len(lostSessions)
-	res.stale = check.stale
 	if !spec.redis {
 		var last time.Duration
 		for s, t := range firstNew {
 			if t == 0 {
-				res.stale++ // never got a new cookie in the storm
-				_ = s
+				check.stale[int32(s)] = true // never got a new cookie in the storm
 			}
 			last = max(last, t)
 		}
 		if last > 0 {
 			res.jarSeconds = (last - dueAt).Seconds()
 		}
+		res.stale = len(check.stale)
 	}
 	slices.Sort(beforeLat)
 	slices.Sort(duringLat)
@@ -380,7 +379,7 @@ type sessionCheck struct {
 	firstFail string
 	lost      map[int32]bool
 	firstLost string
-	stale     int // cookie sessions answered with yet another cookie
+	stale     map[int32]bool // cookie sessions answered with yet another cookie
 }
 
 // checkSessions sends every session's cookie, as its browser now has it,
@@ -394,12 +393,12 @@ func checkSessions(o options, spec stormSpec, jars []*jar) sessionCheck {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	var mu sync.Mutex
-	res := sessionCheck{lost: map[int32]bool{}}
+	res := sessionCheck{lost: map[int32]bool{}, stale: map[int32]bool{}}
 	note := func(s int, stale, failed, lost bool, what string) {
 		mu.Lock()
 		defer mu.Unlock()
 		if stale {
-			res.stale++
+			res.stale[int32(s)] = true
 		}
 		if failed {
 			res.failed++

@@ -30,6 +30,9 @@ type stormSpec struct {
 	sites  []string // the instances: of a session's two requests per turn, one goes to each (both to the one)
 	cookie string   // the session cookie's name
 	redis  bool     // session_store: refreshed sessions come back with no Set-Cookie
+	// beforeLoad, when set, runs after the setup, just before the load
+	// (tests use it to make the provider misbehave during the storm).
+	beforeLoad func()
 }
 
 // stormRequest is one request of the storm's generator.
@@ -147,6 +150,9 @@ func runStorm(o options, st *stack, spec stormSpec) stormResult {
 		time.Sleep(wait)
 	}
 
+	if spec.beforeLoad != nil {
+		spec.beforeLoad()
+	}
 	var reqs []stormRequest
 	var points []countPoint
 	var genStart time.Time
@@ -282,6 +288,7 @@ func stormLoad(o options, st *stack, spec stormSpec, jars []*jar, base int, due 
 		next     atomic.Int64
 		done     atomic.Bool
 		newJars  atomic.Int64 // cookie sessions that got a new cookie
+		lostJars atomic.Int64 // sessions lost: they will get none
 		mu       sync.Mutex
 		all      []stormRequest
 		points   []countPoint
@@ -289,6 +296,7 @@ func stormLoad(o options, st *stack, spec stormSpec, jars []*jar, base int, due 
 		pollDone = make(chan struct{})
 	)
 	seen := make([]atomic.Bool, n)
+	gone := make([]atomic.Bool, n)
 	start := time.Now()
 
 	go func() { // the poller
@@ -305,7 +313,7 @@ func stormLoad(o options, st *stack, spec stormSpec, jars []*jar, base int, due 
 				points = append(points, countPoint{at: now.Sub(start), n: c})
 				last = c
 			}
-			if allAt.IsZero() && c >= n && (spec.redis || newJars.Load() >= int64(n)) {
+			if allAt.IsZero() && c >= n && (spec.redis || newJars.Load()+lostJars.Load() >= int64(n)) {
 				allAt = now
 			}
 			if (!allAt.IsZero() && now.Sub(allAt) >= stormTail) || now.After(deadline) {
@@ -356,8 +364,11 @@ func stormLoad(o options, st *stack, spec stormSpec, jars []*jar, base int, due 
 				r.lost = !alive || resp.StatusCode == http.StatusUnauthorized || (resp.StatusCode >= 300 && resp.StatusCode < 400)
 				// Only refreshes set session cookies here (requests in
 				// flight at the due instant may be refreshed too).
-				if r.refreshed && !seen[s].Swap(true) {
+				if r.refreshed && !seen[s].Swap(true) && !gone[s].Load() {
 					newJars.Add(1)
+				}
+				if r.lost && !gone[s].Swap(true) && !seen[s].Load() {
+					lostJars.Add(1)
 				}
 				recs = append(recs, r)
 			}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authgate/caddy-authgate/internal/testidp"
 )
 
 // TestTinyStorm runs the refresh storm end to end, small: 50 sessions on
@@ -42,6 +44,22 @@ func TestTinyStorm(t *testing.T) {
 		}
 		if r.setupErr == "" && r.wave+r.late != r.n {
 			t.Errorf("%s: the timeline saw %d + %d refreshes for %d sessions", spec.name, r.wave, r.late, r.n)
+		}
+	}
+
+	// The same storm with a provider that refuses two of the refreshes
+	// (invalid_grant, as for a refresh token already spent): those two
+	// users are logged out, and the storm must say so.
+	spec := specs[0]
+	spec.beforeLoad = func() {
+		st.stormIdp.SetFault("token:refresh_token", testidp.Fault{Kind: testidp.FaultInvalidGrant, Every: 10, Times: 2})
+	}
+	r := runStorm(o, st, spec)
+	st.stormIdp.ClearFaults()
+	got := strings.Join(r.correct(), "; ")
+	for _, want := range []string{"2 sessions lost", "failed requests"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("two refused refreshes: want %q among the failures, got %q", want, got)
 		}
 	}
 }

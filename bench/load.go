@@ -19,8 +19,36 @@ type target struct {
 	name   string
 	url    string
 	cookie string // Cookie header, or ""
+	// seq, when set, gives every request a Cookie header of its own in
+	// turn (many sessions); cookie is then only the echo check's.
+	seq    *cookieSeq
 	client *http.Client
 }
+
+// cookieSeq hands out Cookie headers in turn, safe for concurrent use:
+// headers[order[k]] for the k-th request, or headers[k] without order,
+// wrapping around at the end.
+type cookieSeq struct {
+	headers []string
+	order   []int32 // nil: 0, 1, 2, ...
+	next    atomic.Int64
+}
+
+func newCookieSeq(headers []string, order []int32) *cookieSeq {
+	return &cookieSeq{headers: headers, order: order}
+}
+
+// take returns the next Cookie header.
+func (c *cookieSeq) take() string {
+	k := c.next.Add(1) - 1
+	if c.order != nil {
+		return c.headers[c.order[k%int64(len(c.order))]]
+	}
+	return c.headers[k%int64(len(c.headers))]
+}
+
+// taken is how many headers were handed out.
+func (c *cookieSeq) taken() int64 { return c.next.Load() }
 
 // newTransport is the load generator's keep-alive transport: one idle
 // connection kept per worker, so that the steady state opens none.
@@ -148,7 +176,15 @@ func load(t *target, d time.Duration, concurrency, maxRequests int) round {
 			req := reqs[w]
 			lat := lats[w]
 			buf := make([]byte, 4096)
+			var slot []string // the request's Cookie header, set per request
+			if t.seq != nil {
+				slot = []string{""}
+				req.Header["Cookie"] = slot
+			}
 			for time.Now().Before(deadline) && sent.Add(1) <= int64(maxRequests) {
+				if slot != nil {
+					slot[0] = t.seq.take()
+				}
 				t0 := time.Now()
 				resp, err := t.client.Do(req)
 				if err != nil {

@@ -15,13 +15,27 @@
 //  3. sessions in Redis (session_store), when redis-server is installed;
 //  4. the large session's groups in Redis: what session_store buys users
 //     with many groups (no target of its own);
-//  5. logins per second through the whole flow, a fresh browser each.
+//  5. logins per second through the whole flow, a fresh browser each;
+//  6. storm: a refresh storm, -storm-sessions cookie sessions whose access
+//     tokens expire at one instant, against the provider's token endpoint
+//     driven alone;
+//  7. storm-redis: the same with session_store on two instances (two
+//     sites with gateways of their own) sharing one Redis;
+//  8. large-1conn: the large session on one connection, hit path and miss
+//     path;
+//  9. many-users: -users distinct sessions, a different one (a cache miss)
+//     on every request, against plain and same bytes, RSS before and
+//     after; then a Zipf mix with its hit rate estimated.
 //
-// It exits non-zero when the provider saw any request during the
+// It ends with a summary and one machine-readable RESULT line per
+// scenario. It exits non-zero when the provider saw any request during the
 // authenticated load (the hot path must not call it), when a request
-// failed, when a login did not work, or when the same-bytes site does not
-// forward the same headers as authgate. Performance targets are reported,
-// not enforced: they depend on the machine. See docs/performance.md.
+// failed, when a login or a scenario's setup did not work, when the
+// same-bytes site does not forward the same headers as authgate, or when
+// a storm did not refresh every session exactly once at the provider, or
+// lost a session. Performance targets are reported, not enforced: they
+// depend on the machine. -quick is a smoke run of everything. See
+// docs/performance.md.
 package main
 
 import (
@@ -30,6 +44,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"runtime"
@@ -41,6 +56,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/authgate/caddy-authgate/internal/testidp"
 )
 
 type options struct {
@@ -56,6 +73,24 @@ type options struct {
 	loginConcurrency int
 	cpuprofile       string
 	scenarios        map[string]bool
+
+	stormSessions    int           // sessions of the refresh storms
+	stormTurn        int           // requests per session and turn in the storms
+	users            int           // sessions of the many-users scenario
+	largeSessions    int           // sessions of the large session's miss path
+	setupConcurrency int           // browsers logging in at once during setups
+	setupLimit       time.Duration // the many-users logins' time limit
+	zipfS            float64       // the many-users mix's Zipf exponent
+}
+
+// allScenarios are the scenarios, in the order they run.
+var allScenarios = []string{"small", "large", "redis", "redis-large", "logins", "storm", "storm-redis", "large-1conn", "many-users"}
+
+// quickValues are -quick's settings: a smoke run of every scenario in
+// about a minute. Flags given explicitly win.
+var quickValues = map[string]string{
+	"rounds": "1", "duration": "1s", "warmup": "200ms", "probe": "500ms", "login-duration": "1s",
+	"storm-sessions": "200", "users": "3000", "large-sessions": "300",
 }
 
 // Targets the project is measured against.
@@ -79,23 +114,49 @@ func main() {
 	flag.DurationVar(&o.loginDuration, "login-duration", 3*time.Second, "length of the logins-per-second scenario (0: skip)")
 	flag.IntVar(&o.loginConcurrency, "login-concurrency", 4, "concurrent browsers logging in")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the load rounds (the whole process) to this file")
-	scenarios := flag.String("scenarios", "small,large,redis,redis-large,logins", "which scenarios to run, comma-separated")
+	flag.IntVar(&o.stormSessions, "storm-sessions", 2000, "sessions of the refresh storms, whose access tokens expire at one instant")
+	flag.IntVar(&o.stormTurn, "storm-turn", 2, "requests the storm sends at once per session and turn, like a browser's page and resource (1: every request another session)")
+	flag.IntVar(&o.users, "users", 100_000, "distinct sessions of the many-users scenario")
+	flag.IntVar(&o.largeSessions, "large-sessions", 2000, "large sessions for the miss path on one connection (large-1conn)")
+	flag.IntVar(&o.setupConcurrency, "setup-concurrency", 8, "browsers logging in at once while a scenario signs its sessions in")
+	flag.DurationVar(&o.setupLimit, "setup-limit", 6*time.Minute, "time limit of the many-users logins")
+	flag.Float64Var(&o.zipfS, "zipf-s", 1.1, "exponent of the many-users mix's Zipf distribution over the sessions (> 1)")
+	quick := flag.Bool("quick", false, "a smoke run: "+quickSummary())
+	scenarios := flag.String("scenarios", strings.Join(allScenarios, ","), "which scenarios to run, comma-separated")
 	flag.Parse()
-	o.scenarios = map[string]bool{}
-	for _, sc := range strings.Split(*scenarios, ",") {
-		switch sc = strings.TrimSpace(sc); sc {
-		case "small", "large", "redis", "redis-large", "logins":
-			o.scenarios[sc] = true
-		default:
-			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (small, large, redis, redis-large, logins)\n", sc)
-			os.Exit(2)
+	if *quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range quickValues {
+			if !set[name] {
+				_ = flag.Set(name, v)
+			}
 		}
 	}
-	if o.rounds < 1 || o.duration <= 0 || o.slice <= 0 || o.concurrency < 1 || o.maxRequests < 1 || o.loginConcurrency < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -rounds, -duration, -slice, -concurrency, -max-requests and -login-concurrency must be positive")
+	o.scenarios = map[string]bool{}
+	for _, sc := range strings.Split(*scenarios, ",") {
+		sc = strings.TrimSpace(sc)
+		if !slices.Contains(allScenarios, sc) {
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (%s)\n", sc, strings.Join(allScenarios, ", "))
+			os.Exit(2)
+		}
+		o.scenarios[sc] = true
+	}
+	if o.rounds < 1 || o.duration <= 0 || o.slice <= 0 || o.concurrency < 1 || o.maxRequests < 1 || o.loginConcurrency < 1 ||
+		o.stormSessions < 1 || o.stormTurn < 1 || o.users < 2 || o.largeSessions < 3+o.rounds || o.setupConcurrency < 1 || o.setupLimit <= 0 || o.zipfS <= 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds, -duration, -slice, -concurrency, -max-requests, -login-concurrency, -storm-sessions, -storm-turn, -setup-concurrency and -setup-limit must be positive, -users at least 2, -large-sessions at least 3 + -rounds, -zipf-s above 1")
 		os.Exit(2)
 	}
 	os.Exit(run(o))
+}
+
+func quickSummary() string {
+	names := slices.Sorted(maps.Keys(quickValues))
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = "-" + n + " " + quickValues[n]
+	}
+	return strings.Join(parts, ", ") + " (flags given explicitly win)"
 }
 
 // largeGroups are the groups of the large-session scenario. Hex names
@@ -120,10 +181,15 @@ func (f *failures) add(format string, args ...any) { *f = append(*f, fmt.Sprintf
 func run(o options) int {
 	printMachine(o)
 	var groups []string // the large session's, known before Caddy starts
-	if o.scenarios["large"] || o.scenarios["redis-large"] {
+	if o.scenarios["large"] || o.scenarios["redis-large"] || o.scenarios["large-1conn"] {
 		groups = largeGroups(o.groups)
 	}
-	st, err := startStack(groups)
+	st, err := startStack(stackConfig{
+		largeGroups: groups,
+		storm:       o.scenarios["storm"] || o.scenarios["storm-redis"],
+		users:       o.scenarios["many-users"],
+		largeOne:    o.scenarios["large-1conn"],
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
@@ -137,6 +203,18 @@ func run(o options) int {
 	fmt.Printf("same-bytes site: %s  (reverse_proxy %s, header_up -Cookie and the small session's identity headers, static)\n", st.sameSmallURL, st.backendAddr)
 	if st.sameLargeURL != "" {
 		fmt.Printf("same-bytes site: %s  (the same with the large session's %d groups)\n", st.sameLargeURL, len(groups))
+	}
+	if st.stormURL != "" {
+		fmt.Printf("storm sites:     %s  (authgate, own gateway, cookie sessions; provider %s: ES256, rotating refresh tokens)\n", st.stormURL, st.stormIdp.Issuer())
+		for i, u := range st.stormRedisURLs {
+			fmt.Printf("                 %s  (instance %c: authgate, own gateway, session_store redis, shared Redis)\n", u, 'A'+i)
+		}
+	}
+	if st.usersURL != "" {
+		fmt.Printf("many-users:      %s  (logins; authgate, own gateway; provider %s, ES256), load to %s (own gateway)\n", st.usersLoginURL, st.usersIdp.Issuer(), st.usersURL)
+	}
+	if st.largeOneURL != "" {
+		fmt.Printf("large-1conn:     %s  (authgate like the authgate site, own gateway)\n", st.largeOneURL)
 	}
 
 	var fails failures
@@ -185,7 +263,7 @@ func run(o options) int {
 			fails.add("small session: expected one cookie, got %v", small.names)
 		}
 		res := runScenario(o, st, "Scenario 1: small session", small, st.sameSmallURL, directRound, &providerDuringLoad, &fails)
-		res.target = targetSmallRatio
+		res.target, res.key = targetSmallRatio, "small"
 		results = append(results, res)
 	}
 
@@ -201,7 +279,7 @@ func run(o options) int {
 			fails.add("large session is not chunked over 4 KB: %s", large.describe())
 		}
 		res := runScenario(o, st, fmt.Sprintf("Scenario 2: large session (%d groups)", o.groups), large, st.sameLargeURL, directRound, &providerDuringLoad, &fails)
-		res.target = targetLargeRatio
+		res.target, res.key = targetLargeRatio, "large"
 		results = append(results, res)
 	}
 	st.idp.SetUserClaims(benchUser, map[string]any{"groups": groupsClaim(smallGroups)})
@@ -217,7 +295,7 @@ func run(o options) int {
 				return 1
 			}
 			res := runScenario(o, st, "Scenario 3: session_store redis (small session)", rs, st.sameSmallURL, directRound, &providerDuringLoad, &fails)
-			res.target = targetRedisRatio
+			res.target, res.key = targetRedisRatio, "redis"
 			results = append(results, res)
 		}
 	}
@@ -237,6 +315,7 @@ func run(o options) int {
 			return 1
 		}
 		res := runScenario(o, st, fmt.Sprintf("Scenario 4: session_store redis, large session (%d groups)", o.groups), rs, st.sameLargeURL, directRound, &providerDuringLoad, &fails)
+		res.key = "redis-large"
 		results = append(results, res)
 	}
 	stopProfile()
@@ -255,8 +334,54 @@ func run(o options) int {
 		}
 	}
 
+	// The refresh storms: correctness is enforced, performance reported.
+	var storms []stormResult
+	if o.scenarios["storm"] {
+		r := runStorm(o, st, stormSpec{
+			name: "storm", cookie: stormCookie, sites: []string{st.stormURL},
+			title: fmt.Sprintf("Scenario 6: refresh storm, cookie sessions (%d sessions, %d connections, turns of %d requests per session)", o.stormSessions, o.concurrency, o.stormTurn),
+		})
+		fails = append(fails, r.correct()...)
+		storms = append(storms, r)
+	}
+	if o.scenarios["storm-redis"] {
+		if len(st.stormRedisURLs) < 2 {
+			fmt.Println("\nScenario 7 (refresh storm, session_store redis): skipped, redis-server is not installed")
+		} else {
+			r := runStorm(o, st, stormSpec{
+				name: "storm-redis", cookie: stormRedisCookie, sites: st.stormRedisURLs, redis: true,
+				title: fmt.Sprintf("Scenario 7: refresh storm, session_store redis, two instances (%d sessions, %d connections, turns of %d requests per session)", o.stormSessions, o.concurrency, o.stormTurn),
+			})
+			fails = append(fails, r.correct()...)
+			storms = append(storms, r)
+		}
+	}
+
+	var large1 *largeOneResult
+	if o.scenarios["large-1conn"] {
+		r := runLargeOne(o, st, groups, &fails)
+		if r.setupErr != "" {
+			fails.add("large-1conn: setup failed: %s", r.setupErr)
+		}
+		large1 = &r
+	}
+
+	var users *usersResult
+	if o.scenarios["many-users"] {
+		r := runUsers(o, st, directRound, &fails)
+		if r.setupErr != "" {
+			fails.add("many-users: setup failed: %s", r.setupErr)
+		}
+		users = &r
+	}
+
 	printSummary(o, results, lr, providerDuringLoad)
+	printNewSummary(storms, large1, users)
 	fmt.Printf("  at the end: %s\n", loadAverage())
+	fmt.Println()
+	for _, l := range resultLines(o, results, lr, storms, large1, users) {
+		fmt.Println(l)
+	}
 	if len(fails) > 0 {
 		fmt.Println("\nFAILED:")
 		for _, f := range fails {
@@ -353,6 +478,9 @@ type scenarioResult struct {
 	probeP50, probeP99             float64 // authgate − plain on one connection
 	probeOwnP99                    float64 // authgate − same bytes on one connection
 	hasProbe                       bool
+	providerCalls                  int
+	key                            string  // RESULT scenario name
+	authCPU                        float64 // authgate's CPU per request, µs (whole process)
 }
 
 // runScenario loads the plain, the authgate and the same-bytes site in
@@ -370,13 +498,23 @@ func runScenario(o options, st *stack, title string, sess session, sameURL strin
 		probeTargets[i] = newTarget(t.name, t.url, t.cookie, 1)
 	}
 
+	return compareTargets(o, st, title, sess.site, targets, probeTargets, st.idp, direct, providerDuringLoad, fails)
+}
+
+// compareTargets checks that the same-bytes target forwards what the
+// authgate target forwards, then loads the targets (tPlain, tAuth, tSame)
+// in rounds of rotating slices, and the probe targets on one connection
+// after each round when probeTargets is not nil, and prints the
+// comparison. site is the authgate site (its identified requests are
+// counted); idp is its provider, which must see no request meanwhile.
+func compareTargets(o options, st *stack, title, site string, targets, probeTargets []*target, idp *testidp.Server, direct round, providerDuringLoad *int, fails *failures) scenarioResult {
 	if err := checkSameBytes(targets[tPlain], targets[tAuth], targets[tSame]); err != nil {
 		fmt.Printf("  %v\n", err)
 		fails.add("%s: %v", title, err)
 	}
 
-	providerBefore := st.providerRequests()
-	identifiedBefore := st.identifiedAt(sess.site)
+	providerBefore := providerRequests(idp)
+	identifiedBefore := st.identifiedAt(site)
 
 	for _, t := range targets {
 		load(t, o.warmup, o.concurrency, o.maxRequests)
@@ -398,7 +536,7 @@ func runScenario(o options, st *stack, title string, sess session, sameURL strin
 			}
 		}
 		c.add(mergeEach(parts))
-		if o.probe > 0 {
+		if o.probe > 0 && probeTargets != nil {
 			parts := make([][]round, nTargets)
 			for k := 0; k < probeSlices; k++ {
 				for _, t := range rotation(nTargets, i*probeSlices+k) {
@@ -408,11 +546,11 @@ func runScenario(o options, st *stack, title string, sess session, sameURL strin
 			probes.add(mergeEach(parts))
 		}
 	}
-	providerCalls := st.providerRequests() - providerBefore
+	providerCalls := providerRequests(idp) - providerBefore
 	*providerDuringLoad += providerCalls
 
 	authReqs := c.requests(tAuth) + probes.requests(tAuth)
-	identified := st.identifiedAt(sess.site) - identifiedBefore
+	identified := st.identifiedAt(site) - identifiedBefore
 	// Warm-up requests reached the backend too; at least every recorded
 	// one must have come with an identity. Counted for the authgate site
 	// alone (by X-Forwarded-Host): the same-bytes site's carry one too.
@@ -426,7 +564,7 @@ func runScenario(o options, st *stack, title string, sess session, sameURL strin
 		fails.add("%s: %d failed probe requests (%s)", title, n, first)
 	}
 
-	res := scenarioResult{name: title}
+	res := scenarioResult{name: title, providerCalls: providerCalls}
 	fmt.Printf("  %-26s %9s %8s %8s %7s %11s %11s %10s\n", "under load", "req/s", "p50 ms", "p99 ms", "errors", "CPU µs/req", "allocs/req", "bytes/req")
 	allocs := make([]float64, nTargets)
 	allocBytes := make([]float64, nTargets)
@@ -441,6 +579,7 @@ func runScenario(o options, st *stack, title string, sess session, sameURL strin
 			median(c.each(t, rps)), median(c.each(t, p50)), median(c.each(t, p99)), errs,
 			median(c.each(t, round.cpuPerReq)), allocs[t], allocBytes[t])
 	}
+	res.authCPU = median(c.each(tAuth, round.cpuPerReq))
 	res.authPlain = compare(c, tAuth, tPlain)
 	res.authSame = compare(c, tAuth, tSame)
 	res.samePlain = compare(c, tSame, tPlain)
@@ -467,7 +606,7 @@ func runScenario(o options, st *stack, title string, sess session, sameURL strin
 		res.addedP50, res.addedP99,
 		median(c.paired(tAuth, tSame, func(a, s round) float64 { return p50(a) - p50(s) })),
 		median(c.paired(tAuth, tSame, func(a, s round) float64 { return p99(a) - p99(s) })))
-	if o.probe > 0 {
+	if o.probe > 0 && probeTargets != nil {
 		res.hasProbe = true
 		res.probeP50 = median(probes.paired(tAuth, tPlain, func(a, p round) float64 { return p50(a) - p50(p) }))
 		res.probeP99 = median(probes.paired(tAuth, tPlain, func(a, p round) float64 { return p99(a) - p99(p) }))

@@ -63,6 +63,50 @@ type stack struct {
 	sameLargeURL string
 	redis        *exec.Cmd
 	caddyfile    string
+
+	// The refresh storm's provider and sites (stackConfig.storm). stormIdp
+	// rotates refresh tokens and signs with ES256; its sites each build a
+	// gateway of their own (settings in the site's authgate block).
+	stormIdp    *testidp.Server
+	stormSecret string
+	stormURL    string // cookie sessions, cookie stormCookie
+	// stormRedisURLs are two sites with session_store redis on one Redis,
+	// each with its own gateway: two instances, as far as refreshes go.
+	// Empty when redis-server is not installed.
+	stormRedisURLs []string
+
+	// The many-users provider and sites (stackConfig.users): ES256,
+	// cookie sessions. Browsers log in through usersLoginURL; the load
+	// goes to usersURL, a site with the same settings and a gateway (and
+	// session cache) of its own, which has seen none of the sessions: as
+	// when instances share session keys, any of them accepts any cookie.
+	usersIdp      *testidp.Server
+	usersLoginURL string
+	usersURL      string
+
+	// largeOneURL is an authgate site like authURL (same provider, keys
+	// and cookie name) with a gateway of its own, for the large session on
+	// one connection: sessions logged in through authURL are cached
+	// there, not here, so that their first request here is a miss. Empty
+	// unless stackConfig.largeOne.
+	largeOneURL string
+}
+
+// Cookie names of the new scenarios' sites: browsers' cookies ignore ports.
+const (
+	stormCookie      = "_authgate_storm"
+	stormRedisCookie = "_authgate_sr"
+	usersCookie      = "_authgate_users"
+)
+
+// stackConfig says what the scenarios to run need besides the base sites.
+type stackConfig struct {
+	// largeGroups, when not nil, are the groups of the large-session
+	// scenarios: they get a same-bytes site of their own.
+	largeGroups []string
+	storm       bool // the refresh-storm provider and sites
+	users       bool // the many-users provider and sites
+	largeOne    bool // the large session on one connection's site
 }
 
 // startRedis runs redis-server on a loopback port, without persistence,
@@ -144,10 +188,10 @@ func (id benchIdentity) upstreamHeaders() [][2]string {
 	return out
 }
 
-// startStack starts the backend, the provider, Redis when installed, and
-// Caddy. largeGroups, when not nil, are the groups of the large-session
-// scenario: it gets a same-bytes site of its own.
-func startStack(largeGroups []string) (*stack, error) {
+// startStack starts the backend, the providers, Redis when installed, and
+// Caddy with the sites cfg asks for.
+func startStack(cfg stackConfig) (*stack, error) {
+	largeGroups := cfg.largeGroups
 	s := &stack{identified: map[string]*atomic.Int64{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -208,6 +252,37 @@ func startStack(largeGroups []string) (*stack, error) {
 }
 `, s.redisURL, redisAddr, s.backendAddr)
 	}
+	var stormCallbacks, usersCallbacks []string
+	if cfg.storm {
+		if s.stormURL, err = site(); err != nil {
+			return fail(err)
+		}
+		stormCallbacks = append(stormCallbacks, s.stormURL+"/oauth2/callback")
+		if redisAddr != "" {
+			for range 2 {
+				u, err := site()
+				if err != nil {
+					return fail(err)
+				}
+				s.stormRedisURLs = append(s.stormRedisURLs, u)
+				stormCallbacks = append(stormCallbacks, u+"/oauth2/callback")
+			}
+		}
+	}
+	if cfg.users {
+		if s.usersLoginURL, err = site(); err != nil {
+			return fail(err)
+		}
+		if s.usersURL, err = site(); err != nil {
+			return fail(err)
+		}
+		usersCallbacks = append(usersCallbacks, s.usersLoginURL+"/oauth2/callback")
+	}
+	if cfg.largeOne {
+		if s.largeOneURL, err = site(); err != nil {
+			return fail(err)
+		}
+	}
 	sameSites, err := sameBytesSite(s.sameSmallURL, s.backendAddr, benchID)
 	if err != nil {
 		return fail(err)
@@ -262,6 +337,56 @@ func startStack(largeGroups []string) (*stack, error) {
 		s.stop()
 		return nil, err
 	}
+	ownSites := ""
+	if cfg.storm {
+		// Rotating refresh tokens: a refresh repeated with a spent token
+		// is refused (and, RFC 9700 reuse detection, revokes the grant),
+		// which logs the user out; so repeats cannot go unnoticed. ES256:
+		// signing is cheap, so that the logins of the setup are quick and
+		// the provider's own limit is high.
+		s.stormSecret = randomHex(16)
+		if s.stormIdp, err = startProvider(testidp.Options{
+			Clients:             []testidp.Client{{ID: "storm", Secret: s.stormSecret, RedirectURIs: stormCallbacks}},
+			RotateRefreshTokens: true,
+			RevokeFamilyOnReuse: true,
+		}); err != nil {
+			s.stop()
+			return nil, err
+		}
+		os.Setenv("AUTHGATE_BENCH_STORM_SECRET", s.stormSecret)
+		ownSites += ownGatewaySite(s.stormURL, s.backendAddr, "storm", s.stormIdp.Issuer(), stormCookie, "")
+		for _, u := range s.stormRedisURLs {
+			ownSites += ownGatewaySite(u, s.backendAddr, "storm", s.stormIdp.Issuer(), stormRedisCookie,
+				fmt.Sprintf("session_store redis {\n\t\t\taddress %s\n\t\t\tkey_prefix bench-storm:\n\t\t}", redisAddr))
+		}
+	}
+	if cfg.users {
+		usersSecret := randomHex(16)
+		if s.usersIdp, err = startProvider(testidp.Options{
+			Clients: []testidp.Client{{ID: "users", Secret: usersSecret, RedirectURIs: usersCallbacks}},
+		}); err != nil {
+			s.stop()
+			return nil, err
+		}
+		os.Setenv("AUTHGATE_BENCH_USERS_SECRET", usersSecret)
+		ownSites += ownGatewaySite(s.usersLoginURL, s.backendAddr, "users", s.usersIdp.Issuer(), usersCookie, "")
+		ownSites += ownGatewaySite(s.usersURL, s.backendAddr, "users", s.usersIdp.Issuer(), usersCookie, "")
+	}
+	if cfg.largeOne {
+		// A setting of its own (the default cookie name, spelled out)
+		// gives the site its own gateway; everything else is the global
+		// block's, as for authURL.
+		ownSites += fmt.Sprintf(`
+%s {
+	authgate {
+		cookie {
+			name %s
+		}
+	}
+	reverse_proxy %s
+}
+`, s.largeOneURL, cookieName, s.backendAddr)
+	}
 
 	// Secrets through placeholders, as in production (and so authgate
 	// does not warn about literal ones).
@@ -292,7 +417,7 @@ func startStack(largeGroups []string) (*stack, error) {
 	authgate
 	reverse_proxy %[3]s
 }
-`, s.idp.Issuer(), s.plainURL, s.backendAddr, s.authURL) + redisSite + sameSites
+`, s.idp.Issuer(), s.plainURL, s.backendAddr, s.authURL) + redisSite + ownSites + sameSites
 	cfgJSON, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(s.caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		s.stop()
@@ -307,6 +432,57 @@ func startStack(largeGroups []string) (*stack, error) {
 		return nil, fmt.Errorf("starting Caddy: %w", err)
 	}
 	return s, nil
+}
+
+// startProvider starts a provider of the new scenarios: the bench user
+// (AutoLogin), ES256 (cheap to sign, so that thousands of logins and
+// refreshes are quick), 24-hour access tokens unless told otherwise
+// (SetAccessTokenExpiry), 48-hour refresh tokens.
+func startProvider(opts testidp.Options) (*testidp.Server, error) {
+	opts.Users = []testidp.User{{Username: benchUser, Claims: benchID.claims()}}
+	opts.AutoLogin = benchUser
+	opts.SigningAlg = "ES256"
+	opts.AccessTokenTTL = 24 * time.Hour
+	opts.RefreshTokenTTL = 48 * time.Hour
+	idp, err := testidp.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	withRole("provider", func() { err = idp.Start() })
+	if err != nil {
+		idp.Close()
+		return nil, err
+	}
+	return idp, nil
+}
+
+// ownGatewaySite is the Caddyfile of an authgate site with settings of its
+// own: a provider (client id = provider name, secret in
+// AUTHGATE_BENCH_<NAME>_SECRET), a cookie name and optionally a
+// session_store block. Settings in the site's block make the handler build
+// a gateway of its own (module.go, Handler.Provision): its own session
+// cache, refresh de-duplication, provider client and, with a session
+// store, its own Redis client. Only the session keys come from the global
+// block.
+func ownGatewaySite(siteURL, backend, provider, issuer, cookie, store string) string {
+	if store != "" {
+		store = "\t\t" + store + "\n"
+	}
+	return fmt.Sprintf(`
+%s {
+	authgate %s {
+		cookie {
+			name %s
+		}
+%s		provider %s {
+			issuer %s
+			client_id %s
+			client_secret {env.AUTHGATE_BENCH_%s_SECRET}
+		}
+	}
+	reverse_proxy %s
+}
+`, siteURL, provider, cookie, store, provider, issuer, provider, strings.ToUpper(provider), backend)
 }
 
 // sameBytesSite is the Caddyfile of a "same bytes, no authgate" site: a
@@ -378,8 +554,10 @@ func (s *stack) stop() {
 		_ = s.redis.Process.Kill()
 		_, _ = s.redis.Process.Wait()
 	}
-	if s.idp != nil {
-		s.idp.Close()
+	for _, idp := range []*testidp.Server{s.idp, s.stormIdp, s.usersIdp} {
+		if idp != nil {
+			idp.Close()
+		}
 	}
 	if s.backend != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -392,11 +570,14 @@ func (s *stack) stop() {
 // request to it increments.
 var providerEndpoints = []string{"discovery", "jwks", "authorize", "token", "userinfo", "revoke", "end_session"}
 
-// providerRequests is the number of requests the provider has served.
-func (s *stack) providerRequests() int {
+// providerRequests is the number of requests the main provider has served.
+func (s *stack) providerRequests() int { return providerRequests(s.idp) }
+
+// providerRequests is the number of requests idp has served.
+func providerRequests(idp *testidp.Server) int {
 	n := 0
 	for _, e := range providerEndpoints {
-		n += s.idp.Count(e)
+		n += idp.Count(e)
 	}
 	return n
 }

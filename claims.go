@@ -44,6 +44,19 @@ type ClaimMap struct {
 	// (`roles[].name`) are filtered for the identity but stay whole in the
 	// session.
 	KeepGroups []string `json:"keep_groups,omitempty"`
+	// Required are claims a user must have to sign in: a field (user,
+	// email, preferred_username, name, groups) as mapped above, or any
+	// other claim path. Only the user id is required otherwise; a field
+	// that finds nothing gives no header and an empty placeholder. A
+	// login (or refresh) without one of them is refused with 403
+	// claims_missing. Default: none.
+	Required []string `json:"required,omitempty"`
+	// AllowUnverifiedEmail forwards an address the provider marks
+	// `email_verified: false` (bool or string) and lets email and domain
+	// rules match it. Default: false: such an address is not forwarded
+	// (header, placeholder, /oauth2/userinfo) and no rule matches it. A
+	// provider that sends no email_verified at all is taken at its word.
+	AllowUnverifiedEmail bool `json:"allow_unverified_email,omitempty"`
 }
 
 // Identity is the signed-in user as backends see it.
@@ -55,6 +68,9 @@ type Identity struct {
 	Name              string
 	Groups            []string
 	Claims            map[string]any
+	// EmailUnverified: the provider sent an address with email_verified
+	// false, which Email (and Claims) therefore leave out.
+	EmailUnverified bool
 
 	// out holds the values as they go into headers and placeholders,
 	// sanitised once: identities are cached with their sessions, so the
@@ -89,8 +105,10 @@ func (id *Identity) placeholder(key string) (any, bool) {
 		return id.Provider, true
 	}
 	v, ok := id.Claims[name]
-	if !ok {
-		return nil, false
+	if !ok || v == nil {
+		// A claim the user does not have is empty, not the placeholder's
+		// own text in a header.
+		return "", true
 	}
 	if s, ok := scalarString(v); ok {
 		return sanitizeHeaderValue(s), true
@@ -229,19 +247,36 @@ func (p claimPath) strings(claims map[string]any) []string {
 	return out
 }
 
-// compiledClaimMap holds parsed paths and whether each was set explicitly:
-// an explicit path that resolves to nothing is an error at login.
+// compiledClaimMap holds the parsed paths and what a user must have.
 type compiledClaimMap struct {
 	user, email, username, name, groups claimPath
-	explicit                            map[string]bool
-	keepGroups                          []string // glob patterns; none: keep all
+	// userIsEmail: the user id is read from the address, so an unverified
+	// address is no user id.
+	userIsEmail     bool
+	required        []requirement
+	allowUnverified bool
+	keepGroups      []string // glob patterns; none: keep all
 	// keepPrint names the keep_groups a session was narrowed under (see
 	// Session.KeptGroups); "" when nothing is narrowed.
 	keepPrint string
 }
 
+// requirement is one require_claim: a mapped field, or a claim path.
+type requirement struct {
+	name  string
+	field string // user, email, preferred_username, name, groups; "" for a path
+	path  claimPath
+}
+
+// Errors of mapping claims to an identity at sign-in; identity.go tells the
+// user (403).
+var (
+	errClaimMissing    = errors.New("a claim the site requires is missing")
+	errEmailUnverified = errors.New("the provider marks the address unverified")
+)
+
 func compileClaimMap(m ClaimMap) (*compiledClaimMap, error) {
-	c := &compiledClaimMap{explicit: map[string]bool{}}
+	c := &compiledClaimMap{allowUnverified: m.AllowUnverifiedEmail}
 	for _, f := range []struct {
 		field, path, def string
 		dst              *claimPath
@@ -255,14 +290,27 @@ func compileClaimMap(m ClaimMap) (*compiledClaimMap, error) {
 		path := f.path
 		if path == "" {
 			path = f.def
-		} else {
-			c.explicit[f.field] = true
 		}
 		p, err := parseClaimPath(path)
 		if err != nil {
 			return nil, fmt.Errorf("claim %s: %w", f.field, err)
 		}
 		*f.dst = p
+	}
+	c.userIsEmail = pathString(c.user) == pathString(c.email)
+	for _, r := range m.Required {
+		rq := requirement{name: r}
+		switch r {
+		case "user", "email", "preferred_username", "name", "groups":
+			rq.field = r
+		default:
+			p, err := parseClaimPath(r)
+			if err != nil {
+				return nil, fmt.Errorf("require_claim: %w", err)
+			}
+			rq.path = p
+		}
+		c.required = append(c.required, rq)
 	}
 	for _, g := range m.KeepGroups {
 		if g == "" {
@@ -377,37 +425,66 @@ func (c *compiledClaimMap) overlapsGroups(p claimPath) bool {
 	return true
 }
 
-// identity maps claims to an Identity. strict (at login) makes an explicit
-// path that resolves to nothing an error; on later requests the stored
-// claims are mapped leniently.
+// identity maps claims to an Identity. Only the user id is required: a
+// field whose path finds nothing is empty. An address the provider marks
+// unverified is left out (unless allowed), from Email and from the claims
+// the identity shows. strict (whenever the provider has just spoken: login,
+// refresh, userinfo re-read, bearer tokens) makes a missing user id or
+// required claim an error wrapping errClaimMissing (errEmailUnverified for
+// a required address that is unverified); stored sessions are mapped
+// leniently.
 func (c *compiledClaimMap) identity(provider string, claims map[string]any, strict bool) (*Identity, error) {
 	id := &Identity{Provider: provider, Claims: claims}
-	first := func(field string, p claimPath) (string, error) {
-		vals := p.strings(claims)
-		if len(vals) == 0 {
-			if strict && (field == "user" || c.explicit[field]) {
-				return "", fmt.Errorf("claim %s: path %q found nothing in the provider's claims", field, pathString(p))
-			}
-			return "", nil
+	first := func(p claimPath) string {
+		if vals := p.strings(claims); len(vals) > 0 {
+			return vals[0]
 		}
-		return vals[0], nil
+		return ""
 	}
-	var err error
-	if id.ID, err = first("user", c.user); err != nil {
-		return nil, err
-	}
-	if id.Email, err = first("email", c.email); err != nil {
-		return nil, err
-	}
-	if id.PreferredUsername, err = first("preferred_username", c.username); err != nil {
-		return nil, err
-	}
-	if id.Name, err = first("name", c.name); err != nil {
-		return nil, err
-	}
+	id.ID = first(c.user)
+	id.Email = first(c.email)
+	id.PreferredUsername = first(c.username)
+	id.Name = first(c.name)
 	id.Groups = c.groups.strings(claims)
-	if strict && c.explicit["groups"] && len(id.Groups) == 0 {
-		return nil, fmt.Errorf("claim groups: path %q found nothing in the provider's claims", pathString(c.groups))
+	sentGroups := len(id.Groups) > 0
+	if id.Email != "" && !c.allowUnverified && emailUnverified(claims) {
+		if c.userIsEmail {
+			return nil, fmt.Errorf("%w: the user id is that address", errEmailUnverified)
+		}
+		id.Email = ""
+		id.EmailUnverified = true
+		if _, ok := claims["email"]; ok {
+			id.Claims = maps.Clone(claims)
+			delete(id.Claims, "email")
+		}
+	}
+	if strict {
+		if id.ID == "" {
+			return nil, fmt.Errorf("%w: claim user: path %q found nothing in the provider's claims", errClaimMissing, pathString(c.user))
+		}
+		for _, rq := range c.required {
+			var ok bool
+			switch rq.field {
+			case "user":
+				ok = id.ID != ""
+			case "email":
+				if id.EmailUnverified {
+					return nil, fmt.Errorf("%w: require_claim email", errEmailUnverified)
+				}
+				ok = id.Email != ""
+			case "preferred_username":
+				ok = id.PreferredUsername != ""
+			case "name":
+				ok = id.Name != ""
+			case "groups":
+				ok = sentGroups
+			default:
+				ok = len(rq.path.strings(claims)) > 0
+			}
+			if !ok {
+				return nil, fmt.Errorf("%w: require_claim %s found nothing in the provider's claims", errClaimMissing, rq.name)
+			}
+		}
 	}
 	if len(c.keepGroups) > 0 {
 		kept := id.Groups[:0]
@@ -419,6 +496,19 @@ func (c *compiledClaimMap) identity(provider string, claims map[string]any, stri
 		id.Groups = kept
 	}
 	return id.prepare(), nil
+}
+
+// emailUnverified reports whether the provider says the address is not
+// verified: email_verified false, as a JSON bool or the string "false"
+// (some providers send strings). Absent means nothing was said.
+func emailUnverified(claims map[string]any) bool {
+	switch v := claims["email_verified"].(type) {
+	case bool:
+		return !v
+	case string:
+		return strings.EqualFold(strings.TrimSpace(v), "false")
+	}
+	return false
 }
 
 func pathString(p claimPath) string {

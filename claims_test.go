@@ -305,11 +305,60 @@ func TestClaimMapIdentity(t *testing.T) {
 			name: "no user id is tolerated when lenient", claims: map[string]any{"email": "a@b"},
 			want: &Identity{Provider: "p", Email: "a@b", Groups: []string{}},
 		},
-		{name: "explicit email found nothing", claims: ntpu, strict: true, m: ClaimMap{User: "person.id", Email: "mail"}, err: "claim email"},
-		{name: "explicit username found nothing", claims: doc, strict: true, m: ClaimMap{PreferredUsername: "login"}, err: "claim preferred_username"},
-		{name: "explicit name found nothing", claims: doc, strict: true, m: ClaimMap{Name: "display.name"}, err: "claim name"},
-		{name: "explicit groups found nothing", claims: doc, strict: true, m: ClaimMap{Groups: "person.roles[].title"}, err: "claim groups"},
-		{name: "explicit path to an object is nothing", claims: doc, strict: true, m: ClaimMap{Email: "contactInformation"}, err: "claim email"},
+		// Only the user id is required: an explicit path that finds nothing
+		// is an empty field, at login as later (issue 16, item 7).
+		{
+			name: "explicit paths that find nothing are empty, strict too", claims: doc, strict: true,
+			m:    ClaimMap{Email: "mail", PreferredUsername: "login", Name: "display.name", Groups: "person.roles[].title"},
+			want: &Identity{Provider: "p", ID: "u-1", Groups: []string{}},
+		},
+		{
+			name: "explicit path to an object is empty", claims: doc, strict: true, m: ClaimMap{Email: "contactInformation"},
+			want: &Identity{Provider: "p", ID: "u-1", PreferredUsername: "ada", Name: "Ada Lovelace", Groups: []string{"admins", "dev"}},
+		},
+		{name: "required field absent", claims: doc, strict: true, m: ClaimMap{Name: "display.name", Required: []string{"name"}}, err: "require_claim name"},
+		{name: "required groups absent", claims: map[string]any{"sub": "x"}, strict: true, m: ClaimMap{Required: []string{"groups"}}, err: "require_claim groups"},
+		{name: "required path absent", claims: doc, strict: true, m: ClaimMap{Required: []string{"person.department"}}, err: "require_claim person.department"},
+		{
+			name: "required fields and paths present", claims: doc, strict: true,
+			m:    ClaimMap{Required: []string{"email", "groups", "person.id", "user"}},
+			want: &Identity{Provider: "p", ID: "u-1", Email: "Ada@Example.test", PreferredUsername: "ada", Name: "Ada Lovelace", Groups: []string{"admins", "dev"}},
+		},
+		{
+			name: "required claims are not enforced on stored sessions", claims: map[string]any{"sub": "x"},
+			m:    ClaimMap{Required: []string{"groups"}},
+			want: &Identity{Provider: "p", ID: "x", Groups: []string{}},
+		},
+		// email_verified (item 6).
+		{
+			name: "email_verified false hides the address", claims: map[string]any{"sub": "x", "email": "x@example.test", "email_verified": false}, strict: true,
+			want: &Identity{Provider: "p", ID: "x", Groups: []string{}, EmailUnverified: true},
+		},
+		{
+			name: `email_verified "false" as a string hides it too`, claims: map[string]any{"sub": "x", "email": "x@example.test", "email_verified": "False"},
+			want: &Identity{Provider: "p", ID: "x", Groups: []string{}, EmailUnverified: true},
+		},
+		{
+			name: "email_verified true keeps it", claims: map[string]any{"sub": "x", "email": "x@example.test", "email_verified": true}, strict: true,
+			want: &Identity{Provider: "p", ID: "x", Email: "x@example.test", Groups: []string{}},
+		},
+		{
+			name: "no email_verified keeps it (as before)", claims: map[string]any{"sub": "x", "email": "x@example.test"}, strict: true,
+			want: &Identity{Provider: "p", ID: "x", Email: "x@example.test", Groups: []string{}},
+		},
+		{
+			name: "allow_unverified_email keeps it", claims: map[string]any{"sub": "x", "email": "x@example.test", "email_verified": false}, strict: true,
+			m:    ClaimMap{AllowUnverifiedEmail: true},
+			want: &Identity{Provider: "p", ID: "x", Email: "x@example.test", Groups: []string{}},
+		},
+		{
+			name: "a required address that is unverified", claims: map[string]any{"sub": "x", "email": "x@example.test", "email_verified": false}, strict: true,
+			m: ClaimMap{Required: []string{"email"}}, err: "unverified",
+		},
+		{
+			name: "a user id read from an unverified address is no user id", claims: map[string]any{"email": "x@example.test", "email_verified": "false"},
+			m: ClaimMap{User: "email"}, err: "unverified",
+		},
 		{
 			name: "explicit paths lenient", claims: doc, m: ClaimMap{Email: "mail", Groups: "person.roles[].title"},
 			want: &Identity{Provider: "p", ID: "u-1", PreferredUsername: "ada", Name: "Ada Lovelace", Groups: []string{}},

@@ -170,8 +170,13 @@ func (v *bearerValidator) verifyAt(ctx context.Context, p *provider, token strin
 	if err := checkClaimsSize(merged); err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: %v", errBadBearer, err)
 	}
-	id, err := p.claims.identity(p.name, merged, false)
-	if err != nil || id.ID == "" {
+	id, err := p.claims.identity(p.name, merged, true)
+	switch {
+	case errors.Is(err, errEmailUnverified):
+		return nil, time.Time{}, refuseIdentity("email_unverified", err)
+	case err != nil && len(p.claims.user.strings(merged)) > 0:
+		return nil, time.Time{}, refuseIdentity("claims_missing", err) // a user, lacking what the site requires
+	case err != nil:
 		return nil, time.Time{}, fmt.Errorf("%w: no user id in its claims", errBadBearer)
 	}
 	return id, until, nil

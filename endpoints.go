@@ -60,7 +60,7 @@ func serveAuth(s *site, w http.ResponseWriter, r *http.Request) error {
 		return s.pages.unauthenticatedAPI(w, r, err)
 	}
 	if !allowed(s.rules, id) {
-		return s.forbidden(w, r, id)
+		return s.forbidden(w, r, id, sess)
 	}
 	s.fwd.forward(r, id, sess, sc.others)
 	s.fwd.copyIdentity(w, r)

@@ -26,7 +26,7 @@ var layers = []string{
 	"logout.go", "login.go", "endpoints.go", "backchannel.go",
 	"site.go", "forward.go", "pages.go", "bearer.go",
 	"gateway.go", "refresh.go", "session.go", "cache.go", "store.go", "cookie.go",
-	"provider.go", "jwks.go", "tokens.go",
+	"identity.go", "provider.go", "jwks.go", "tokens.go",
 	"dialect.go", "rules.go", "claims.go", "glob.go", "redirect.go", "metrics.go", "common.go",
 }
 

@@ -153,8 +153,9 @@ func expirePending(gw *gateway, w http.ResponseWriter, r *http.Request, name str
 
 // serveCallback finishes a login. It reads as a checklist: find the pending
 // login by state → provider error → RFC 9207 issuer → redeem the code with
-// the PKCE verifier → verify the ID token and nonce → userinfo → map the
-// identity → re-check the return URL → write the session.
+// the PKCE verifier → derive the identity (the ID token verified in full,
+// userinfo, the claims mapped: deriveIdentity) → re-check the return URL →
+// write the session.
 func serveCallback(s *site, w http.ResponseWriter, r *http.Request) error {
 	gw := s.gw
 	q := r.URL.Query()
@@ -241,38 +242,22 @@ func serveCallback(s *site, w http.ResponseWriter, r *http.Request) error {
 		}
 		return s.pages.providerFailure(w, r, p.name, "login", err)
 	}
-	var idClaims map[string]any
-	if st.verifier != nil && (ts.IDToken != "" || scopeHasOpenID(p.scopes())) {
-		if ts.IDToken == "" {
-			return fail(http.StatusBadGateway, "id_token_missing", "The identity provider sent no ID token.", nil)
-		}
-		idClaims, err = st.verifyIDToken(ctx, ts.IDToken, login.Nonce, p.cfg.ClientID)
-		if err != nil {
-			return fail(http.StatusUnauthorized, "id_token_invalid", "The identity provider's ID token could not be verified.", err)
-		}
-	}
-	userinfo, err := st.client.userinfo(ctx, ts.AccessToken)
+	d, err := deriveIdentity(ctx, p, st, providerAnswer{
+		idToken: ts.IDToken, accessToken: ts.AccessToken,
+		login: true, nonce: login.Nonce, code: code, readUserinfo: true,
+	})
 	if err != nil {
-		if errors.Is(err, errInvalidGrant) || errors.Is(err, errProviderRejected) || errors.Is(err, errProviderBadResponse) {
-			return fail(http.StatusBadGateway, "userinfo_failed", "The identity provider did not return the user's details.", err)
+		if status, reason, msg, ok := refusal(err); ok {
+			return fail(status, reason, msg, err)
+		}
+		if reason := reasonOf(err); reason != "" && !errors.Is(err, errProviderTimeout) && !errors.Is(err, errProviderDown) {
+			return fail(http.StatusBadGateway, reason, failureMessages[reason], err)
 		}
 		return s.pages.providerFailure(w, r, p.name, "login", err)
 	}
-	if idClaims != nil && userinfo != nil {
-		if sub, _ := userinfo["sub"].(string); sub != "" && sub != idClaims["sub"] {
-			return fail(http.StatusBadGateway, "userinfo_failed", "The identity provider's user details are for another user.", nil)
-		}
-	}
-	claims := mergeClaims(idClaims, userinfo)
-	id, err := p.claims.identity(p.name, claims, true)
-	if err != nil {
-		return fail(http.StatusBadGateway, "claims_missing", "The identity provider's user details lack a field this site needs.", err)
-	}
-	// Only then narrow the groups (keep_groups): a path that found groups,
-	// none of them kept, is no missing field.
-	claims, keptGroups := p.claims.narrowForSession(p.name, claims, id)
-	if err := checkClaimsSize(claims); err != nil {
-		return fail(http.StatusBadGateway, "claims_too_large", "The identity provider sent more user details than a session can carry.", err)
+	if !d.fresh {
+		return fail(http.StatusBadGateway, "userinfo_failed", "The identity provider's answer says nothing about the user.",
+			errors.New("the provider has neither an ID token nor userinfo to sign in with"))
 	}
 	rd, ok := gw.redirects.check(login.ReturnURL, r.Host)
 	if !ok {
@@ -284,13 +269,17 @@ func serveCallback(s *site, w http.ResponseWriter, r *http.Request) error {
 		Provider:     p.name,
 		Created:      timeNow().Unix(),
 		RefreshToken: ts.RefreshToken,
-		Claims:       claims,
-		KeptGroups:   keptGroups,
+		Claims:       d.claims,
+		KeptGroups:   d.keptGroups,
+	}
+	sess.bind(d.binding)
+	if d.userinfoRead {
+		sess.UserinfoAt = sess.Created
 	}
 	if p.cfg.Dialect.NoRefresh {
 		sess.RefreshToken = ""
 	}
-	sess.AccessToken = gw.sessions.accessTokenToKeep(ts.AccessToken, sess.RefreshToken, st)
+	sess.AccessToken = gw.sessions.accessTokenToKeep(p, ts.AccessToken, sess.RefreshToken, st)
 	sess.IDToken = gw.sessions.idTokenToKeep(p, st, ts.IDToken)
 	if !ts.Expiry.IsZero() {
 		sess.Expiry = ts.Expiry.Unix()
@@ -301,20 +290,11 @@ func serveCallback(s *site, w http.ResponseWriter, r *http.Request) error {
 		}
 		return fail(http.StatusBadGateway, "session_too_large", "The session is too large for cookies.", err)
 	}
-	gw.log.write(r, zap.InfoLevel, "login", zap.String("provider", p.name), zap.String("user_id", id.ID))
+	gw.log.write(r, zap.InfoLevel, "login", zap.String("provider", p.name), zap.String("user_id", d.identity.ID))
 	metricLogin(p.name, "completed", "")
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, rd, http.StatusFound)
 	return nil
-}
-
-func scopeHasOpenID(scopes []string) bool {
-	for _, s := range scopes {
-		if s == "openid" {
-			return true
-		}
-	}
-	return false
 }
 
 // safeToken keeps a provider's error code printable and short.

@@ -23,6 +23,7 @@
 //	refresh.go                  when and how a session is refreshed
 //	session.go                  reading and writing sessions, over
 //	cache.go, store.go, cookie.go   the session cache, Redis, the cookie format
+//	identity.go                 who the user is, from what the provider said
 //	provider.go, jwks.go, tokens.go  providers: discovery, keys, the OAuth wire
 //	dialect.go, rules.go, claims.go, glob.go, redirect.go, metrics.go, common.go
 package authgate

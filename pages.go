@@ -47,6 +47,13 @@ func (pg *pages) unauthenticatedAPI(w http.ResponseWriter, r *http.Request, err 
 	if errors.Is(err, errStoreDown) {
 		return pg.storeFailure(w, r, err)
 	}
+	if status, reason, msg, ok := refusal(err); ok {
+		if status != http.StatusUnauthorized {
+			return pg.fail(w, r, status, reason, msg)
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="authgate"`)
+		return pg.failAs(w, r, status, reason, msg, false)
+	}
 	if isProviderFailure(err) {
 		return pg.providerFailure(w, r, "", "refresh", err)
 	}
@@ -62,6 +69,50 @@ func (pg *pages) unauthenticatedAPI(w http.ResponseWriter, r *http.Request, err 
 		reason, msg = "session_ended", "The identity provider ended the session; sign in again."
 	}
 	return pg.failAs(w, r, http.StatusUnauthorized, reason, msg, false)
+}
+
+// refusals are the answers to identity refusals (tokens.go): the provider
+// said something about the user that cannot be accepted. 401 when it is
+// about who the user is, 403 when the user is known but lacks what the site
+// needs. Never a 5xx: trying again changes nothing.
+var refusals = map[string]struct {
+	status int
+	msg    string
+}{
+	"id_token_invalid":  {http.StatusUnauthorized, "The identity provider's ID token could not be verified."},
+	"userinfo_mismatch": {http.StatusUnauthorized, "The identity provider's user details are for another user."},
+	"identity_changed":  {http.StatusUnauthorized, "Your identity at the identity provider changed; sign in again."},
+	"claims_missing":    {http.StatusForbidden, "The identity provider's user details lack a field this site needs."},
+	"email_unverified":  {http.StatusForbidden, "Your email address is not verified at the identity provider, and this site needs it."},
+}
+
+// refusal maps an identity refusal to its answer; ok is false for any
+// other error.
+func refusal(err error) (status int, reason, msg string, ok bool) {
+	if !errors.Is(err, errIdentityRefused) {
+		return 0, "", "", false
+	}
+	reason = reasonOf(err)
+	a, known := refusals[reason]
+	if !known {
+		a = refusals["id_token_invalid"]
+	}
+	return a.status, reason, a.msg, true
+}
+
+// forbiddenRefusal reports a refusal that signing in again would not
+// change (403): browsers get the page, not another login.
+func forbiddenRefusal(err error) bool {
+	status, _, _, ok := refusal(err)
+	return ok && status == http.StatusForbidden
+}
+
+// failureMessages are the messages of provider failures that carry a
+// reason of their own (502).
+var failureMessages = map[string]string{
+	"userinfo_failed":  "The identity provider did not return the user's details.",
+	"id_token_missing": "The identity provider sent no ID token.",
+	"claims_too_large": "The identity provider sent more user details than a session can carry.",
 }
 
 // providerFailure answers when the provider could not be used: 504 when it
@@ -139,6 +190,9 @@ type providerLink struct {
 
 var pageTitles = map[string]string{
 	"forbidden":            "Access denied",
+	"claims_missing":       "Access denied",
+	"email_unverified":     "Access denied",
+	"identity_changed":     "Signed out",
 	"sign_in_denied":       "Sign-in cancelled",
 	"login_expired":        "Sign-in expired",
 	"state_mismatch":       "Sign-in not recognised",

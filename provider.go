@@ -2,7 +2,6 @@ package authgate
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -81,6 +80,16 @@ type ProviderConfig struct {
 	// Timeout bounds every request to the provider, discovery included.
 	// Default: 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// UserinfoRefreshInterval re-reads userinfo with the session's access
+	// token this long after it was last read, and updates the identity
+	// from it: for providers without a refresh grant (or with long-lived
+	// tokens), so that a user removed from a group or disabled at the
+	// provider is seen within the interval. A 401 or 403 from userinfo ends
+	// the session; a 5xx or timeout keeps it (logged, tried again after
+	// 30s). Sessions then keep the access token (a larger cookie). Needs a
+	// userinfo endpoint. Default: off.
+	UserinfoRefreshInterval caddy.Duration `json:"userinfo_refresh_interval,omitempty"`
 }
 
 func (pc *ProviderConfig) isOIDC() bool { return pc.Issuer != "" }
@@ -94,6 +103,12 @@ func (pc *ProviderConfig) validate(name string) error {
 	}
 	if pc.Issuer == "" && pc.JWKSURL != "" {
 		return fmt.Errorf("provider %s: jwks_url needs issuer to check ID tokens against", name)
+	}
+	if pc.UserinfoRefreshInterval < 0 {
+		return fmt.Errorf("provider %s: userinfo_refresh_interval must be positive", name)
+	}
+	if pc.UserinfoRefreshInterval > 0 && pc.Issuer == "" && pc.UserinfoURL == "" {
+		return fmt.Errorf("provider %s: userinfo_refresh_interval needs userinfo_url", name)
 	}
 	switch pc.Dialect.TokenEncoding {
 	case "", "form", "json", "query":
@@ -352,35 +367,6 @@ func classifyDiscovery(err error) error {
 		return fmt.Errorf("%w: %v", errProviderDown, err)
 	}
 	return fmt.Errorf("%w: %v", errProviderBadResponse, err)
-}
-
-// verifyIDToken checks an ID token's signature (JWKS), iss, aud, exp and
-// nbf through go-oidc, then sub, azp and the nonce here, and returns its
-// claims.
-func (st *providerState) verifyIDToken(ctx context.Context, raw, nonce, clientID string) (map[string]any, error) {
-	tok, err := st.verifier.Verify(ctx, raw)
-	if err != nil {
-		return nil, fmt.Errorf("verifying ID token: %w", err)
-	}
-	if tok.Subject == "" {
-		return nil, errors.New("verifying ID token: no sub claim")
-	}
-	if subtle.ConstantTimeCompare([]byte(tok.Nonce), []byte(nonce)) != 1 {
-		return nil, errors.New("verifying ID token: nonce does not match this login")
-	}
-	var claims map[string]any
-	if err := tok.Claims(&claims); err != nil {
-		return nil, fmt.Errorf("reading ID token claims: %w", err)
-	}
-	if len(tok.Audience) > 1 {
-		if azp, _ := claims["azp"].(string); azp != clientID {
-			return nil, errors.New("verifying ID token: several audiences and azp is not this client")
-		}
-	}
-	if iat, ok := claims["iat"].(float64); !ok || time.Unix(int64(iat), 0).After(timeNow().Add(5*time.Minute)) {
-		return nil, errors.New("verifying ID token: iat missing or in the future")
-	}
-	return claims, nil
 }
 
 // newAccessVerifier verifies JWT access tokens: like ID tokens, but the

@@ -98,6 +98,12 @@ func (rf *refresher) refreshIfDue(w http.ResponseWriter, r *http.Request, e *ses
 		return nil, err
 	case errors.Is(err, errStoreDown):
 		return nil, err
+	case errors.Is(err, errIdentityRefused):
+		// The provider's answer is about somebody else, or does not
+		// verify: whoever this session was, the provider no longer says so.
+		rf.endSession(w, r, e, "refresh", err)
+		metricRefresh(p.name, "identity_changed")
+		return nil, err
 	case errors.Is(err, errInvalidGrant):
 		rf.sessions.clearCookies(w, r)
 		rf.log.write(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "invalid_grant"))
@@ -157,7 +163,7 @@ func (rf *refresher) refreshStored(ctx context.Context, p *provider, old *Sessio
 				}
 				ns, err := rf.refreshAtProvider(ctx, p, cur)
 				if err != nil {
-					if errors.Is(err, errInvalidGrant) {
+					if errors.Is(err, errInvalidGrant) || errors.Is(err, errIdentityRefused) {
 						_ = m.store.delete(ctx, old.ID)
 					}
 					return nil, err
@@ -181,7 +187,13 @@ func (rf *refresher) refreshStored(ctx context.Context, p *provider, old *Sessio
 }
 
 // refreshAtProvider uses old's refresh token at p and returns the session
-// with the new tokens.
+// with the new tokens and the identity derived again from the answer: a
+// new ID token verified as at login (no nonce, OIDC Core 12.2) and
+// userinfo re-read, whose iss, sub, aud and azp must be the session's;
+// every mapped claim and the groups are recomputed. A provider failure
+// while deriving (userinfo or the keys unavailable) keeps the new tokens,
+// which a rotating provider has already spent the old ones for, and the
+// claims as they were.
 func (rf *refresher) refreshAtProvider(ctx context.Context, p *provider, old *Session) (*Session, error) {
 	st, err := p.state(ctx)
 	if err != nil {
@@ -195,26 +207,160 @@ func (rf *refresher) refreshAtProvider(ctx context.Context, p *provider, old *Se
 	if ts.RefreshToken != "" {
 		ns.RefreshToken = ts.RefreshToken
 	}
-	ns.AccessToken = rf.sessions.accessTokenToKeep(ts.AccessToken, ns.RefreshToken, st)
+	ns.AccessToken = rf.sessions.accessTokenToKeep(p, ts.AccessToken, ns.RefreshToken, st)
 	ns.Expiry = 0
 	if !ts.Expiry.IsZero() {
 		ns.Expiry = ts.Expiry.Unix()
 	}
-	if ts.IDToken != "" && st.verifier != nil {
-		// A refreshed ID token must be about the same user; it has no
-		// nonce (OIDC Core §12.2).
-		tok, err := st.verifier.Verify(ctx, ts.IDToken)
-		if err != nil {
-			return nil, fmt.Errorf("verifying refreshed ID token: %w", errProviderBadResponse)
-		}
-		if sub, _ := old.Claims["sub"].(string); sub != "" && tok.Subject != sub {
-			return nil, fmt.Errorf("refreshed ID token is for another subject: %w", errInvalidGrant)
-		}
-		if old.IDToken != "" {
-			ns.IDToken = rf.sessions.idTokenToKeep(p, st, ts.IDToken)
-		}
+	d, err := deriveIdentity(ctx, p, st, providerAnswer{idToken: ts.IDToken, accessToken: ts.AccessToken, readUserinfo: true})
+	switch {
+	case err == nil:
+	case errors.Is(err, errIdentityRefused):
+		return nil, err
+	case errors.Is(err, errInvalidGrant):
+		// userinfo refused the token just issued: the user is gone.
+		return nil, fmt.Errorf("userinfo after refresh: %w", err)
+	default:
+		rf.log.logger.Warn("refresh: the identity could not be read again; tokens renewed, claims kept",
+			zap.String("provider", p.name), zap.Error(err))
+		return &ns, nil
+	}
+	if !d.fresh {
+		// Neither an ID token nor userinfo: nothing new was said about
+		// the user.
+		return &ns, nil
+	}
+	prevID, _ := p.claims.identity(p.name, old.Claims, false)
+	if err := d.binding.changedFrom(old.binding(prevID)); err != nil {
+		return nil, err
+	}
+	ns.Claims, ns.KeptGroups = d.claims, d.keptGroups
+	prevAud := old.IDAudience
+	ns.bind(d.binding)
+	if d.binding.Audience == nil {
+		ns.IDAudience, ns.IDAZP = prevAud, old.IDAZP // no new ID token: the session's stands
+	}
+	if d.userinfoRead {
+		ns.UserinfoAt = timeNow().Unix()
+	}
+	if ts.IDToken != "" && old.IDToken != "" {
+		ns.IDToken = rf.sessions.idTokenToKeep(p, st, ts.IDToken)
 	}
 	return &ns, nil
+}
+
+// revalidateIfDue re-reads userinfo for a session whose provider has
+// userinfo_refresh_interval, once the interval has passed since it was last
+// read, and returns the session with the identity derived from it. A 401 or
+// 403 from userinfo, or an answer about another user, ends the session; a
+// provider failure keeps it (logged, and not tried again for refreshGrace).
+// Concurrent requests with one session cause one read.
+func (rf *refresher) revalidateIfDue(w http.ResponseWriter, r *http.Request, e *sessionEntry) (*sessionEntry, error) {
+	s, p := e.sess, e.provider
+	interval := time.Duration(p.cfg.UserinfoRefreshInterval)
+	if interval <= 0 || s.AccessToken == "" {
+		return e, nil
+	}
+	last := s.UserinfoAt
+	if last == 0 {
+		last = s.Created
+	}
+	if timeNow().Before(time.Unix(last, 0).Add(interval)) {
+		return e, nil
+	}
+	key := sha256.Sum256([]byte(fmt.Sprintf("userinfo\x00%s\x00%s\x00%d", s.Provider, s.ID, last)))
+	ns, err := rf.once(r.Context(), key, true, p.timeout(), func(ctx context.Context) (*Session, error) {
+		ns, err := rf.revalidate(ctx, p, s, e.identity)
+		if err != nil {
+			return nil, err
+		}
+		if m := rf.sessions; m.store != nil {
+			if err := m.saveStored(ctx, ns); err != nil {
+				return nil, err
+			}
+			m.cache.forget(kindStored, s.ID)
+		}
+		return ns, nil
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, errIdentityRefused) || errors.Is(err, errInvalidGrant):
+		rf.endSession(w, r, e, "userinfo", err)
+		if errors.Is(err, errIdentityRefused) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", errSessionEnded, err)
+	case errors.Is(err, errStoreDown):
+		return nil, err
+	default:
+		rf.keepForGrace(key, s)
+		rf.log.write(r, zap.WarnLevel, "userinfo re-read", zap.String("provider", p.name), zap.String("user_id", e.identity.ID),
+			zap.String("result", "failed; session kept"), zap.Error(err))
+		return e, nil
+	}
+	if ns == s {
+		return e, nil // a failure another request met, within its back-off
+	}
+	ne, err := rf.sessions.resolve(ns, false)
+	if err != nil {
+		rf.sessions.clearCookies(w, r)
+		return nil, err
+	}
+	if rf.sessions.store == nil {
+		if err := rf.sessions.writeCookie(w, r, ns); err != nil {
+			return nil, err
+		}
+	}
+	rf.log.write(r, zap.InfoLevel, "userinfo re-read", zap.String("provider", p.name), zap.String("user_id", ne.identity.ID), zap.String("result", "ok"))
+	return ne, nil
+}
+
+// revalidate reads userinfo with s's access token and returns s with the
+// claims derived from it.
+func (rf *refresher) revalidate(ctx context.Context, p *provider, s *Session, prevID *Identity) (*Session, error) {
+	st, err := p.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := deriveIdentity(ctx, p, st, providerAnswer{accessToken: s.AccessToken, readUserinfo: true})
+	if err != nil {
+		return nil, err
+	}
+	if !d.fresh {
+		return nil, fmt.Errorf("%w: the provider has no userinfo endpoint to re-read", errProviderBadResponse)
+	}
+	b := d.binding
+	b.Audience, b.AZP = s.IDAudience, s.IDAZP // userinfo says nothing of them
+	if err := b.changedFrom(s.binding(prevID)); err != nil {
+		return nil, err
+	}
+	ns := *s
+	ns.Claims, ns.KeptGroups = d.claims, d.keptGroups
+	ns.bind(b)
+	ns.UserinfoAt = timeNow().Unix()
+	return &ns, nil
+}
+
+// endSession ends a session the provider no longer vouches for: its
+// cookies cleared, its stored copy deleted, and a log line saying why.
+func (rf *refresher) endSession(w http.ResponseWriter, r *http.Request, e *sessionEntry, during string, err error) {
+	m := rf.sessions
+	m.clearCookies(w, r)
+	if m.store != nil {
+		m.cache.forget(kindStored, e.sess.ID)
+		if derr := m.store.delete(r.Context(), e.sess.ID); derr != nil {
+			rf.log.write(r, zap.WarnLevel, "session store failure", zap.String("result", "stored session kept until it expires"), zap.Error(derr))
+		}
+	}
+	msg, reason := "signed out: the identity provider ended the session", "session_ended"
+	switch {
+	case errors.Is(err, errIdentityChanged):
+		msg, reason = "signed out: your identity at the provider changed", "identity_changed"
+	case errors.Is(err, errIdentityRefused):
+		msg, reason = "signed out: the identity provider's answer was refused", reasonOf(err)
+	}
+	rf.log.write(r, zap.WarnLevel, msg, zap.String("provider", e.provider.name), zap.String("user_id", e.identity.ID),
+		zap.String("reason", reason), zap.String("during", during), zap.Error(err))
 }
 
 // once calls fn once for all concurrent callers with the same key. With

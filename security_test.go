@@ -1367,7 +1367,7 @@ func TestSecurityProviderFaults(t *testing.T) {
 		{"JSON null", testidp.Fault{Kind: testidp.FaultRaw, ContentType: "application/json", Body: "null"}, 502, "provider_unavailable"},
 		{"2 MiB token response", testidp.Fault{Kind: testidp.FaultRaw, ContentType: "application/json", Body: huge}, 502, "provider_unavailable"},
 		{"invalid_grant for a genuine code: 400 code_rejected", testidp.Fault{Kind: testidp.FaultInvalidGrant}, 400, "code_rejected"},
-		{"userinfo for another subject", testidp.Fault{Kind: testidp.FaultUserinfoWrongSub}, 502, "userinfo_failed"},
+		{"userinfo for another subject: the provider's answer is refused, 401", testidp.Fault{Kind: testidp.FaultUserinfoWrongSub}, 401, "userinfo_mismatch"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBrowser(t)
@@ -1455,7 +1455,7 @@ func TestSecurityRefresh(t *testing.T) {
 		s.idp.SetFault("token:refresh_token", testidp.Fault{Kind: testidp.FaultIDTokenClaims, Claims: map[string]any{"sub": "mallory-sub"}})
 		defer s.idp.ClearFaults()
 		resp, body := b.api("GET", s.origin+"/api")
-		assertJSONError(t, resp, body, http.StatusUnauthorized, "session_ended")
+		assertJSONError(t, resp, body, http.StatusUnauthorized, "identity_changed")
 		assertNoSessionSet(t, resp)
 	})
 	t.Run("20 parallel requests at expiry with rotating refresh tokens: one refresh, all 200, the rotated token stored", func(t *testing.T) {

@@ -21,6 +21,11 @@ var (
 	errNoSession       = errors.New("no session cookie")
 	errSessionExpired  = errors.New("session lifetime over")
 	errSessionTooLarge = errors.New("session too large")
+	// errForeignSession: a cookie that opens with our keys but was made
+	// for another issuer or client_id (another authgate site with the
+	// same cookie name and keys). It is no session here, and is left for
+	// the site it belongs to.
+	errForeignSession = errors.New("session made for another issuer or client")
 )
 
 // Session is what a signed-in browser carries, encrypted and authenticated.
@@ -40,6 +45,32 @@ type Session struct {
 	// (compiledClaimMap.keepPrint); a session narrowed under other ones
 	// lacks groups the configuration now wants, and is refused.
 	KeptGroups string `json:"kg,omitempty"`
+	// Issuer and ClientID bind the session to where it was made: the
+	// provider's issuer (its token URL for plain OAuth 2.0) and client_id.
+	// A session whose binding is not this provider's is no session here.
+	// Sessions made before they were recorded have neither, and are not
+	// checked; their next refresh records them.
+	Issuer   string `json:"is,omitempty"`
+	ClientID string `json:"ci,omitempty"`
+	// IDAudience and IDAZP are the aud and azp of the session's ID token;
+	// a refreshed one must carry the same. IDAudience is nil when the
+	// provider gave no ID token.
+	IDAudience []string `json:"ia,omitempty"`
+	IDAZP      string   `json:"iz,omitempty"`
+	// UserinfoAt is when userinfo was last read for the session (unix
+	// seconds), for userinfo_refresh_interval; 0: at Created, or never.
+	UserinfoAt int64 `json:"ua,omitempty"`
+}
+
+// bind records where the session's identity comes from.
+func (s *Session) bind(b identityBinding) {
+	s.Issuer, s.ClientID, s.IDAudience, s.IDAZP = b.Issuer, b.ClientID, b.Audience, b.AZP
+}
+
+// binding is what later answers of the provider must repeat: the recorded
+// issuer, client and ID-token audience, and who the claims are about.
+func (s *Session) binding(id *Identity) identityBinding {
+	return identityBinding{Issuer: s.Issuer, ClientID: s.ClientID, Subject: subjectOf(s.Claims, id), Audience: s.IDAudience, AZP: s.IDAZP}
 }
 
 // storeRef is what the cookie carries when sessions live in the store.
@@ -108,6 +139,9 @@ func (m *sessionManager) sessionFor(w http.ResponseWriter, r *http.Request, sc *
 	}
 	e, err := m.lookup(r, sc)
 	if err != nil {
+		if errors.Is(err, errForeignSession) {
+			return nil, errNoSession
+		}
 		if !errors.Is(err, errStoreDown) {
 			m.clearCookies(w, r)
 		}
@@ -219,6 +253,9 @@ func (m *sessionManager) resolve(s *Session, oldKey bool) (*sessionEntry, error)
 	p, ok := m.providers[s.Provider]
 	if s.Version != sessionVersion || !ok || s.ID == "" || s.Created == 0 {
 		return nil, errBadSession
+	}
+	if s.Issuer != "" && s.Issuer != providerIssuer(p) || s.ClientID != "" && s.ClientID != p.cfg.ClientID {
+		return nil, errForeignSession
 	}
 	if s.KeptGroups != "" && s.KeptGroups != p.claims.keepPrint {
 		// Narrowed under another keep_groups: groups (and deny rules on
@@ -333,10 +370,12 @@ func (m *sessionManager) forget(ctx context.Context, sc *sessionCookie, s *Sessi
 func isHTTPS(r *http.Request) bool { return r.TLS != nil }
 
 // accessTokenToKeep is what a session keeps of an access token: the token
-// when a site passes it on, or when nothing else could revoke the grant at
-// logout; otherwise nothing. It is most of a cookie's size.
-func (m *sessionManager) accessTokenToKeep(at, refreshToken string, st *providerState) string {
-	if m.keepAccessToken.Load() || (refreshToken == "" && st.client.revokeURL != "") {
+// when a site passes it on, when userinfo is re-read with it
+// (userinfo_refresh_interval), or when nothing else could revoke the grant
+// at logout; otherwise nothing. It is most of a cookie's size.
+func (m *sessionManager) accessTokenToKeep(p *provider, at, refreshToken string, st *providerState) string {
+	if m.keepAccessToken.Load() || (refreshToken == "" && st.client.revokeURL != "") ||
+		(p.cfg.UserinfoRefreshInterval > 0 && st.client.userinfoURL != "") {
 		return at
 	}
 	return ""

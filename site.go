@@ -47,6 +47,9 @@ func (s *site) identify(w http.ResponseWriter, r *http.Request, sc *sessionCooki
 // a cookie made with a retired key under the current one.
 func (s *site) renew(w http.ResponseWriter, r *http.Request, e *sessionEntry) (*sessionEntry, error) {
 	ne, err := s.gw.refresher.refreshIfDue(w, r, e)
+	if err == nil {
+		ne, err = s.gw.refresher.revalidateIfDue(w, r, ne)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -58,14 +61,43 @@ func (s *site) renew(w http.ResponseWriter, r *http.Request, e *sessionEntry) (*
 	return ne, nil
 }
 
-// forbidden is the 403 for a signed-in user the rules refuse.
-func (s *site) forbidden(w http.ResponseWriter, r *http.Request, id *Identity) error {
-	s.log.write(r, zap.InfoLevel, "denied", zap.String("provider", id.Provider), zap.String("user_id", id.ID), zap.String("host", r.Host))
+// forbidden is the 403 for a signed-in user the rules refuse. A user whose
+// address the provider marks unverified, at a site whose rules look at
+// addresses, is told so, and the session ends: once the address is
+// verified, signing in again reads it anew.
+func (s *site) forbidden(w http.ResponseWriter, r *http.Request, id *Identity, sess *Session) error {
 	s.counts.count(r.Host, decisionDenied)
+	if id.EmailUnverified && rulesReadEmail(s.rules) {
+		s.log.write(r, zap.InfoLevel, "denied", zap.String("provider", id.Provider), zap.String("user_id", id.ID), zap.String("host", r.Host),
+			zap.String("reason", "email_unverified"))
+		if sess != nil {
+			m := s.gw.sessions
+			m.clearCookies(w, r)
+			if m.store != nil {
+				m.cache.forget(kindStored, sess.ID)
+				if err := m.store.delete(r.Context(), sess.ID); err != nil {
+					s.log.write(r, zap.WarnLevel, "session store failure", zap.String("result", "stored session kept until it expires"), zap.Error(err))
+				}
+			}
+		}
+		_, reason, msg, _ := refusal(refuseIdentity("email_unverified", errEmailUnverified))
+		return s.pages.fail(w, r, http.StatusForbidden, reason, msg)
+	}
+	s.log.write(r, zap.InfoLevel, "denied", zap.String("provider", id.Provider), zap.String("user_id", id.ID), zap.String("host", r.Host))
 	who := id.ID
 	if id.Email != "" {
 		who = id.Email
 	}
 	return s.pages.render(w, r, http.StatusForbidden, "forbidden",
 		"You are signed in as "+who+", but this account may not use this site.", who)
+}
+
+// rulesReadEmail reports whether any rule looks at the email address.
+func rulesReadEmail(rules []compiledRule) bool {
+	for _, r := range rules {
+		if r.field == "email" || r.field == "domain" {
+			return true
+		}
+	}
+	return false
 }

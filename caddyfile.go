@@ -1,6 +1,7 @@
 package authgate
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -286,13 +287,16 @@ func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bo
 //		callback_param  code|state|error <theirs>
 //		claim user|email|preferred_username|name|groups <path>
 //		keep_groups <glob>...
+//		require_claim <field or path>...
+//		allow_unverified_email [on|off]
+//		userinfo_refresh_interval <duration>
 //	}
 func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 	pc := new(ProviderConfig)
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
-		repeatable := name == "authorize_param" || name == "token_param" || name == "callback_param" || name == "claim" || name == "keep_groups"
+		repeatable := name == "authorize_param" || name == "token_param" || name == "callback_param" || name == "claim" || name == "keep_groups" || name == "require_claim"
 		if !repeatable {
 			if seen[name] {
 				return nil, d.Errf("provider option %s may be given only once", name)
@@ -317,7 +321,7 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 			if len(pc.Scopes) == 0 {
 				return nil, d.ArgErr()
 			}
-		case "timeout", "default_expires_in":
+		case "timeout", "default_expires_in", "userinfo_refresh_interval":
 			var raw string
 			if err := oneArg(d, &raw); err != nil {
 				return nil, err
@@ -326,10 +330,36 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 			if err != nil || dur <= 0 {
 				return nil, d.Errf("%s: %q is not a positive duration", name, raw)
 			}
-			if name == "timeout" {
+			switch name {
+			case "timeout":
 				pc.Timeout = caddy.Duration(dur)
-			} else {
+			case "default_expires_in":
 				pc.DefaultExpiresIn = caddy.Duration(dur)
+			default:
+				pc.UserinfoRefreshInterval = caddy.Duration(dur)
+			}
+		case "require_claim":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.Err("require_claim takes one or more fields (user, email, preferred_username, name, groups) or claim paths")
+			}
+			for _, a := range args {
+				if _, err := parseClaimPath(a); err != nil {
+					return nil, d.Errf("require_claim: %v", err)
+				}
+				if slices.Contains(pc.Claims.Required, a) {
+					return nil, d.Errf("require_claim %s is given twice", a)
+				}
+				pc.Claims.Required = append(pc.Claims.Required, a)
+			}
+		case "allow_unverified_email":
+			switch args := d.RemainingArgs(); {
+			case len(args) == 0 || len(args) == 1 && args[0] == "on":
+				pc.Claims.AllowUnverifiedEmail = true
+			case len(args) == 1 && args[0] == "off":
+				pc.Claims.AllowUnverifiedEmail = false
+			default:
+				return nil, d.Err("allow_unverified_email takes nothing, on or off")
 			}
 		case "token_request":
 			if err := oneArg(d, &pc.Dialect.TokenEncoding); err != nil {

@@ -34,6 +34,9 @@ type providerAnswer struct {
 	code  string
 	// readUserinfo: read the provider's userinfo endpoint, when it has one.
 	readUserinfo bool
+	// session: the binding of the session a later answer (refresh,
+	// userinfo re-read) is for; the answer must repeat it. nil at login.
+	session *identityBinding
 }
 
 // identityBinding is who an answer is about and to whom it was issued:
@@ -64,8 +67,10 @@ const iatLeeway = 5 * time.Minute
 
 // deriveIdentity verifies an answer and maps it to an identity: the ID
 // token fully (signature, iss, aud, azp, exp, iat, sub; the nonce and
-// c_hash at login; at_hash whenever present), userinfo when asked for and
-// the provider has it (its sub must be the ID token's), the claims merged
+// c_hash at login; at_hash whenever present) and, for a session, its iss,
+// sub, aud and azp the session's; userinfo when asked for and the provider
+// has it (its sub must be the ID token's, or without one the session's);
+// the claims merged
 // (userinfo over the ID token), email_verified applied, the claims mapped
 // with the required ones enforced, and the groups narrowed by keep_groups.
 func deriveIdentity(ctx context.Context, p *provider, st *providerState, a providerAnswer) (*derived, error) {
@@ -82,6 +87,12 @@ func deriveIdentity(ctx context.Context, p *provider, st *providerState, a provi
 		idClaims = claims
 		b.Issuer, b.Subject, b.Audience = tok.Issuer, tok.Subject, tok.Audience
 		b.AZP, _ = claims["azp"].(string)
+		if a.session != nil {
+			// Another user's ID token is that, whatever userinfo says.
+			if err := b.changedFrom(*a.session); err != nil {
+				return nil, err
+			}
+		}
 	}
 	var userinfo map[string]any
 	read := false
@@ -112,6 +123,11 @@ func deriveIdentity(ctx context.Context, p *provider, st *providerState, a provi
 	}
 	if b.Subject == "" {
 		b.Subject = subjectOf(claims, id)
+		if a.session != nil {
+			if err := b.changedFrom(*a.session); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// Only then narrow the groups (keep_groups): a path that found groups,
 	// none of them kept, is no missing field.
@@ -160,6 +176,9 @@ func verifyIDToken(ctx context.Context, st *providerState, clientID string, a pr
 	// it must be present.
 	if azp, present := claims["azp"]; present {
 		if s, _ := azp.(string); s != clientID {
+			if !a.login {
+				return nil, nil, refuseIdentity("identity_changed", errors.New("the refreshed ID token's azp is another client"))
+			}
 			return nil, nil, refuse("azp is not this client")
 		}
 	} else if len(tok.Audience) > 1 {

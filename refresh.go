@@ -212,7 +212,9 @@ func (rf *refresher) refreshAtProvider(ctx context.Context, p *provider, old *Se
 	if !ts.Expiry.IsZero() {
 		ns.Expiry = ts.Expiry.Unix()
 	}
-	d, err := deriveIdentity(ctx, p, st, providerAnswer{idToken: ts.IDToken, accessToken: ts.AccessToken, readUserinfo: true})
+	prevID, _ := p.claims.identity(p.name, old.Claims, false)
+	prev := old.binding(prevID)
+	d, err := deriveIdentity(ctx, p, st, providerAnswer{idToken: ts.IDToken, accessToken: ts.AccessToken, readUserinfo: true, session: &prev})
 	switch {
 	case err == nil:
 	case errors.Is(err, errIdentityRefused):
@@ -230,15 +232,10 @@ func (rf *refresher) refreshAtProvider(ctx context.Context, p *provider, old *Se
 		// the user.
 		return &ns, nil
 	}
-	prevID, _ := p.claims.identity(p.name, old.Claims, false)
-	if err := d.binding.changedFrom(old.binding(prevID)); err != nil {
-		return nil, err
-	}
 	ns.Claims, ns.KeptGroups = d.claims, d.keptGroups
-	prevAud := old.IDAudience
 	ns.bind(d.binding)
 	if d.binding.Audience == nil {
-		ns.IDAudience, ns.IDAZP = prevAud, old.IDAZP // no new ID token: the session's stands
+		ns.IDAudience, ns.IDAZP = old.IDAudience, old.IDAZP // no new ID token: the session's stands
 	}
 	if d.userinfoRead {
 		ns.UserinfoAt = timeNow().Unix()
@@ -322,21 +319,18 @@ func (rf *refresher) revalidate(ctx context.Context, p *provider, s *Session, pr
 	if err != nil {
 		return nil, err
 	}
-	d, err := deriveIdentity(ctx, p, st, providerAnswer{accessToken: s.AccessToken, readUserinfo: true})
+	prev := s.binding(prevID)
+	d, err := deriveIdentity(ctx, p, st, providerAnswer{accessToken: s.AccessToken, readUserinfo: true, session: &prev})
 	if err != nil {
 		return nil, err
 	}
 	if !d.fresh {
 		return nil, fmt.Errorf("%w: the provider has no userinfo endpoint to re-read", errProviderBadResponse)
 	}
-	b := d.binding
-	b.Audience, b.AZP = s.IDAudience, s.IDAZP // userinfo says nothing of them
-	if err := b.changedFrom(s.binding(prevID)); err != nil {
-		return nil, err
-	}
 	ns := *s
 	ns.Claims, ns.KeptGroups = d.claims, d.keptGroups
-	ns.bind(b)
+	ns.bind(d.binding)
+	ns.IDAudience, ns.IDAZP = s.IDAudience, s.IDAZP // userinfo says nothing of them
 	ns.UserinfoAt = timeNow().Unix()
 	return &ns, nil
 }

@@ -88,8 +88,11 @@ func (s *site) forbidden(w http.ResponseWriter, r *http.Request, id *Identity, s
 	if id.Email != "" {
 		who = id.Email
 	}
-	return s.pages.render(w, r, http.StatusForbidden, "forbidden",
-		"You are signed in as "+who+", but this account may not use this site.", who)
+	msg := "You are signed in as " + who + ", but this account may not use this site."
+	if !wantsHTML(r) {
+		return s.pages.fail(w, r, http.StatusForbidden, "forbidden", msg) // JSON for APIs, as for every other answer
+	}
+	return s.pages.render(w, r, http.StatusForbidden, "forbidden", msg, who)
 }
 
 // rulesReadEmail reports whether any rule looks at the email address.

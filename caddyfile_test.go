@@ -6,8 +6,10 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -94,6 +96,13 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad param action", global(provider + "\t\t\ttoken_param swap a b\n\t\t}"), `token_param: unknown action "swap"`},
 		{"bad callback param", global(provider + "\t\t\tcallback_param nonce n\n\t\t}"), `callback_param: unknown parameter "nonce"`},
 		{"keep_groups without patterns", global(provider + "\t\t\tkeep_groups\n\t\t}"), "keep_groups takes one or more glob patterns"},
+		{"require_claim without a claim", global(provider + "\t\t\trequire_claim\n\t\t}"), "require_claim takes one or more fields"},
+		{"require_claim with a bad path", global(provider + "\t\t\trequire_claim roles[x]\n\t\t}"), "require_claim: invalid claim path"},
+		{"require_claim twice", global(provider + "\t\t\trequire_claim groups\n\t\t\trequire_claim groups\n\t\t}"), "require_claim groups is given twice"},
+		{"allow_unverified_email maybe", global(provider + "\t\t\tallow_unverified_email maybe\n\t\t}"), "allow_unverified_email takes nothing, on or off"},
+		{"allow_unverified_email twice", global(provider + "\t\t\tallow_unverified_email\n\t\t\tallow_unverified_email\n\t\t}"), "allow_unverified_email may be given only once"},
+		{"bad userinfo_refresh_interval", global(provider + "\t\t\tuserinfo_refresh_interval often\n\t\t}"), `userinfo_refresh_interval: "often" is not a positive duration`},
+		{"userinfo_refresh_interval twice", global(provider + "\t\t\tuserinfo_refresh_interval 5m\n\t\t\tuserinfo_refresh_interval 5m\n\t\t}"), "userinfo_refresh_interval may be given only once"},
 		{"unknown handler option", "example.com {\n\tauthgate {\n\t\talow email *@x\n\t}\n}\n", "unrecognized subdirective alow"},
 		{"bad rule field", "example.com {\n\tauthgate {\n\t\tallow shoe 42\n\t}\n}\n", `allow: unknown field "shoe"`},
 		{"rule without pattern", "example.com {\n\tauthgate {\n\t\tdeny email\n\t}\n}\n", "deny takes a field"},
@@ -138,6 +147,10 @@ func TestParseProviderDialect(t *testing.T) {
 			default_expires_in 15m
 			claim user id
 			claim groups person.roles[].role
+			require_claim groups
+			require_claim department person.id
+			allow_unverified_email
+			userinfo_refresh_interval 5m
 		}
 	}`)
 	v, err := parseGlobalOption(d, nil)
@@ -157,7 +170,8 @@ func TestParseProviderDialect(t *testing.T) {
 		dl.Callback.Code != "authorizationCode" || dl.TokenEncoding != "json" || dl.ClientAuth != "body" ||
 		dl.TokenParams.Rename["code"] != "authorizationCode" || dl.TokenParams.Set["extra"] != "1" ||
 		!dl.NoState || !dl.NoPKCE || !dl.NoRefresh || p.Claims.User != "id" || p.Claims.Groups != "person.roles[].role" ||
-		p.DefaultExpiresIn == 0 {
-		t.Errorf("dialect not parsed fully: %+v claims %+v", dl, p.Claims)
+		p.DefaultExpiresIn == 0 || !slices.Equal(p.Claims.Required, []string{"groups", "department", "person.id"}) ||
+		!p.Claims.AllowUnverifiedEmail || time.Duration(p.UserinfoRefreshInterval) != 5*time.Minute {
+		t.Errorf("dialect not parsed fully: %+v claims %+v, userinfo_refresh_interval %v", dl, p.Claims, p.UserinfoRefreshInterval)
 	}
 }

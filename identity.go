@@ -9,6 +9,7 @@ package authgate
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -36,7 +37,7 @@ type providerAnswer struct {
 	readUserinfo bool
 	// session: the binding of the session a later answer (refresh,
 	// userinfo re-read) is for; the answer must repeat it. nil at login.
-	session *identityBinding
+	session *recordedBinding
 }
 
 // identityBinding is who an answer is about and to whom it was issued:
@@ -47,6 +48,43 @@ type identityBinding struct {
 	Subject  string   // the ID token's sub, else subjectOf the claims
 	Audience []string // the ID token's aud; nil: no ID token
 	AZP      string   // the ID token's azp, "" when it had none
+}
+
+// recordedBinding is an identityBinding as a session keeps it, in few
+// bytes (every request carries it): the issuer and client_id as
+// fingerprints, the audience only when it is not just the client_id, and
+// whether the ID token had an azp (which can only be the client_id).
+type recordedBinding struct {
+	Issuer, ClientID string // bindingPrint; "" in sessions made before bindings were recorded
+	Subject          string
+	Audience         []string // nil: [client_id], or no ID token
+	IDToken          int      // 0: no ID token (or not recorded), 1: one without azp, 2: one with azp
+}
+
+// recorded is b as a session keeps it.
+func (b identityBinding) recorded() recordedBinding {
+	r := recordedBinding{Issuer: bindingPrint(b.Issuer), ClientID: bindingPrint(b.ClientID), Subject: b.Subject}
+	if b.Audience != nil {
+		r.IDToken = 1
+		if b.AZP != "" {
+			r.IDToken = 2
+		}
+		if len(b.Audience) != 1 || b.Audience[0] != b.ClientID {
+			r.Audience = b.Audience
+		}
+	}
+	return r
+}
+
+// bindingPrint is how a session records an issuer or a client_id: 12
+// characters of its SHA-256, whatever the length of the URL or id; enough
+// to tell one from another, not to be guessed back (nor needed to be).
+func bindingPrint(s string) string {
+	if s == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(s))
+	return base64.RawURLEncoding.EncodeToString(sum[:9])
 }
 
 // derived is the identity an answer yields, ready to store in a session.
@@ -89,7 +127,7 @@ func deriveIdentity(ctx context.Context, p *provider, st *providerState, a provi
 		b.AZP, _ = claims["azp"].(string)
 		if a.session != nil {
 			// Another user's ID token is that, whatever userinfo says.
-			if err := b.changedFrom(*a.session); err != nil {
+			if err := b.recorded().changedFrom(*a.session); err != nil {
 				return nil, err
 			}
 		}
@@ -124,7 +162,7 @@ func deriveIdentity(ctx context.Context, p *provider, st *providerState, a provi
 	if b.Subject == "" {
 		b.Subject = subjectOf(claims, id)
 		if a.session != nil {
-			if err := b.changedFrom(*a.session); err != nil {
+			if err := b.recorded().changedFrom(*a.session); err != nil {
 				return nil, err
 			}
 		}
@@ -252,7 +290,7 @@ func peekIssuerAudience(raw string) (string, []string, bool) {
 // before bindings were recorded has no issuer or client id; those are not
 // compared (its sub still is). aud and azp are compared when both answers
 // had an ID token.
-func (b identityBinding) changedFrom(prev identityBinding) error {
+func (b recordedBinding) changedFrom(prev recordedBinding) error {
 	var what string
 	switch {
 	case prev.Issuer != "" && b.Issuer != prev.Issuer:
@@ -261,9 +299,9 @@ func (b identityBinding) changedFrom(prev identityBinding) error {
 		what = "client_id"
 	case prev.Subject != "" && b.Subject != prev.Subject:
 		what = "sub"
-	case b.Audience != nil && prev.Audience != nil && !sameSet(b.Audience, prev.Audience):
+	case b.IDToken != 0 && prev.IDToken != 0 && !sameSet(b.Audience, prev.Audience):
 		what = "aud"
-	case b.Audience != nil && prev.Audience != nil && prev.ClientID != "" && b.AZP != prev.AZP:
+	case b.IDToken != 0 && prev.IDToken != 0 && b.IDToken != prev.IDToken:
 		what = "azp"
 	default:
 		return nil

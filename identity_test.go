@@ -509,8 +509,8 @@ func TestIdentityForeignSiteCookie(t *testing.T) {
 	}
 	cookieA := sessionCookieHeader(b, originA)
 	sess := mustOpenSession(t, jarSession(t, b, originA), testKey)
-	if sess.Issuer != idpA.Issuer() || sess.ClientID != "app" {
-		t.Fatalf("site A's session records issuer %q and client %q", sess.Issuer, sess.ClientID)
+	if sess.Issuer != bindingPrint(idpA.Issuer()) || sess.ClientID != bindingPrint("app") || sess.IDAudience != nil || sess.IDTokenKind != 2 {
+		t.Fatalf("site A's session records issuer %q, client %q, aud %q, ID token %d", sess.Issuer, sess.ClientID, sess.IDAudience, sess.IDTokenKind)
 	}
 
 	foreign := func(t *testing.T, origin string, idp *testidp.Server) {
@@ -564,7 +564,7 @@ func TestIdentityForeignSiteCookie(t *testing.T) {
 	})
 	t.Run("a session made before sessions recorded issuer and client keeps working, and records them at its refresh", func(t *testing.T) {
 		legacy := *sess
-		legacy.Issuer, legacy.ClientID, legacy.IDAudience, legacy.IDAZP, legacy.UserinfoAt = "", "", nil, "", 0
+		legacy.Issuer, legacy.ClientID, legacy.IDAudience, legacy.IDTokenKind, legacy.UserinfoAt = "", "", nil, 0, 0
 		raw, err := json.Marshal(legacy)
 		if err != nil || strings.Contains(string(raw), `"is"`) || strings.Contains(string(raw), `"ci"`) {
 			t.Fatalf("the legacy session still names issuer or client: %s", raw)
@@ -591,8 +591,8 @@ func TestIdentityForeignSiteCookie(t *testing.T) {
 		if v == "" {
 			t.Fatal("the refresh wrote no session")
 		}
-		if ns := mustOpenSession(t, v, testKey); ns.Issuer != idpA.Issuer() || ns.ClientID != "app" || !slices.Equal(ns.IDAudience, []string{"app"}) {
-			t.Errorf("the refreshed legacy session records issuer %q, client %q, aud %q", ns.Issuer, ns.ClientID, ns.IDAudience)
+		if ns := mustOpenSession(t, v, testKey); ns.Issuer != bindingPrint(idpA.Issuer()) || ns.ClientID != bindingPrint("app") || ns.IDTokenKind != 2 {
+			t.Errorf("the refreshed legacy session records issuer %q, client %q, ID token %d", ns.Issuer, ns.ClientID, ns.IDTokenKind)
 		}
 	})
 }
@@ -682,27 +682,34 @@ func TestIdentityUserinfoRefreshInterval(t *testing.T) {
 	})
 }
 
-// The comparison a refresh or userinfo re-read makes with the session.
+// The comparison a refresh or userinfo re-read makes with the session,
+// on bindings as sessions record them.
 func TestIdentityBindingChangedFrom(t *testing.T) {
-	session := identityBinding{Issuer: "https://idp", ClientID: "app", Subject: "alice", Audience: []string{"app"}, AZP: "app"}
-	legacy := identityBinding{Subject: "alice"} // a session from before bindings were recorded
+	id := func(iss, client, sub string, aud []string, azp string) recordedBinding {
+		return identityBinding{Issuer: iss, ClientID: client, Subject: sub, Audience: aud, AZP: azp}.recorded()
+	}
+	session := id("https://idp", "app", "alice", []string{"app"}, "app")
+	if session.Audience != nil || session.IDToken != 2 || len(session.Issuer) != 12 || session.Issuer == bindingPrint("https://other") {
+		t.Fatalf("recorded = %+v: the usual audience and azp are not stored, the issuer is a 12-character fingerprint", session)
+	}
+	legacy := recordedBinding{Subject: "alice"} // a session from before bindings were recorded
 	for _, tc := range []struct {
-		name    string
-		prev    identityBinding
-		next    identityBinding
-		changed string
+		name       string
+		prev, next recordedBinding
+		changed    string
 	}{
 		{"the same", session, session, ""},
-		{"audience in another order", identityBinding{Issuer: "https://idp", ClientID: "app", Subject: "alice", Audience: []string{"app", "api"}, AZP: "app"},
-			identityBinding{Issuer: "https://idp", ClientID: "app", Subject: "alice", Audience: []string{"api", "app"}, AZP: "app"}, ""},
-		{"no ID token this time: aud and azp not compared", session, identityBinding{Issuer: "https://idp", ClientID: "app", Subject: "alice"}, ""},
-		{"legacy session: issuer, client, aud and azp not compared", legacy, identityBinding{Issuer: "https://other", ClientID: "x", Subject: "alice", Audience: []string{"x"}}, ""},
-		{"legacy session: sub still compared", legacy, identityBinding{Issuer: "https://idp", ClientID: "app", Subject: "mallory"}, "sub"},
-		{"iss", session, identityBinding{Issuer: "https://other", ClientID: "app", Subject: "alice", Audience: []string{"app"}, AZP: "app"}, "iss"},
-		{"client", session, identityBinding{Issuer: "https://idp", ClientID: "other", Subject: "alice", Audience: []string{"app"}, AZP: "app"}, "client_id"},
-		{"sub", session, identityBinding{Issuer: "https://idp", ClientID: "app", Subject: "mallory", Audience: []string{"app"}, AZP: "app"}, "sub"},
-		{"aud", session, identityBinding{Issuer: "https://idp", ClientID: "app", Subject: "alice", Audience: []string{"app", "other"}, AZP: "app"}, "aud"},
-		{"azp appears", identityBinding{Issuer: "https://idp", ClientID: "app", Subject: "alice", Audience: []string{"app"}}, session, "azp"},
+		{"audience in another order", id("https://idp", "app", "alice", []string{"app", "api"}, "app"), id("https://idp", "app", "alice", []string{"api", "app"}, "app"), ""},
+		{"no ID token this time: aud and azp not compared", session, id("https://idp", "app", "alice", nil, ""), ""},
+		{"no ID token at login: aud and azp not compared", id("https://idp", "app", "alice", nil, ""), session, ""},
+		{"legacy session: issuer, client, aud and azp not compared", legacy, id("https://other", "x", "alice", []string{"x"}, ""), ""},
+		{"legacy session: sub still compared", legacy, id("https://idp", "app", "mallory", nil, ""), "sub"},
+		{"iss", session, id("https://other", "app", "alice", []string{"app"}, "app"), "iss"},
+		{"client", session, id("https://idp", "other", "alice", []string{"app"}, "app"), "client_id"},
+		{"sub", session, id("https://idp", "app", "mallory", []string{"app"}, "app"), "sub"},
+		{"aud", session, id("https://idp", "app", "alice", []string{"app", "other"}, "app"), "aud"},
+		{"azp appears", id("https://idp", "app", "alice", []string{"app"}, ""), session, "azp"},
+		{"azp dropped", session, id("https://idp", "app", "alice", []string{"app"}, ""), "azp"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.next.changedFrom(tc.prev)

@@ -272,10 +272,7 @@ func serveCallback(s *site, w http.ResponseWriter, r *http.Request) error {
 		Claims:       d.claims,
 		KeptGroups:   d.keptGroups,
 	}
-	sess.bind(d.binding)
-	if d.userinfoRead {
-		sess.UserinfoAt = sess.Created
-	}
+	sess.bind(d.binding.recorded())
 	if p.cfg.Dialect.NoRefresh {
 		sess.RefreshToken = ""
 	}

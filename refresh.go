@@ -233,11 +233,8 @@ func (rf *refresher) refreshAtProvider(ctx context.Context, p *provider, old *Se
 		return &ns, nil
 	}
 	ns.Claims, ns.KeptGroups = d.claims, d.keptGroups
-	ns.bind(d.binding)
-	if d.binding.Audience == nil {
-		ns.IDAudience, ns.IDAZP = old.IDAudience, old.IDAZP // no new ID token: the session's stands
-	}
-	if d.userinfoRead {
+	ns.bind(d.binding.recorded())
+	if d.userinfoRead && p.cfg.UserinfoRefreshInterval > 0 {
 		ns.UserinfoAt = timeNow().Unix()
 	}
 	if ts.IDToken != "" && old.IDToken != "" {
@@ -329,8 +326,7 @@ func (rf *refresher) revalidate(ctx context.Context, p *provider, s *Session, pr
 	}
 	ns := *s
 	ns.Claims, ns.KeptGroups = d.claims, d.keptGroups
-	ns.bind(d.binding)
-	ns.IDAudience, ns.IDAZP = s.IDAudience, s.IDAZP // userinfo says nothing of them
+	ns.bind(d.binding.recorded()) // no ID token: the recorded one stands
 	ns.UserinfoAt = timeNow().Unix()
 	return &ns, nil
 }

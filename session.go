@@ -46,31 +46,36 @@ type Session struct {
 	// lacks groups the configuration now wants, and is refused.
 	KeptGroups string `json:"kg,omitempty"`
 	// Issuer and ClientID bind the session to where it was made: the
-	// provider's issuer (its token URL for plain OAuth 2.0) and client_id.
-	// A session whose binding is not this provider's is no session here.
-	// Sessions made before they were recorded have neither, and are not
-	// checked; their next refresh records them.
+	// provider's issuer (its token URL for plain OAuth 2.0) and client_id,
+	// each as a 12-character fingerprint (bindingPrint). A session whose
+	// binding is not this provider's is no session here. Sessions made
+	// before they were recorded have neither, and are not checked; their
+	// next refresh records them.
 	Issuer   string `json:"is,omitempty"`
 	ClientID string `json:"ci,omitempty"`
-	// IDAudience and IDAZP are the aud and azp of the session's ID token;
-	// a refreshed one must carry the same. IDAudience is nil when the
-	// provider gave no ID token.
-	IDAudience []string `json:"ia,omitempty"`
-	IDAZP      string   `json:"iz,omitempty"`
-	// UserinfoAt is when userinfo was last read for the session (unix
-	// seconds), for userinfo_refresh_interval; 0: at Created, or never.
+	// IDAudience and IDTokenKind record the session's ID token, which a
+	// refreshed one must repeat: its aud when that is not just the
+	// client_id, and 1 (no azp) or 2 (azp, the client_id); 0 without one.
+	IDAudience  []string `json:"ia,omitempty"`
+	IDTokenKind int      `json:"iz,omitempty"`
+	// UserinfoAt is when userinfo was last read (unix seconds), kept only
+	// for userinfo_refresh_interval; 0: at Created.
 	UserinfoAt int64 `json:"ua,omitempty"`
 }
 
-// bind records where the session's identity comes from.
-func (s *Session) bind(b identityBinding) {
-	s.Issuer, s.ClientID, s.IDAudience, s.IDAZP = b.Issuer, b.ClientID, b.Audience, b.AZP
+// bind records where the session's identity comes from. An answer without
+// an ID token leaves the recorded ID token as it was.
+func (s *Session) bind(b recordedBinding) {
+	s.Issuer, s.ClientID = b.Issuer, b.ClientID
+	if b.IDToken != 0 {
+		s.IDAudience, s.IDTokenKind = b.Audience, b.IDToken
+	}
 }
 
 // binding is what later answers of the provider must repeat: the recorded
-// issuer, client and ID-token audience, and who the claims are about.
-func (s *Session) binding(id *Identity) identityBinding {
-	return identityBinding{Issuer: s.Issuer, ClientID: s.ClientID, Subject: subjectOf(s.Claims, id), Audience: s.IDAudience, AZP: s.IDAZP}
+// issuer, client and ID token, and who the claims are about.
+func (s *Session) binding(id *Identity) recordedBinding {
+	return recordedBinding{Issuer: s.Issuer, ClientID: s.ClientID, Subject: subjectOf(s.Claims, id), Audience: s.IDAudience, IDToken: s.IDTokenKind}
 }
 
 // storeRef is what the cookie carries when sessions live in the store.
@@ -254,7 +259,7 @@ func (m *sessionManager) resolve(s *Session, oldKey bool) (*sessionEntry, error)
 	if s.Version != sessionVersion || !ok || s.ID == "" || s.Created == 0 {
 		return nil, errBadSession
 	}
-	if s.Issuer != "" && s.Issuer != providerIssuer(p) || s.ClientID != "" && s.ClientID != p.cfg.ClientID {
+	if s.Issuer != "" && s.Issuer != bindingPrint(providerIssuer(p)) || s.ClientID != "" && s.ClientID != bindingPrint(p.cfg.ClientID) {
 		return nil, errForeignSession
 	}
 	if s.KeptGroups != "" && s.KeptGroups != p.claims.keepPrint {

@@ -268,6 +268,7 @@ func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bo
 //		token_url       <url>
 //		userinfo_url    <url>
 //		revoke_url      <url>
+//		introspection_url <url>
 //		end_session_url <url>
 //		jwks_url        <url>
 //		redirect_url    <url>
@@ -307,7 +308,7 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 			"issuer": &pc.Issuer, "client_id": &pc.ClientID, "client_secret": &pc.ClientSecret,
 			"authorize_url": &pc.AuthorizeURL, "token_url": &pc.TokenURL, "userinfo_url": &pc.UserinfoURL,
 			"revoke_url": &pc.RevokeURL, "end_session_url": &pc.EndSessionURL, "jwks_url": &pc.JWKSURL,
-			"redirect_url": &pc.RedirectURL,
+			"redirect_url": &pc.RedirectURL, "introspection_url": &pc.IntrospectionURL,
 		}
 		if dst, ok := strField[name]; ok {
 			if err := oneArg(d, dst); err != nil {
@@ -506,7 +507,13 @@ func parseParamRewrite(d *caddyfile.Dispenser, p *ParamRewrite) error {
 //		allow|deny claim <path> <pattern>...
 //		header user|email|preferred_username|groups|access_token <Header-Name>
 //		claim_header <Header-Name> <claim path>
-//		bearer_tokens [<audience>...]
+//		bearer_tokens [<audience>...] {
+//			audiences         <audience>...
+//			resource_audience <audience>
+//			introspection     on|off
+//			userinfo          on|off
+//			rate_limit        <calls per second>
+//		}
 //		error_pages builtin|caddy
 //		pass_access_token
 //		pass_cookie
@@ -597,7 +604,11 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 			if hd.BearerTokens != nil {
 				return nil, d.Err("bearer_tokens may be given only once")
 			}
-			hd.BearerTokens = &BearerConfig{Audiences: d.RemainingArgs()}
+			bc, err := parseBearerTokens(d)
+			if err != nil {
+				return nil, err
+			}
+			hd.BearerTokens = bc
 		case "pass_access_token", "pass_cookie":
 			if d.NextArg() {
 				return nil, d.ArgErr()
@@ -622,6 +633,68 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 		}
 	}
 	return hd, nil
+}
+
+// parseBearerTokens parses bearer_tokens: the one-line form names the
+// audiences; the block sets the rest.
+//
+//	bearer_tokens [<audience>...] {
+//		audiences         <audience>...
+//		resource_audience <audience>
+//		introspection     on|off
+//		userinfo          on|off
+//		rate_limit        <calls per second>
+//	}
+func parseBearerTokens(d *caddyfile.Dispenser) (*BearerConfig, error) {
+	bc := &BearerConfig{Audiences: d.RemainingArgs()}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] {
+			return nil, d.Errf("bearer_tokens %s may be given only once", sub)
+		}
+		seen[sub] = true
+		switch sub {
+		case "audiences":
+			if len(bc.Audiences) > 0 {
+				return nil, d.Err("bearer_tokens: audiences are given on the bearer_tokens line already")
+			}
+			bc.Audiences = d.RemainingArgs()
+			if len(bc.Audiences) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "resource_audience":
+			if err := oneArg(d, &bc.ResourceAudience); err != nil {
+				return nil, err
+			}
+		case "introspection", "userinfo":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return nil, err
+			}
+			if v != "on" && v != "off" {
+				return nil, d.Errf("bearer_tokens %s takes on or off, not %q", sub, v)
+			}
+			if sub == "introspection" {
+				bc.DisableIntrospection = v == "off"
+			} else {
+				bc.Userinfo = v == "on"
+			}
+		case "rate_limit":
+			var raw string
+			if err := oneArg(d, &raw); err != nil {
+				return nil, err
+			}
+			n, err := strconv.ParseFloat(raw, 64)
+			if err != nil || !(n > 0) || n > 1e6 {
+				return nil, d.Errf("bearer_tokens rate_limit: %q is not a number of calls per second (more than 0)", raw)
+			}
+			bc.RateLimit = n
+		default:
+			return nil, d.Errf("unrecognized bearer_tokens subdirective %s", sub)
+		}
+	}
+	return bc, nil
 }
 
 func oneArg(d *caddyfile.Dispenser, dst *string) error {

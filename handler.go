@@ -202,7 +202,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // when the store or the provider failed).
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, err error) error {
 	s := h.site
-	if errors.Is(err, errStoreDown) || isProviderFailure(err) || forbiddenRefusal(err) || !wantsHTML(r) {
+	if errors.Is(err, errStoreDown) || errors.Is(err, errBearerBusy) || errors.Is(err, errBadBearer) || isProviderFailure(err) || forbiddenRefusal(err) || !wantsHTML(r) {
 		return s.pages.unauthenticatedAPI(w, r, err)
 	}
 	rd := r.URL.RequestURI()

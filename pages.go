@@ -47,6 +47,12 @@ func (pg *pages) unauthenticatedAPI(w http.ResponseWriter, r *http.Request, err 
 	if errors.Is(err, errStoreDown) {
 		return pg.storeFailure(w, r, err)
 	}
+	if errors.Is(err, errBearerBusy) {
+		pg.log.write(r, zap.WarnLevel, "bearer token validation busy", zap.String("reason", err.Error()))
+		w.Header().Set("Retry-After", "1")
+		return pg.json(w, r, http.StatusServiceUnavailable, "token_validation_busy",
+			"Too many new tokens to check right now. Please try again in a moment.")
+	}
 	if status, reason, msg, ok := refusal(err); ok {
 		if status != http.StatusUnauthorized {
 			return pg.fail(w, r, status, reason, msg)
@@ -61,6 +67,7 @@ func (pg *pages) unauthenticatedAPI(w http.ResponseWriter, r *http.Request, err 
 	reason, msg := "unauthenticated", "Sign-in required."
 	switch {
 	case errors.Is(err, errBadBearer):
+		pg.log.write(r, zap.InfoLevel, "bearer token refused", zap.String("reason", err.Error()))
 		w.Header().Set("WWW-Authenticate", `Bearer realm="authgate", error="invalid_token"`)
 		reason, msg = "invalid_token", "The bearer token is not valid."
 	case errors.Is(err, errSessionExpired):

@@ -51,6 +51,11 @@ type ProviderConfig struct {
 	// EndSessionURL is an OpenID Connect RP-initiated logout endpoint the
 	// browser is sent to after logout. Default: from discovery.
 	EndSessionURL string `json:"end_session_url,omitempty"`
+	// IntrospectionURL is an RFC 7662 token introspection endpoint. With
+	// bearer_tokens, opaque bearer tokens are checked there (active, aud
+	// or client_id, exp), the client authenticated as at the token
+	// endpoint. Default: from discovery (introspection_endpoint).
+	IntrospectionURL string `json:"introspection_url,omitempty"`
 	// JWKSURL verifies ID tokens when there is no discovery.
 	JWKSURL string `json:"jwks_url,omitempty"`
 
@@ -192,7 +197,7 @@ func (p *provider) endpointName(path string) string {
 	}
 	for name, u := range map[string]string{
 		"token": st.client.config.Endpoint.TokenURL, "userinfo": st.client.userinfoURL,
-		"revocation": st.client.revokeURL, "jwks": st.jwksURL,
+		"revocation": st.client.revokeURL, "introspection": st.client.introspectURL, "jwks": st.jwksURL,
 	} {
 		if u != "" && strings.HasSuffix(u, path) {
 			return name
@@ -226,6 +231,7 @@ func (p *provider) clientConfig() oauthClientConfig {
 		TokenURL:         p.cfg.TokenURL,
 		UserinfoURL:      p.cfg.UserinfoURL,
 		RevokeURL:        p.cfg.RevokeURL,
+		IntrospectURL:    p.cfg.IntrospectionURL,
 		Scopes:           p.scopes(),
 		Dialect:          p.cfg.Dialect,
 		Timeout:          p.timeout(),
@@ -291,6 +297,7 @@ func (p *provider) state(ctx context.Context) (*providerState, error) {
 // discoveryDoc holds the discovery fields go-oidc does not expose.
 type discoveryDoc struct {
 	Revocation       string   `json:"revocation_endpoint"`
+	Introspection    string   `json:"introspection_endpoint"`
 	EndSession       string   `json:"end_session_endpoint"`
 	AuthMethods      []string `json:"token_endpoint_auth_methods_supported"`
 	IssParam         bool     `json:"authorization_response_iss_parameter_supported"`
@@ -319,6 +326,7 @@ func (p *provider) discover(ctx context.Context) (*providerState, error) {
 	cc.TokenURL = orDefault(p.cfg.TokenURL, ep.TokenURL)
 	cc.UserinfoURL = orDefault(p.cfg.UserinfoURL, op.UserInfoEndpoint())
 	cc.RevokeURL = orDefault(p.cfg.RevokeURL, doc.Revocation)
+	cc.IntrospectURL = orDefault(p.cfg.IntrospectionURL, doc.Introspection)
 	if len(doc.AuthMethods) > 0 {
 		cc.AuthStyleFromDiscoveryKnown = true
 		cc.AuthStyleFromDiscoveryBasic = slices.Contains(doc.AuthMethods, "client_secret_basic")

@@ -125,7 +125,9 @@ type oauthClient struct {
 	httpClient  *http.Client
 	userinfoURL string
 	revokeURL   string
-	dialect     Dialect
+	// introspectURL is the RFC 7662 introspection endpoint; "": none.
+	introspectURL string
+	dialect       Dialect
 	// defaultExpiresIn applies when neither expires_in nor a JWT exp says
 	// when an access token ends. Zero: the token is taken to last as long
 	// as the session.
@@ -136,6 +138,7 @@ type oauthClientConfig struct {
 	ClientID, ClientSecret       string
 	AuthorizeURL, TokenURL       string
 	UserinfoURL, RevokeURL       string
+	IntrospectURL                string
 	Scopes                       []string
 	Dialect                      Dialect
 	Timeout                      time.Duration
@@ -183,6 +186,7 @@ func newOAuthClient(c oauthClientConfig) *oauthClient {
 		},
 		userinfoURL:      c.UserinfoURL,
 		revokeURL:        c.RevokeURL,
+		introspectURL:    c.IntrospectURL,
 		dialect:          c.Dialect,
 		defaultExpiresIn: c.DefaultExpiresIn,
 	}
@@ -373,22 +377,9 @@ func (c *oauthClient) revoke(ctx context.Context, token, hint string) error {
 	if c.revokeURL == "" || token == "" {
 		return nil
 	}
-	form := url.Values{"token": {token}, "token_type_hint": {hint}}
-	if c.config.Endpoint.AuthStyle == oauth2.AuthStyleInParams {
-		form.Set("client_id", c.config.ClientID)
-		form.Set("client_secret", c.config.ClientSecret)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.revokeURL, strings.NewReader(form.Encode()))
+	resp, err := c.postForm(ctx, c.revokeURL, url.Values{"token": {token}, "token_type_hint": {hint}})
 	if err != nil {
-		return fmt.Errorf("revocation request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if c.config.Endpoint.AuthStyle == oauth2.AuthStyleInHeader {
-		req.SetBasicAuth(url.QueryEscape(c.config.ClientID), url.QueryEscape(c.config.ClientSecret))
-	}
-	resp, err := c.httpClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("revoking token: %w", classify(err))
+		return fmt.Errorf("revoking token: %w", err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxProviderBody))
@@ -399,6 +390,206 @@ func (c *oauthClient) revoke(ctx context.Context, token, hint string) error {
 		return fmt.Errorf("revoking token: status %d: %w", resp.StatusCode, errProviderRejected)
 	}
 	return nil
+}
+
+// postForm POSTs form to one of the provider's endpoints with the client
+// authenticated as at the token endpoint: HTTP Basic or credentials in the
+// body, whichever the token requests use.
+func (c *oauthClient) postForm(ctx context.Context, endpoint string, form url.Values) (*http.Response, error) {
+	if c.config.Endpoint.AuthStyle == oauth2.AuthStyleInParams {
+		form.Set("client_id", c.config.ClientID)
+		form.Set("client_secret", c.config.ClientSecret)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("building request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if c.config.Endpoint.AuthStyle == oauth2.AuthStyleInHeader {
+		req.SetBasicAuth(url.QueryEscape(c.config.ClientID), url.QueryEscape(c.config.ClientSecret))
+	}
+	resp, err := c.httpClient.Do(req)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return resp, nil
+}
+
+// Refusals of a token by introspection: the token's fault, not the
+// provider's.
+var (
+	// errTokenInactive: the provider says the token is not active
+	// (unknown, expired, revoked, or of a disabled account).
+	errTokenInactive = errors.New("token is not active")
+	// errTokenNotAccess: active, but not an access token (a refresh
+	// token, say), or it does not say what it is.
+	errTokenNotAccess = errors.New("token is not an access token")
+	// errTokenTime: exp passed or nbf still ahead.
+	errTokenTime = errors.New("token is expired or not yet valid")
+)
+
+// introspection is a provider's RFC 7662 answer about an active access
+// token, with the members authgate checks parsed out.
+type introspection struct {
+	// Claims are all members of the answer, for the claim mapping.
+	Claims    map[string]any
+	Audience  []string
+	ClientID  string
+	Issuer    string
+	Expiry    time.Time // zero: the answer gives none
+	NotBefore time.Time
+}
+
+// introspect asks the provider about an access token (RFC 7662), with the
+// client authenticated as at the token endpoint, and parses the answer.
+// An inactive token, a token of another kind and a token outside its
+// validity times are errTokenInactive, errTokenNotAccess and errTokenTime;
+// anything the provider gets wrong is one of the provider errors.
+func (c *oauthClient) introspect(ctx context.Context, token string) (*introspection, error) {
+	if c.introspectURL == "" {
+		return nil, errors.New("introspection: the provider has no introspection endpoint")
+	}
+	resp, err := c.postForm(ctx, c.introspectURL, url.Values{"token": {token}, "token_type_hint": {"access_token"}})
+	if err != nil {
+		return nil, fmt.Errorf("introspecting token: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	switch {
+	case err != nil:
+		if errors.Is(err, errBodyTooLarge) {
+			return nil, fmt.Errorf("introspection: %w", err)
+		}
+		return nil, fmt.Errorf("reading introspection: %w", errProviderDown)
+	case resp.StatusCode >= 500:
+		return nil, fmt.Errorf("introspection: status %d: %w", resp.StatusCode, errProviderDown)
+	case resp.StatusCode != http.StatusOK:
+		// 401/403 here refuse our client, not the token: a configuration
+		// error to report, never an answer about the token to cache.
+		return nil, fmt.Errorf("introspection: status %d: %w", resp.StatusCode, errProviderRejected)
+	}
+	return parseIntrospection(body, timeNow())
+}
+
+// parseIntrospection reads an RFC 7662 answer. Only a JSON object whose
+// active member is the boolean true, that says it is about an access token
+// (token_type Bearer; or Keycloak's typ Bearer, or token_use access_token)
+// and whose exp and nbf, when given, hold at now, is an active access
+// token.
+func parseIntrospection(body []byte, now time.Time) (*introspection, error) {
+	var claims map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&claims); err != nil || claims == nil {
+		return nil, fmt.Errorf("introspection: not a JSON object: %w", errProviderBadResponse)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("introspection: data after the JSON object: %w", errProviderBadResponse)
+	}
+	active, ok := claims["active"].(bool)
+	if !ok {
+		return nil, fmt.Errorf("introspection: active is missing or not a boolean: %w", errProviderBadResponse)
+	}
+	if !active {
+		return nil, errTokenInactive
+	}
+	in := &introspection{Claims: claims}
+	var err error
+	str := func(name string) string {
+		v, present := claims[name]
+		if !present || err != nil {
+			return ""
+		}
+		s, ok := v.(string)
+		if !ok {
+			err = fmt.Errorf("introspection: %s is not a string: %w", name, errProviderBadResponse)
+		}
+		return s
+	}
+	in.ClientID = str("client_id")
+	in.Issuer = str("iss")
+	kinds := 0
+	for _, k := range []string{"token_type", "typ", "token_use"} {
+		v := str(k)
+		if _, present := claims[k]; !present || err != nil {
+			continue
+		}
+		switch strings.ToLower(v) {
+		case "bearer", "access_token":
+			kinds++
+		default:
+			// A refresh token, a DPoP-bound token (whose proof authgate
+			// cannot check), an ID token: no bearer credential.
+			return nil, fmt.Errorf("%w: %s is %q", errTokenNotAccess, k, v)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if kinds == 0 {
+		return nil, fmt.Errorf("%w: the answer has no token_type", errTokenNotAccess)
+	}
+	switch aud := claims["aud"].(type) {
+	case nil:
+		if _, present := claims["aud"]; present {
+			return nil, fmt.Errorf("introspection: aud is null: %w", errProviderBadResponse)
+		}
+	case string:
+		in.Audience = []string{aud}
+	case []any:
+		for _, a := range aud {
+			s, ok := a.(string)
+			if !ok {
+				return nil, fmt.Errorf("introspection: aud holds a non-string: %w", errProviderBadResponse)
+			}
+			in.Audience = append(in.Audience, s)
+		}
+	default:
+		return nil, fmt.Errorf("introspection: aud is neither a string nor an array: %w", errProviderBadResponse)
+	}
+	if in.Expiry, err = numericDate(claims, "exp", now); err != nil {
+		return nil, err
+	}
+	if in.NotBefore, err = numericDate(claims, "nbf", now); err != nil {
+		return nil, err
+	}
+	switch {
+	case !in.Expiry.IsZero() && !now.Before(in.Expiry):
+		return nil, fmt.Errorf("%w: exp %s is past", errTokenTime, in.Expiry.UTC().Format(time.RFC3339))
+	case !in.NotBefore.IsZero() && now.Add(introspectionLeeway).Before(in.NotBefore):
+		return nil, fmt.Errorf("%w: nbf %s is ahead", errTokenTime, in.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return in, nil
+}
+
+// introspectionLeeway tolerates clocks a little apart for nbf.
+const introspectionLeeway = time.Minute
+
+// numericDate reads a NumericDate member (seconds since the epoch); zero
+// when absent. Values beyond maxTokenLifetimeSecs from now are capped
+// rather than overflowing.
+func numericDate(claims map[string]any, name string, now time.Time) (time.Time, error) {
+	v, present := claims[name]
+	if !present {
+		return time.Time{}, nil
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return time.Time{}, fmt.Errorf("introspection: %s is not a number: %w", name, errProviderBadResponse)
+	}
+	secs, err := n.Float64()
+	if err != nil || secs != secs {
+		return time.Time{}, fmt.Errorf("introspection: %s is not a number: %w", name, errProviderBadResponse)
+	}
+	limit := float64(now.Unix() + maxTokenLifetimeSecs)
+	switch {
+	case secs > limit:
+		secs = limit
+	case secs < 1:
+		secs = 1 // before the epoch: long past
+	}
+	return time.Unix(int64(secs), 0), nil
 }
 
 // classify maps x/oauth2 and net/http errors onto our sentinels, keeping

@@ -515,7 +515,7 @@ func parseParamRewrite(d *caddyfile.Dispenser, p *ParamRewrite) error {
 //			rate_limit        <calls per second>
 //		}
 //		error_pages builtin|caddy
-//		pass_access_token
+//		pass_access_token [forward_auth]
 //		pass_cookie
 //		# and, for a single-site setup, any global setting:
 //		# session_keys, cookie, session_lifetime, provider, ...
@@ -609,7 +609,22 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				return nil, err
 			}
 			hd.BearerTokens = bc
-		case "pass_access_token", "pass_cookie":
+		case "pass_access_token":
+			if seen[name] {
+				return nil, d.Errf("%s may be given only once", name)
+			}
+			seen[name] = true
+			hd.PassAccessToken = true
+			if d.NextArg() {
+				if d.Val() != "forward_auth" {
+					return nil, d.Errf("pass_access_token takes nothing or forward_auth, not %q", d.Val())
+				}
+				hd.ForwardAuthAccessToken = true
+				if d.NextArg() {
+					return nil, d.ArgErr()
+				}
+			}
+		case "pass_cookie":
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
@@ -617,11 +632,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				return nil, d.Errf("%s may be given only once", name)
 			}
 			seen[name] = true
-			if name == "pass_access_token" {
-				hd.PassAccessToken = true
-			} else {
-				hd.PassCookie = true
-			}
+			hd.PassCookie = true
 		default:
 			ok, err := parseSetting(d, &hd.Settings, seen)
 			if err != nil {

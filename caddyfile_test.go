@@ -107,6 +107,12 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad rule field", "example.com {\n\tauthgate {\n\t\tallow shoe 42\n\t}\n}\n", `allow: unknown field "shoe"`},
 		{"rule without pattern", "example.com {\n\tauthgate {\n\t\tdeny email\n\t}\n}\n", "deny takes a field"},
 		{"repeated handler flag", "example.com {\n\tauthgate {\n\t\tpass_cookie\n\t\tpass_cookie\n\t}\n}\n", "pass_cookie may be given only once"},
+		{"bad pass_access_token", "example.com {\n\tauthgate {\n\t\tpass_access_token everywhere\n\t}\n}\n", `pass_access_token takes nothing or forward_auth, not "everywhere"`},
+		{"unknown bearer option", "example.com {\n\tauthgate {\n\t\tbearer_tokens {\n\t\t\tcache 5\n\t\t}\n\t}\n}\n", "unrecognized bearer_tokens subdirective cache"},
+		{"repeated bearer option", "example.com {\n\tauthgate {\n\t\tbearer_tokens {\n\t\t\tuserinfo on\n\t\t\tuserinfo off\n\t\t}\n\t}\n}\n", "bearer_tokens userinfo may be given only once"},
+		{"bad bearer switch", "example.com {\n\tauthgate {\n\t\tbearer_tokens {\n\t\t\tintrospection maybe\n\t\t}\n\t}\n}\n", `bearer_tokens introspection takes on or off, not "maybe"`},
+		{"bad bearer rate", "example.com {\n\tauthgate {\n\t\tbearer_tokens {\n\t\t\trate_limit 0\n\t\t}\n\t}\n}\n", `bearer_tokens rate_limit: "0" is not a number`},
+		{"audiences twice", "example.com {\n\tauthgate {\n\t\tbearer_tokens a {\n\t\t\taudiences b\n\t\t}\n\t}\n}\n", "audiences are given on the bearer_tokens line already"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tc.input), map[string]any{"filename": "Caddyfile"})
@@ -173,5 +179,42 @@ func TestParseProviderDialect(t *testing.T) {
 		p.DefaultExpiresIn == 0 || !slices.Equal(p.Claims.Required, []string{"groups", "department", "person.id"}) ||
 		!p.Claims.AllowUnverifiedEmail || time.Duration(p.UserinfoRefreshInterval) != 5*time.Minute {
 		t.Errorf("dialect not parsed fully: %+v claims %+v, userinfo_refresh_interval %v", dl, p.Claims, p.UserinfoRefreshInterval)
+	}
+}
+
+// TestParseBearerTokens: the one-line form keeps working and the block
+// sets every option.
+func TestParseBearerTokens(t *testing.T) {
+	for _, tc := range []struct {
+		name, input string
+		want        BearerConfig
+	}{
+		{"bare", "bearer_tokens", BearerConfig{}},
+		{"one line", "bearer_tokens api-1 api-2", BearerConfig{Audiences: []string{"api-1", "api-2"}}},
+		{"block", `bearer_tokens {
+			audiences api-1
+			resource_audience https://api.example.com
+			introspection off
+			userinfo on
+			rate_limit 2.5
+		}`, BearerConfig{Audiences: []string{"api-1"}, ResourceAudience: "https://api.example.com",
+			DisableIntrospection: true, Userinfo: true, RateLimit: 2.5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := caddyfile.NewTestDispenser("authgate {\n" + tc.input + "\npass_access_token forward_auth\n}")
+			mh, err := parseHandlerDirective(httpcaddyfile.Helper{Dispenser: d})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := mh.(*Handler)
+			got, _ := json.Marshal(h.BearerTokens)
+			want, _ := json.Marshal(tc.want)
+			if string(got) != string(want) {
+				t.Errorf("parsed %s, want %s", got, want)
+			}
+			if !h.PassAccessToken || !h.ForwardAuthAccessToken {
+				t.Errorf("pass_access_token forward_auth: %v %v", h.PassAccessToken, h.ForwardAuthAccessToken)
+			}
+		})
 	}
 }

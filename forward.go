@@ -50,9 +50,12 @@ type forwarder struct {
 	// headers under their configured and default names, claim headers.
 	strip           []string
 	passAccessToken bool
-	passCookie      bool
-	cookieName      string
-	callbackPath    string
+	// forwardAuthAccessToken lets copyIdentity put the access token in
+	// forward-auth answers.
+	forwardAuthAccessToken bool
+	passCookie             bool
+	cookieName             string
+	callbackPath           string
 }
 
 func newForwarder(names HeaderNames, claimHeaders map[string]string, passAccessToken, passCookie bool, cookieName, prefix string) (*forwarder, error) {
@@ -108,9 +111,15 @@ func (f *forwarder) stripSpoofed(r *http.Request) {
 }
 
 // copyIdentity copies the identity headers forward set on r to w, for a
-// forward-auth answer.
+// forward-auth answer. The access token is not among them unless
+// forward_auth_access_token says so: whoever holds the cookie can read
+// that answer, a script in the user's browser included.
 func (f *forwarder) copyIdentity(w http.ResponseWriter, r *http.Request) {
 	for _, n := range f.strip {
+		if !f.forwardAuthAccessToken && (n == http.CanonicalHeaderKey(defaultHeaders.AccessToken) ||
+			(f.headers.AccessToken != "" && n == http.CanonicalHeaderKey(f.headers.AccessToken))) {
+			continue
+		}
 		if v, ok := r.Header[n]; ok {
 			w.Header()[n] = v
 		}

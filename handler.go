@@ -53,6 +53,14 @@ type Handler struct {
 	// access-token header. Default: false (tokens stay out of backends).
 	PassAccessToken bool `json:"pass_access_token,omitempty"`
 
+	// ForwardAuthAccessToken also puts the access token in the answers of
+	// /oauth2/auth, for a proxy that copies it to its backend (Caddy's
+	// forward_auth copy_headers). Those answers go to whoever asks with
+	// the cookie, a script in the user's browser included, so the token is
+	// left out of them unless this is set. Needs PassAccessToken.
+	// Default: false.
+	ForwardAuthAccessToken bool `json:"forward_auth_access_token,omitempty"`
+
 	// BearerTokens, when set, accepts `Authorization: Bearer <token>`
 	// from API clients that have no session cookie. Default: off.
 	BearerTokens *BearerConfig `json:"bearer_tokens,omitempty"`
@@ -128,6 +136,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.BearerTokens != nil {
 		s.bearer = newBearerValidator(*h.BearerTokens, s.providers)
 	}
+	if h.ForwardAuthAccessToken && !h.PassAccessToken {
+		return errors.New("forward_auth_access_token needs pass_access_token")
+	}
 	if h.PassAccessToken {
 		gw.sessions.keepAccessToken.Store(true)
 	}
@@ -146,7 +157,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	s.fwd, err = newForwarder(h.Headers, h.ClaimHeaders, h.PassAccessToken, h.PassCookie, gw.sessions.cookie.Name, gw.prefix)
-	return err
+	if err != nil {
+		return err
+	}
+	s.fwd.forwardAuthAccessToken = h.ForwardAuthAccessToken
+	return nil
 }
 
 // Cleanup closes a gateway the handler built for itself.

@@ -368,7 +368,8 @@ func TestScaleOutBackchannelLogout(t *testing.T) {
 	}
 	t.Run("replayed or forged logout tokens are refused", func(t *testing.T) {
 		claims := c.idp.LogoutTokenClaims("app", "alice-sub", "")
-		tok := c.idp.SignJWT(claims)
+		typed := testidp.SignHeader("typ", "logout+jwt")
+		tok := c.idp.SignJWT(claims, typed)
 		post := func(token string) int {
 			resp, err := http.PostForm(c.origin+"/oauth2/backchannel-logout", map[string][]string{"logout_token": {token}})
 			if err != nil {
@@ -385,20 +386,20 @@ func TestScaleOutBackchannelLogout(t *testing.T) {
 		}
 		withNonce := c.idp.LogoutTokenClaims("app", "alice-sub", "")
 		withNonce["nonce"] = "n"
-		if s := post(c.idp.SignJWT(withNonce)); s != 400 {
+		if s := post(c.idp.SignJWT(withNonce, typed)); s != 400 {
 			t.Errorf("logout token with a nonce: %d, want 400", s)
 		}
 		noEvent := c.idp.LogoutTokenClaims("app", "alice-sub", "")
 		delete(noEvent, "events")
-		if s := post(c.idp.SignJWT(noEvent)); s != 400 {
+		if s := post(c.idp.SignJWT(noEvent, typed)); s != 400 {
 			t.Errorf("logout token without the event: %d, want 400", s)
 		}
-		if s := post(c.idp.SignJWT(c.idp.LogoutTokenClaims("app", "alice-sub", ""), testidp.SignWrongKey())); s != 400 {
+		if s := post(c.idp.SignJWT(c.idp.LogoutTokenClaims("app", "alice-sub", ""), testidp.SignWrongKey(), typed)); s != 400 {
 			t.Errorf("logout token with a bad signature: %d, want 400", s)
 		}
 		otherAud := c.idp.LogoutTokenClaims("app", "alice-sub", "")
 		otherAud["aud"] = "someone-else"
-		if s := post(c.idp.SignJWT(otherAud)); s != 400 {
+		if s := post(c.idp.SignJWT(otherAud, typed)); s != 400 {
 			t.Errorf("logout token for another client: %d, want 400", s)
 		}
 	})

@@ -345,6 +345,9 @@ func (c *oauthClient) userinfo(ctx context.Context, accessToken string) (map[str
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxProviderBody+1))
+	if errors.Is(err, errBodyTooLarge) {
+		return nil, fmt.Errorf("userinfo: %w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading userinfo: %w", errProviderDown)
 	}

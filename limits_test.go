@@ -1,12 +1,24 @@
 package authgate
 
 import (
+	"bytes"
+	"compress/flate"
+	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/authgate/caddy-authgate/internal/testidp"
 )
@@ -130,4 +142,338 @@ func TestLimits(t *testing.T) {
 			t.Errorf("status %d, want 401", resp.StatusCode)
 		}
 	})
+}
+
+// TestLimitEdges checks every limit of the Limits section of the README at
+// the limit (accepted) and one past it (refused, cut or evicted).
+func TestLimitEdges(t *testing.T) {
+	t.Run("provider body", func(t *testing.T) {
+		for _, tc := range []struct {
+			size int
+			ok   bool
+		}{{maxProviderBody, true}, {maxProviderBody + 1, false}} {
+			body := `{"sub":"a","pad":"` + strings.Repeat("x", tc.size-len(`{"sub":"a","pad":""}`)) + `"}`
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, body)
+			}))
+			c := newOAuthClient(oauthClientConfig{UserinfoURL: srv.URL, Transport: limitedTransport{base: http.DefaultTransport}})
+			claims, err := c.userinfo(context.Background(), "token")
+			srv.Close()
+			if tc.ok && (err != nil || claims["sub"] != "a") {
+				t.Errorf("%d bytes: %v", tc.size, err)
+			}
+			if !tc.ok && !errors.Is(err, errProviderBadResponse) {
+				t.Errorf("%d bytes: error %v, want an unusable response", tc.size, err)
+			}
+		}
+	})
+	t.Run("cookie header", func(t *testing.T) {
+		codec, err := newCookieCodec([]string{testKey}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, _ := newCookieSettings(nil)
+		m := newSessionManager(codec, cs, time.Hour, nil, nil)
+		sess := &Session{Version: sessionVersion, ID: "id", Provider: "corp", Created: testNow().Unix(),
+			Claims: map[string]any{"sub": "a", "pad": randomString(3000)}}
+		value, err := codec.encode(cs.Name, sess)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			limit int
+			ok    bool
+		}{{len(value), true}, {len(value) - 1, false}} {
+			// The value is what the server's max_header_size leaves for
+			// session cookies: 3 KiB less.
+			srv := &caddyhttp.Server{MaxHeaderBytes: tc.limit + 3<<10}
+			r := httptest.NewRequest("GET", "/", nil)
+			r = r.WithContext(context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv))
+			err := m.writeCookie(httptest.NewRecorder(), r, sess)
+			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, errSessionTooLarge)) {
+				t.Errorf("value of %d bytes, limit %d: %v", len(value), tc.limit, err)
+			}
+		}
+	})
+	t.Run("chunk count", func(t *testing.T) {
+		cs, _ := newCookieSettings(nil)
+		parts, err := splitValue(cs, strings.Repeat("v", 100_000))
+		_ = parts
+		if err == nil {
+			t.Fatal("100 kB fit")
+		}
+		two, _ := splitValue(cs, strings.Repeat("v", 2*cookieBudget))
+		room := len(two[0])
+		if _, err := splitValue(cs, strings.Repeat("v", maxCookieChunks*room)); err != nil {
+			t.Errorf("%d chunks refused: %v", maxCookieChunks, err)
+		}
+		if _, err := splitValue(cs, strings.Repeat("v", maxCookieChunks*room+1)); err == nil {
+			t.Errorf("%d chunks accepted", maxCookieChunks+1)
+		}
+		// Reading: chunks 0..15 join; a chunk 16 is no chunk.
+		var cookies []string
+		for i := 0; i <= maxCookieChunks; i++ {
+			cookies = append(cookies, fmt.Sprintf("_authgate_%d=p%d", i, i))
+		}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Cookie", strings.Join(cookies, "; "))
+		sc := scanSessionCookie(r, "_authgate")
+		if sc.n != maxCookieChunks || strings.Contains(sc.value(), fmt.Sprintf("p%d", maxCookieChunks)) {
+			t.Errorf("read %d chunks: %q", sc.n, sc.value())
+		}
+	})
+	t.Run("pending logins", func(t *testing.T) {
+		s := setupSite(t, testidp.Options{}, "", "")
+		for _, tc := range []struct{ present, expired int }{{maxPendingLogins - 1, 0}, {maxPendingLogins, 1}} {
+			var cookies []string
+			for i := 0; i < tc.present; i++ {
+				cookies = append(cookies, fmt.Sprintf("_authgate_login_%02d=junk%d", i, i))
+			}
+			resp, _ := rawRequest(t, s.origin+"/oauth2/start?rd=/", strings.Join(cookies, "; "), true)
+			expired := 0
+			for _, sc := range resp.Header.Values("Set-Cookie") {
+				if strings.HasPrefix(sc, "_authgate_login_") && strings.Contains(sc, "Max-Age=0") {
+					expired++
+				}
+			}
+			if expired != tc.expired {
+				t.Errorf("%d pending logins present: %d expired, want %d", tc.present, expired, tc.expired)
+			}
+		}
+	})
+	t.Run("claim size", func(t *testing.T) {
+		for _, tc := range []struct {
+			size int
+			ok   bool
+		}{{maxClaimsJSON, true}, {maxClaimsJSON + 1, false}} {
+			claims := map[string]any{"p": strings.Repeat("x", tc.size-len(`{"p":""}`))}
+			if err := checkClaimsSize(claims); tc.ok != (err == nil) {
+				t.Errorf("%d bytes: %v", tc.size, err)
+			}
+		}
+	})
+	t.Run("header value", func(t *testing.T) {
+		at := strings.Repeat("a,", maxHeaderValueLen/2)[:maxHeaderValueLen]
+		if got := sanitizeHeaderValue(at); got != at {
+			t.Errorf("a value of %d bytes was cut to %d", len(at), len(got))
+		}
+		if got := sanitizeHeaderValue(at + "b"); len(got) >= maxHeaderValueLen || strings.HasSuffix(got, "b") {
+			t.Errorf("a value of %d bytes kept %d", len(at)+1, len(got))
+		}
+	})
+	t.Run("bearer token", func(t *testing.T) {
+		logFile := filepath.Join(t.TempDir(), "caddy.log")
+		s := setupSiteWith(t, siteConfig{caddyGlobal: jsonLogTo(logFile), handler: "bearer_tokens"})
+		for _, n := range []int{maxBearerTokenLen, maxBearerTokenLen + 1} {
+			resp, body := newBrowser(t).api("GET", s.origin+"/api", "Authorization", "Bearer "+strings.Repeat("a", n))
+			assertJSONError(t, resp, body, 401, "invalid_token")
+		}
+		over := fmt.Sprintf("over %d bytes", maxBearerTokenLen)
+		_, recs := logLines(t, logFile)
+		var reasons []string
+		for _, r := range recs {
+			if r["msg"] == "bearer token refused" {
+				reasons = append(reasons, fmt.Sprint(r["reason"]))
+			}
+		}
+		if len(reasons) != 2 || strings.Contains(reasons[0], over) || !strings.Contains(reasons[1], over) {
+			t.Errorf("reasons %q: only the second should be the length", reasons)
+		}
+	})
+	t.Run("bearer caches", TestBearerCacheEvictsOneAtATime)
+	t.Run("JWT header", func(t *testing.T) {
+		head := func(n int) string {
+			// A base64url header of exactly n characters (n divisible by 4).
+			pad := strings.Repeat("x", n/4*3-len(`{"typ":"JWT","p":""}`))
+			return base64.RawURLEncoding.EncodeToString([]byte(`{"typ":"JWT","p":"` + pad + `"}`))
+		}
+		if h := head(4096); len(h) != 4096 {
+			t.Fatalf("header of %d", len(h))
+		}
+		if _, err := jwtHeaderType(head(4096) + ".e30.sig"); err != nil {
+			t.Errorf("4096: %v", err)
+		}
+		if _, err := jwtHeaderType(head(4096) + "x.e30.sig"); err == nil || !strings.Contains(err.Error(), "too large") {
+			t.Errorf("4097: %v", err)
+		}
+	})
+	t.Run("replay cache", func(t *testing.T) {
+		// Every jti accepted is remembered for longer than a token with it
+		// is accepted; the window edges are TestParseLogoutToken's, jti
+		// length too (maxLogoutJTI).
+		if logoutReplayWindow <= maxLogoutTokenAge+logoutTokenLeeway {
+			t.Errorf("replay window %s does not outlast the iat window %s+%s", logoutReplayWindow, maxLogoutTokenAge, logoutTokenLeeway)
+		}
+		t.Run("iat and jti", TestParseLogoutToken)
+	})
+	t.Run("forward-auth redirects", func(t *testing.T) {
+		for i := 0; i < maxAuthRedirects; i++ {
+			if !firstAuthRedirect(sha256.Sum256([]byte(fmt.Sprint("limit-", i)))) {
+				t.Fatalf("cookie %d counted as redirected before", i)
+			}
+		}
+		if firstAuthRedirect(sha256.Sum256([]byte("limit-0"))) {
+			t.Fatal("at the limit, the first cookie was forgotten")
+		}
+		firstAuthRedirect(sha256.Sum256([]byte("limit-one-more")))
+		if authRedirects.Len() != maxAuthRedirects {
+			t.Errorf("%d remembered, want %d", authRedirects.Len(), maxAuthRedirects)
+		}
+		if authRedirects.Contains(sha256.Sum256([]byte("limit-1"))) {
+			t.Error("one past the limit, the least recent cookie is still remembered")
+		}
+		if !authRedirects.Contains(sha256.Sum256([]byte("limit-0"))) || !authRedirects.Contains(sha256.Sum256([]byte("limit-2"))) {
+			t.Error("one past the limit, more than one cookie was forgotten")
+		}
+	})
+	t.Run("return URL", func(t *testing.T) {
+		var p redirectPolicy
+		at := "/" + strings.Repeat("a", maxReturnURLLen-1)
+		if _, ok := p.check(at, "h"); !ok {
+			t.Errorf("%d bytes refused", len(at))
+		}
+		if _, ok := p.check(at+"a", "h"); ok {
+			t.Errorf("%d bytes accepted", len(at)+1)
+		}
+	})
+	t.Run("token lifetime", func(t *testing.T) {
+		now := testNow()
+		for _, tc := range []struct{ exp, want int64 }{
+			{now.Unix() + maxTokenLifetimeSecs, now.Unix() + maxTokenLifetimeSecs},
+			{now.Unix() + maxTokenLifetimeSecs + 1, now.Unix() + maxTokenLifetimeSecs},
+		} {
+			in, err := parseIntrospection([]byte(fmt.Sprintf(`{"active":true,"token_type":"Bearer","exp":%d}`, tc.exp)), now)
+			if err != nil || in.Expiry.Unix() != tc.want {
+				t.Errorf("exp %d: %v %v", tc.exp, in, err)
+			}
+		}
+	})
+	t.Run("back-channel body", func(t *testing.T) {
+		rs := startRedis(t)
+		s := setupSiteWith(t, siteConfig{global: fmt.Sprintf("session_store redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t}", rs.port)})
+		for _, tc := range []struct {
+			size   int
+			reason string
+		}{{maxLogoutBody, "invalid_logout_token"}, {maxLogoutBody + 1, "invalid_request"}} {
+			form := "logout_token=x&pad="
+			form += strings.Repeat("p", tc.size-len(form))
+			req, _ := http.NewRequest(http.MethodPost, s.origin+"/oauth2/backchannel-logout", strings.NewReader(form))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, body := newBrowser(t).do(req)
+			assertJSONError(t, resp, body, 400, tc.reason)
+		}
+	})
+}
+
+// TestLimitEdgesMore: the remaining limits at the limit and one past it.
+func TestLimitEdgesMore(t *testing.T) {
+	t.Run("ID token hint", func(t *testing.T) {
+		cs, _ := newCookieSettings(nil)
+		m := newSessionManager(nil, cs, time.Hour, nil, nil)
+		p := &provider{cfg: ProviderConfig{IDTokenHint: true}}
+		st := &providerState{endSession: "https://op/logout"}
+		at := strings.Repeat("t", maxIDTokenHint)
+		if got := m.idTokenToKeep(p, st, at); got != at {
+			t.Errorf("an ID token of %d bytes was not kept", len(at))
+		}
+		if got := m.idTokenToKeep(p, st, at+"t"); got != "" {
+			t.Errorf("an ID token of %d bytes was kept", len(at)+1)
+		}
+	})
+	t.Run("refresh grace table", func(t *testing.T) {
+		rf := newRefresher(nil, time.Second, eventLog{})
+		for i := 0; i < maxGraceEntries; i++ {
+			rf.keepForGrace(sha256.Sum256([]byte(fmt.Sprint(i))), &Session{})
+		}
+		if n := len(rf.grace); n != maxGraceEntries {
+			t.Fatalf("%d entries at the limit", n)
+		}
+		last := sha256.Sum256([]byte("one more"))
+		rf.keepForGrace(last, &Session{})
+		if n := len(rf.grace); n > maxGraceEntries || rf.graced(last) == nil {
+			t.Errorf("%d entries one past the limit (newest kept: %v)", n, rf.graced(last) != nil)
+		}
+	})
+	t.Run("decompressed session", func(t *testing.T) {
+		var js jsonSerializer
+		for _, tc := range []struct {
+			size int
+			ok   bool
+		}{{maxInflated, true}, {maxInflated + 1, false}} {
+			raw := `{"p":"` + strings.Repeat("x", tc.size-len(`{"p":""}`)) + `"}`
+			var buf bytes.Buffer
+			buf.WriteByte(tagDeflate)
+			fw, _ := flate.NewWriter(&buf, flate.BestCompression)
+			_, _ = fw.Write([]byte(raw))
+			fw.Close()
+			var v map[string]any
+			if err := js.Deserialize(buf.Bytes(), &v); tc.ok != (err == nil) {
+				t.Errorf("%d bytes inflated: %v", tc.size, err)
+			}
+		}
+	})
+	t.Run("claim path", TestParseClaimPath)
+	t.Run("header value", TestSanitizeHeaderValue)
+	t.Run("metric site labels", TestSiteLabelsBounded)
+}
+
+// TestLimitsListed: the README's Limits table names every limit constant
+// with its value, so the one place that lists them stays true.
+func TestLimitsListed(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := bytes.Index(readme, []byte("\n## Limits\n"))
+	end := bytes.Index(readme[start+1:], []byte("\n## "))
+	if start < 0 || end < 0 {
+		t.Fatal("README has no Limits section")
+	}
+	section := string(readme[start : start+1+end])
+	for _, l := range []struct {
+		name, value string
+		got         any
+		want        any
+	}{
+		{"maxProviderBody", "1 MiB", maxProviderBody, 1 << 20},
+		{"cookieBudget", "4000 bytes", cookieBudget, 4000},
+		{"maxCookieChunks", "| 16 |", maxCookieChunks, 16},
+		{"maxInflated", "256 KiB", maxInflated, 256 << 10},
+		{"maxPendingLogins", "| 4 |", maxPendingLogins, 4},
+		{"maxClaimsJSON", "48 KiB", maxClaimsJSON, 48 << 10},
+		{"maxClaimPathLen", "256 bytes", maxClaimPathLen, 256},
+		{"maxHeaderValueLen", "32 KiB", maxHeaderValueLen, 32 << 10},
+		{"maxReturnURLLen", "4096 bytes", maxReturnURLLen, 4096},
+		{"maxIDTokenHint", "2048 bytes", maxIDTokenHint, 2048},
+		{"maxBearerTokenLen", "16 KiB", maxBearerTokenLen, 16 << 10},
+		{"maxBearerCacheItems", "10,000 (LRU, ≤ 1 min", maxBearerCacheItems, 10000},
+		{"maxBearerRejections", "10,000 (LRU, 10 s", maxBearerRejections, 10000},
+		{"defaultBearerRateLimit", "20 per second", defaultBearerRateLimit, 20},
+		{"maxAuthRedirects", "10,000 (LRU, 30 s", maxAuthRedirects, 10000},
+		{"maxLogoutBody", "64 KiB", maxLogoutBody, 64 << 10},
+		{"maxLogoutJTI", "1 KiB", maxLogoutJTI, 1 << 10},
+		{"maxLogoutTokenAge", "10 min old", maxLogoutTokenAge, 10 * time.Minute},
+		{"logoutTokenLeeway", "1 min ahead", logoutTokenLeeway, time.Minute},
+		{"logoutReplayWindow", "20 min per", logoutReplayWindow, 20 * time.Minute},
+		{"maxTokenLifetimeSecs", "10 years", maxTokenLifetimeSecs, 10 * 365 * 24 * 3600},
+		{"maxGraceEntries", "10,000 sessions", maxGraceEntries, 10000},
+		{"sessionCacheSize", "32 MiB", sessionCacheSize, 32 << 20},
+		{"maxSiteLabels", "| 100 |", maxSiteLabels, 100},
+		{"jwksMinInterval", "one per 10 s", jwksMinInterval, 10 * time.Second},
+		{"cookieHeaderLimit", "less 3 KiB", nil, nil},
+	} {
+		if fmt.Sprint(l.got) != fmt.Sprint(l.want) {
+			t.Errorf("%s is %v; the README says %s (%v)", l.name, l.got, l.value, l.want)
+		}
+		var row string
+		for _, line := range strings.Split(section, "\n") {
+			if strings.Contains(line, "`"+l.name+"`") {
+				row = line
+			}
+		}
+		if row == "" || !strings.Contains(row, l.value) {
+			t.Errorf("the Limits table has no row for %s saying %q", l.name, l.value)
+		}
+	}
 }

@@ -532,3 +532,44 @@ func logHas(t *testing.T, path, msg, want string) bool {
 	}
 	return false
 }
+
+// TestBearerIntrospectionClientAuth: introspection authenticates the
+// client as the token endpoint does (here client_secret_post, the only
+// method the client may use), and the one-line bearer_tokens form names
+// the audiences.
+func TestBearerIntrospectionClientAuth(t *testing.T) {
+	port := freePort(t)
+	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
+	idp := newIDP(t, testidp.Options{OpaqueAccessTokens: true, Clients: []testidp.Client{
+		{ID: "app", Secret: "app-secret", RedirectURIs: []string{origin + "/oauth2/callback"}, AuthMethod: testidp.AuthClientSecretPost},
+		{ID: "cli", Secret: "cli-secret", RedirectURIs: []string{"http://127.0.0.1:9/cb"}},
+	}})
+	be := newBackend(t)
+	startCaddy(t, fmt.Sprintf(`{
+	%s
+	authgate {
+		session_keys %s
+		provider corp {
+			issuer %s
+			client_id app
+			client_secret app-secret
+			client_auth body
+		}
+	}
+}
+%s {
+	authgate {
+		bearer_tokens cli
+	}
+	reverse_proxy %s
+}
+`, globalPrelude, testKey, idp.Issuer(), origin, be.URL))
+	tok := obtainTokens(t, idp, "cli", "cli-secret", "http://127.0.0.1:9/cb")
+	resp, body := newBrowser(t).api("GET", origin+"/api", "Authorization", "Bearer "+tok.Access)
+	if resp.StatusCode != 200 || backendSaw(t, body).Headers.Get("X-Forwarded-User") != "alice-sub" {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if n := idp.Count("introspect"); n != 1 {
+		t.Errorf("%d introspection calls", n)
+	}
+}

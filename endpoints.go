@@ -3,6 +3,7 @@ package authgate
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -59,7 +60,7 @@ func serveAuth(s *site, w http.ResponseWriter, r *http.Request) error {
 	cookieKey := sha256.Sum256([]byte(strings.Join(r.Header.Values("Cookie"), "\x00")))
 	id, sess, err := s.identify(w, r, &sc)
 	if err != nil {
-		if !isProviderFailure(err) && forwardedNavigation(r) {
+		if !isProviderFailure(err) && !errors.Is(err, errBearerBusy) && !errors.Is(err, errBadBearer) && forwardedNavigation(r) {
 			if rd, ok := s.gw.redirects.check(forwardedURL(r), r.Host); ok {
 				s.counts.count(r.Host, decisionUnauthenticated)
 				// forward_auth keeps the app's Host on the subrequest, so

@@ -179,14 +179,24 @@ func (s *redisStore) deleteLoggedOut(ctx context.Context, provider, sid, sub str
 	case sub != "":
 		ids = slices.DeleteFunc(bySID, func(id string) bool { return !slices.Contains(bySub, id) })
 	}
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	keys := make([]string, 0, len(ids))
+	// One command per key, pipelined: keys of a Cluster may sit on
+	// different slots, where a multi-key DEL is refused.
+	pipe := s.client.Pipeline()
 	for _, id := range ids {
-		keys = append(keys, s.key("session", id))
+		pipe.Del(ctx, s.key("session", id))
 	}
-	if err := s.client.Del(ctx, keys...).Err(); err != nil {
+	switch {
+	case sid != "" && sub != "":
+		for _, id := range ids {
+			pipe.SRem(ctx, s.indexKey("sid", provider, sid), id)
+			pipe.SRem(ctx, s.indexKey("sub", provider, sub), id)
+		}
+	case sid != "":
+		pipe.Del(ctx, s.indexKey("sid", provider, sid))
+	default:
+		pipe.Del(ctx, s.indexKey("sub", provider, sub))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, storeErr("deleting sessions", err)
 	}
 	return len(ids), nil

@@ -381,20 +381,6 @@ func TestLimitEdgesMore(t *testing.T) {
 			t.Errorf("an ID token of %d bytes was kept", len(at)+1)
 		}
 	})
-	t.Run("refresh grace table", func(t *testing.T) {
-		rf := newRefresher(nil, time.Second, eventLog{})
-		for i := 0; i < maxGraceEntries; i++ {
-			rf.keepForGrace(sha256.Sum256([]byte(fmt.Sprint(i))), &Session{})
-		}
-		if n := len(rf.grace); n != maxGraceEntries {
-			t.Fatalf("%d entries at the limit", n)
-		}
-		last := sha256.Sum256([]byte("one more"))
-		rf.keepForGrace(last, &Session{})
-		if n := len(rf.grace); n > maxGraceEntries || rf.graced(last) == nil {
-			t.Errorf("%d entries one past the limit (newest kept: %v)", n, rf.graced(last) != nil)
-		}
-	})
 	t.Run("decompressed session", func(t *testing.T) {
 		var js jsonSerializer
 		for _, tc := range []struct {

@@ -50,8 +50,8 @@ func (pg *pages) unauthenticatedAPI(w http.ResponseWriter, r *http.Request, err 
 	if errors.Is(err, errBearerBusy) {
 		pg.log.write(r, zap.WarnLevel, "bearer token validation busy", zap.String("reason", err.Error()))
 		w.Header().Set("Retry-After", "1")
-		return pg.json(w, r, http.StatusServiceUnavailable, "token_validation_busy",
-			"Too many new tokens to check right now. Please try again in a moment.")
+		return pg.failAs(w, r, http.StatusServiceUnavailable, "token_validation_busy",
+			"Too many new tokens to check right now. Please try again in a moment.", false)
 	}
 	if status, reason, msg, ok := refusal(err); ok {
 		if status != http.StatusUnauthorized {

@@ -169,7 +169,7 @@ func (v *bearerValidator) identify(ctx context.Context, token string) (*Identity
 			v.cache.put(key, bearerResult{id: id, until: until})
 			return id, nil
 		}
-		if !errors.Is(err, errBadBearer) {
+		if errors.Is(err, errBearerBusy) || (isProviderFailure(err) && !errors.Is(err, errBadBearer)) {
 			return nil, err // not the token's fault: do not cache
 		}
 		lastErr = err

@@ -655,6 +655,8 @@ func FuzzClaimPath(f *testing.F) {
 		"sub", "person.roles[].role", "contactInformation.instituteWebmailAddress", "a[0].b",
 		"a[].b", "matrix[0]", "matrix[]", "groups[1]", "person.roles[5].role", "a[", "a]", "a[+1]",
 		"a..b", "[]", "a[99999999999999999999]", "x.y.z.w[3][]", "é.ü[0]",
+		"person.roles[role=admin].dept", "person[keys]", "person.roles[].(role/dept)", "groups|single_group",
+		"'a.b'[0]", "a|", "(a/b)", "a.(b", "x[a=]", "'unclosed",
 	} {
 		f.Add(seed)
 	}
@@ -692,9 +694,13 @@ func FuzzClaimPath(f *testing.F) {
 		if err != nil || !reflect.DeepEqual(back, p) {
 			t.Fatalf("%q prints as %q, which parses to %+v, %v", s, pathString(p), back, err)
 		}
+		alternatives := 1
+		if p[0].alts != nil {
+			alternatives = len(p[0].alts)
+		}
 		for _, doc := range []map[string]any{numbers, floats, nil, {}} {
 			vals := p.eval(doc)
-			if len(vals) > nodes {
+			if len(vals) > nodes*alternatives {
 				t.Fatalf("%q reached %d values in %d nodes", s, len(vals), nodes)
 			}
 			for _, str := range p.strings(doc) {
@@ -721,4 +727,79 @@ func FuzzClaimPath(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestClaimPathAPIForms: the path forms that read identities spread over an
+// API's lists (GitHub's /user/emails and /user/teams): filters, member
+// names, joined tuples, alternatives and quoted keys.
+func TestClaimPathAPIForms(t *testing.T) {
+	claims := claimsTestDecode(t, `{
+		"emails": [
+			{"email": "old@example.test", "primary": false, "verified": true},
+			{"email": "main@example.test", "primary": true, "verified": false},
+			{"email": "work@example.test", "primary": true, "verified": true}
+		],
+		"orgs": [{"login": "acme"}, {"login": "myorg"}],
+		"teams": [
+			{"slug": "ops", "organization": {"login": "myorg"}},
+			{"slug": "dev", "organization": {"login": "acme"}},
+			{"slug": "orphan"}
+		],
+		"urn:zitadel:iam:org:project:roles": {"viewer": {"1": "a"}, "admin": {"1": "a"}},
+		"https://example.com/roles": ["editor"],
+		"n": 7, "sub": "u1"
+	}`, true)
+	for _, tt := range []struct {
+		path string
+		want []string
+	}{
+		{"emails[primary=true,verified=true].email", []string{"work@example.test"}},
+		{"emails[verified=true].email", []string{"old@example.test", "work@example.test"}},
+		{"emails[primary=maybe].email", []string{}},
+		{"orgs[].login|teams[].(organization.login/slug)", []string{"acme", "myorg", "myorg/ops", "acme/dev"}},
+		{"missing|orgs[0].login", []string{"acme"}},
+		{"urn:zitadel:iam:org:project:roles[keys]", []string{"admin", "viewer"}},
+		{"'https://example.com/roles'", []string{"editor"}},
+		{"'https://example.com/roles'[0]", []string{"editor"}},
+		{"(n/orgs[1].login)", []string{"7/myorg"}},
+		{"n[keys]", []string{}},
+		{"orgs[login=acme]", []string{}}, // objects are not scalars
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			p, err := parseClaimPath(tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.strings(claims); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("strings(%q) = %q, want %q", tt.path, got, tt.want)
+			}
+			if s := pathString(p); s != tt.path {
+				t.Errorf("pathString round trip = %q, want %q", s, tt.path)
+			}
+		})
+	}
+	for _, bad := range []string{
+		"a|", "|a", "(a)", "(a/b", "a.(b/c).d", "(a/(b/c))", "x[a=]", "x[=b]", "x[a=b,]", "'unclosed", "''",
+		"a/b", "a'b", "x[a=b=c]", "(a|b/c)",
+	} {
+		if p, err := parseClaimPath(bad); err == nil || !errors.Is(err, errClaimPath) {
+			t.Errorf("parseClaimPath(%q) = %+v, %v; want an error wrapping errClaimPath", bad, p, err)
+		}
+	}
+	// keep_groups leaves claims read through these forms whole (the
+	// identity is filtered instead).
+	c, err := compileClaimMap(ClaimMap{Groups: "orgs[].login|teams[].(organization.login/slug)", KeepGroups: []string{"myorg*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.identity("gh", claims, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(id.Groups, []string{"myorg", "myorg/ops"}) {
+		t.Errorf("groups %q, want myorg and myorg/ops", id.Groups)
+	}
+	if stored, print := c.narrowForSession("gh", claims, id); print != "" || !reflect.DeepEqual(stored, claims) {
+		t.Errorf("narrowForSession changed the claims or fingerprinted them (%q)", print)
+	}
 }

@@ -240,13 +240,20 @@ func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bo
 			return true, d.Err("provider needs a name")
 		}
 		pname := d.Val()
+		presetName := ""
+		if d.NextArg() {
+			presetName = d.Val()
+			if _, ok := presets[presetName]; !ok {
+				return true, d.Errf("provider %s: unknown preset %q (known: %s)", pname, presetName, presetNames())
+			}
+		}
 		if d.NextArg() {
 			return true, d.ArgErr()
 		}
 		if _, dup := s.Providers[pname]; dup {
 			return true, d.Errf("provider %s is defined twice", pname)
 		}
-		pc, err := parseProvider(d)
+		pc, err := parseProvider(d, presetName)
 		if err != nil {
 			return true, err
 		}
@@ -260,9 +267,11 @@ func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bo
 	return true, nil
 }
 
-// parseProvider parses a provider block:
+// parseProvider parses a provider block; with a preset (presets.go), its
+// parameters too, and the preset's values fill what the block leaves
+// unset:
 //
-//	provider <name> {
+//	provider <name> [<preset>] {
 //		issuer          <url>          # OpenID Connect (discovery)
 //		authorize_url   <url>          # plain OAuth 2.0 ...
 //		token_url       <url>
@@ -278,7 +287,14 @@ func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bo
 //		timeout         <duration>
 //		default_expires_in <duration>
 //		token_request   form|json|query
-//		client_auth     basic|body
+//		client_auth     basic|body|client_secret_jwt|private_key_jwt|tls_client_auth [{ ... }]
+//		tls_trusted_ca  <PEM file>
+//		par             on|auto|off
+//		par_url         <url>
+//		userinfo_extra  <claim> <url> [{ keep <member>...; max_pages <n> }]
+//		require_claim_value <path> <value>...
+//		multi_tenant_issuer <issuer with {claim}>
+//		invalid_grant_error <code>...
 //		state   off
 //		pkce    off
 //		refresh off
@@ -292,12 +308,26 @@ func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bo
 //		allow_unverified_email [on|off]
 //		userinfo_refresh_interval <duration>
 //	}
-func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
+func parseProvider(d *caddyfile.Dispenser, presetName string) (*ProviderConfig, error) {
 	pc := new(ProviderConfig)
 	seen := map[string]bool{}
+	pr := presets[presetName]
+	params := map[string]string{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
-		repeatable := name == "authorize_param" || name == "token_param" || name == "callback_param" || name == "claim" || name == "keep_groups" || name == "require_claim"
+		if _, ok := pr.param(name); ok {
+			if _, dup := params[name]; dup {
+				return nil, d.Errf("preset parameter %s may be given only once", name)
+			}
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return nil, err
+			}
+			params[name] = v
+			continue
+		}
+		repeatable := name == "authorize_param" || name == "token_param" || name == "callback_param" || name == "claim" || name == "keep_groups" || name == "require_claim" ||
+			repeatableProviderOptions[name]
 		if !repeatable {
 			if seen[name] {
 				return nil, d.Errf("provider option %s may be given only once", name)
@@ -370,13 +400,6 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 			case "form", "json", "query":
 			default:
 				return nil, d.Errf("token_request must be form, json or query, not %q", pc.Dialect.TokenEncoding)
-			}
-		case "client_auth":
-			if err := oneArg(d, &pc.Dialect.ClientAuth); err != nil {
-				return nil, err
-			}
-			if pc.Dialect.ClientAuth != "basic" && pc.Dialect.ClientAuth != "body" {
-				return nil, d.Errf("client_auth must be basic or body, not %q", pc.Dialect.ClientAuth)
 			}
 		case "state", "pkce", "refresh", "id_token_hint":
 			var v string
@@ -454,8 +477,24 @@ func parseProvider(d *caddyfile.Dispenser) (*ProviderConfig, error) {
 			}
 			pc.Claims.KeepGroups = append(pc.Claims.KeepGroups, args...)
 		default:
-			return nil, d.Errf("unrecognized subdirective %s", name)
+			ok, err := parseProviderMore(d, pc, name)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				if presetName != "" {
+					return nil, d.Errf("unrecognized subdirective %s (the %s preset's parameters: %s)", name, presetName, pr.paramNames())
+				}
+				return nil, d.Errf("unrecognized subdirective %s", name)
+			}
 		}
+	}
+	if presetName != "" {
+		base, err := pr.expand(presetName, params)
+		if err != nil {
+			return nil, d.Errf("provider: %v", err)
+		}
+		mergeUnder(pc, base)
 	}
 	if pc.Issuer == "" && (pc.AuthorizeURL == "" || pc.TokenURL == "") {
 		return nil, d.Err("provider needs issuer, or authorize_url and token_url")
@@ -706,17 +745,6 @@ func parseBearerTokens(d *caddyfile.Dispenser) (*BearerConfig, error) {
 		}
 	}
 	return bc, nil
-}
-
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
 }
 
 // Interface guard

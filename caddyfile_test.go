@@ -89,7 +89,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"provider without client_id", global("\t\tprovider p {\n\t\t\tissuer https://x\n\t\t}"), "provider needs client_id"},
 		{"provider twice", global(provider + "\t\t}\n\t\tprovider corp {\n\t\t\tissuer https://x\n\t\t\tclient_id y\n\t\t}"), "provider corp is defined twice"},
 		{"bad token_request", global(provider + "\t\t\ttoken_request xml\n\t\t}"), `token_request must be form, json or query, not "xml"`},
-		{"bad client_auth", global(provider + "\t\t\tclient_auth jwt\n\t\t}"), `client_auth must be basic or body`},
+		{"bad client_auth", global(provider + "\t\t\tclient_auth jwt\n\t\t}"), `client_auth must be basic, body, client_secret_jwt, private_key_jwt or tls_client_auth, not "jwt"`},
 		{"bad switch", global(provider + "\t\t\tstate maybe\n\t\t}"), `state takes on or off`},
 		{"bad claim path", global(provider + "\t\t\tclaim groups person..roles\n\t\t}"), "claim groups: invalid claim path"},
 		{"bad claim field", global(provider + "\t\t\tclaim shoe_size size\n\t\t}"), `claim: unknown field "shoe_size"`},

@@ -45,6 +45,13 @@ type Dialect struct {
 	// NoRefresh is for providers without a refresh grant: when the access
 	// token ends, the user signs in again. Default: false.
 	NoRefresh bool `json:"no_refresh,omitempty"`
+
+	// InvalidGrantErrors are the provider's error codes that mean what
+	// RFC 6749's invalid_grant means: the code or refresh token is spent
+	// for good (GitHub: bad_verification_code, bad_refresh_token, sent
+	// with HTTP 200). A refresh refused with one ends the session.
+	// Default: none besides invalid_grant.
+	InvalidGrantErrors []string `json:"invalid_grant_errors,omitempty"`
 }
 
 // CallbackParams names the query parameters of the redirect back from the

@@ -98,6 +98,9 @@ type derived struct {
 	fresh bool
 	// userinfoRead: userinfo was read for this answer.
 	userinfoRead bool
+	// omitted names a groups claim the provider says it left out of the
+	// token (claimchecks.go: Entra's groups overage); "" when none.
+	omitted string
 }
 
 // iatLeeway is how far in the future an ID token's iat may be (clock skew).
@@ -124,6 +127,12 @@ func deriveIdentity(ctx context.Context, p *provider, st *providerState, a provi
 		}
 		idClaims = claims
 		b.Issuer, b.Subject, b.Audience = tok.Issuer, tok.Subject, tok.Audience
+		if p.cfg.MultiTenantIssuer != "" {
+			// Each token's issuer is its tenant's, checked against the
+			// template by the verifier; the session is bound to the
+			// provider as configured, as sessions resolve against it.
+			b.Issuer = providerIssuer(p)
+		}
 		b.AZP, _ = claims["azp"].(string)
 		if a.session != nil {
 			// Another user's ID token is that, whatever userinfo says.
@@ -136,6 +145,10 @@ func deriveIdentity(ctx context.Context, p *provider, st *providerState, a provi
 	read := false
 	if a.readUserinfo && st.client.userinfoURL != "" {
 		ui, err := st.client.userinfo(ctx, a.accessToken)
+		if err == nil {
+			// The rest of the identity from the provider's API (GitHub).
+			ui, err = addExtraUserinfo(ctx, st.client.httpClient, p.cfg.ExtraUserinfo, a.accessToken, ui)
+		}
 		if err != nil {
 			return nil, withReason("userinfo_failed", err)
 		}
@@ -152,6 +165,10 @@ func deriveIdentity(ctx context.Context, p *provider, st *providerState, a provi
 		return &derived{binding: b}, nil
 	}
 	claims := mergeClaims(idClaims, userinfo)
+	if err := checkRequirements(p.required, claims); err != nil {
+		return nil, refuseIdentity("account_not_allowed", err)
+	}
+	omitted := omittedClaim(p.claims.groups, claims)
 	id, err := p.claims.identity(p.name, claims, true)
 	switch {
 	case errors.Is(err, errEmailUnverified):
@@ -173,7 +190,7 @@ func deriveIdentity(ctx context.Context, p *provider, st *providerState, a provi
 	if err := checkClaimsSize(claims); err != nil {
 		return nil, withReason("claims_too_large", fmt.Errorf("%w: %v", errProviderBadResponse, err))
 	}
-	return &derived{claims: claims, keptGroups: kept, identity: id, binding: b, fresh: true, userinfoRead: read}, nil
+	return &derived{claims: claims, keptGroups: kept, identity: id, binding: b, fresh: true, userinfoRead: read, omitted: omitted}, nil
 }
 
 // verifyIDToken checks an ID token's signature (JWKS), iss, aud, exp and

@@ -21,12 +21,12 @@ import (
 // first: each may use only the files after it. module.go's doc comment
 // shows the same map; TestLayout keeps both true.
 var layers = []string{
-	"caddyfile.go",
+	"caddyfile.go", "presets.go",
 	"handler.go", "module.go",
 	"logout.go", "login.go", "endpoints.go", "backchannel.go",
 	"site.go", "forward.go", "pages.go", "bearer.go",
 	"gateway.go", "refresh.go", "session.go", "cache.go", "store.go", "cookie.go",
-	"identity.go", "provider.go", "jwks.go", "tokens.go",
+	"identity.go", "provider.go", "issuer.go", "jwks.go", "par.go", "apiclaims.go", "clientauth.go", "tokens.go", "claimchecks.go",
 	"dialect.go", "rules.go", "claims.go", "glob.go", "redirect.go", "metrics.go", "common.go",
 }
 

@@ -92,6 +92,22 @@ func beginLogin(s *site, w http.ResponseWriter, r *http.Request, p *provider, rd
 	if st.verifier != nil {
 		login.Nonce = randomString(24)
 	}
+	target := st.client.authCodeURL(login.RedirectURI, sendState, login.Verifier, login.Nonce)
+	if st.parURL != "" {
+		// RFC 9126: the parameters go to the provider, the browser gets a
+		// reference to them. Before any cookie: a refusal starts nothing.
+		ctx, cancel := context.WithTimeout(r.Context(), p.timeout())
+		target, err = pushAuthorization(ctx, st.client, st.parURL, target)
+		cancel()
+		if code := parErrorCode(err); code != "" {
+			gw.log.write(r, zap.WarnLevel, "login failed", zap.String("provider", p.name), zap.String("reason", "par_rejected"), zap.String("error", code), zap.Error(err))
+			metricLogin(p.name, "failed", "par_rejected")
+			return s.pages.fail(w, r, http.StatusBadGateway, "par_rejected", "The identity provider refused the sign-in request ("+code+"). Please tell the site's administrators.")
+		}
+		if err != nil {
+			return s.pages.providerFailure(w, r, p.name, "login", err)
+		}
+	}
 	value, err := gw.sessions.codec.encode(gw.sessions.cookie.pendingPrefix()+id, &login)
 	if err != nil {
 		return s.pages.fail(w, r, http.StatusInternalServerError, "internal", "Could not start the sign-in.")
@@ -104,7 +120,7 @@ func beginLogin(s *site, w http.ResponseWriter, r *http.Request, p *provider, rd
 	gw.log.write(r, zap.InfoLevel, "login started", zap.String("provider", p.name))
 	metricLogin(p.name, "started", "")
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, st.client.authCodeURL(login.RedirectURI, sendState, login.Verifier, login.Nonce), http.StatusFound)
+	http.Redirect(w, r, target, http.StatusFound)
 	return nil
 }
 
@@ -258,6 +274,10 @@ func serveCallback(s *site, w http.ResponseWriter, r *http.Request) error {
 	if !d.fresh {
 		return fail(http.StatusBadGateway, "userinfo_failed", "The identity provider's answer says nothing about the user.",
 			errors.New("the provider has neither an ID token nor userinfo to sign in with"))
+	}
+	if d.omitted != "" {
+		gw.log.write(r, zap.WarnLevel, "groups left out by the provider", zap.String("provider", p.name), zap.String("claim", d.omitted),
+			zap.String("why", "the provider left the "+d.omitted+" claim out of the token (OpenID Connect distributed claims, Entra ID's groups overage for users in more than 200 groups): rules on groups will not see them; have the provider send only the groups assigned to the application, or read them with userinfo_extra from its API"))
 	}
 	rd, ok := gw.redirects.check(login.ReturnURL, r.Host)
 	if !ok {

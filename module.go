@@ -12,7 +12,7 @@
 // The files, in the order a request meets them; each uses only the files
 // after it (layout_test.go checks it):
 //
-//	caddyfile.go                the Caddyfile: global option and directive
+//	caddyfile.go, presets.go    the Caddyfile: global option and directive; provider presets
 //	handler.go, module.go       the handler (routing, the decision) and the app
 //	logout.go, login.go         /oauth2/logout; /oauth2/start and /oauth2/callback
 //	endpoints.go, backchannel.go  /oauth2/userinfo and /oauth2/auth; back-channel logout
@@ -24,7 +24,10 @@
 //	session.go                  reading and writing sessions, over
 //	cache.go, store.go, cookie.go   the session cache, Redis, the cookie format
 //	identity.go                 who the user is, from what the provider said
-//	provider.go, jwks.go, tokens.go  providers: discovery, keys, the OAuth wire
+//	provider.go, issuer.go, jwks.go  providers: discovery, multi-tenant issuers, keys
+//	par.go, apiclaims.go        pushed authorization requests; identity from the provider's API
+//	clientauth.go, tokens.go    client assertions and certificates; the OAuth wire
+//	claimchecks.go              claim values a provider must vouch for (require_claim_value)
 //	dialect.go, rules.go, claims.go, glob.go, redirect.go, metrics.go, common.go
 package authgate
 

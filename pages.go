@@ -86,11 +86,12 @@ var refusals = map[string]struct {
 	status int
 	msg    string
 }{
-	"id_token_invalid":  {http.StatusUnauthorized, "The identity provider's ID token could not be verified."},
-	"userinfo_mismatch": {http.StatusUnauthorized, "The identity provider's user details are for another user."},
-	"identity_changed":  {http.StatusUnauthorized, "Your identity at the identity provider changed; sign in again."},
-	"claims_missing":    {http.StatusForbidden, "The identity provider's user details lack a field this site needs."},
-	"email_unverified":  {http.StatusForbidden, "Your email address is not verified at the identity provider, and this site needs it."},
+	"id_token_invalid":    {http.StatusUnauthorized, "The identity provider's ID token could not be verified."},
+	"userinfo_mismatch":   {http.StatusUnauthorized, "The identity provider's user details are for another user."},
+	"identity_changed":    {http.StatusUnauthorized, "Your identity at the identity provider changed; sign in again."},
+	"claims_missing":      {http.StatusForbidden, "The identity provider's user details lack a field this site needs."},
+	"email_unverified":    {http.StatusForbidden, "Your email address is not verified at the identity provider, and this site needs it."},
+	"account_not_allowed": {http.StatusForbidden, "This account may not sign in here."},
 }
 
 // refusal maps an identity refusal to its answer; ok is false for any

@@ -95,6 +95,51 @@ type ProviderConfig struct {
 	// 30s). Sessions then keep the access token (a larger cookie). Needs a
 	// userinfo endpoint. Default: off.
 	UserinfoRefreshInterval caddy.Duration `json:"userinfo_refresh_interval,omitempty"`
+
+	// ExtraUserinfo are more endpoints of the provider's API read at
+	// login, their answers stored in the claims (GitHub's emails,
+	// organizations and teams). Default: none.
+	ExtraUserinfo []ExtraUserinfo `json:"userinfo_extra,omitempty"`
+
+	// RequireClaimValues refuse the sign-in of a user whose claims lack one of
+	// these values (Google's hd for one Workspace domain, Entra's tid for
+	// some tenants): a provider-wide rule checked at login, before any
+	// site's. Default: none.
+	RequireClaimValues []ClaimRequirement `json:"require_claim_values,omitempty"`
+
+	// MultiTenantIssuer is the issuer of a multi-tenant provider whose
+	// discovery document names a template rather than itself, with
+	// {claim} standing for a claim of each token, as Microsoft Entra ID's
+	// common and organizations endpoints do:
+	// https://login.microsoftonline.com/{tid}/v2.0. Discovery's issuer
+	// must have this form; when it names one tenant, ID tokens must come
+	// from exactly it; when it is the template itself, each ID token's
+	// iss must be the template with the token's own claim (tid) filled
+	// in. Restrict the tenants with require_claim_value tid. Default: the
+	// issuer must match exactly.
+	MultiTenantIssuer string `json:"multi_tenant_issuer,omitempty"`
+
+	// ClientCredentials holds the key or certificate of the client
+	// authentication methods private_key_jwt, client_secret_jwt and
+	// tls_client_auth (dialect client_auth). Default: none.
+	ClientCredentials *ClientCredentials `json:"client_credentials,omitempty"`
+
+	// TLSTrustedCA is a PEM file of the CA certificates the provider's
+	// TLS certificate must chain to, instead of the system's (a provider
+	// with an internal CA). Default: the system's roots.
+	TLSTrustedCA string `json:"tls_trusted_ca,omitempty"`
+
+	// PAR is when the authorization request is pushed (RFC 9126) to the
+	// provider's pushed authorization request endpoint, with client
+	// authentication, the browser then carrying only client_id and
+	// request_uri: "on" (always; a provider that offers no endpoint is an
+	// error), "auto" (when discovery names an endpoint) or "off".
+	// Default: only when discovery says the provider requires it.
+	PAR string `json:"par,omitempty"`
+
+	// PARURL is the pushed authorization request endpoint. Default: from
+	// discovery.
+	PARURL string `json:"par_url,omitempty"`
 }
 
 func (pc *ProviderConfig) isOIDC() bool { return pc.Issuer != "" }
@@ -121,9 +166,28 @@ func (pc *ProviderConfig) validate(name string) error {
 		return fmt.Errorf("provider %s: token_request must be form, json or query, not %q", name, pc.Dialect.TokenEncoding)
 	}
 	switch pc.Dialect.ClientAuth {
-	case "", "basic", "body":
+	case "", "basic", "body", authPrivateKeyJWT, authClientSecretJWT, authTLSClientAuth:
 	default:
-		return fmt.Errorf("provider %s: client_auth must be basic or body, not %q", name, pc.Dialect.ClientAuth)
+		return fmt.Errorf("provider %s: client_auth must be basic, body, private_key_jwt, client_secret_jwt or tls_client_auth, not %q", name, pc.Dialect.ClientAuth)
+	}
+	switch pc.PAR {
+	case "", "on", "auto", "off":
+	default:
+		return fmt.Errorf("provider %s: par must be on, auto or off, not %q", name, pc.PAR)
+	}
+	if pc.PAR == "on" && pc.Issuer == "" && pc.PARURL == "" {
+		return fmt.Errorf("provider %s: par on needs par_url, or an issuer whose discovery names the endpoint", name)
+	}
+	if err := validateExtraUserinfo(pc.ExtraUserinfo); err != nil {
+		return fmt.Errorf("provider %s: %w", name, err)
+	}
+	if pc.MultiTenantIssuer != "" {
+		if _, err := parseIssuerTemplate(pc.MultiTenantIssuer); err != nil {
+			return fmt.Errorf("provider %s: multi_tenant_issuer: %w", name, err)
+		}
+		if pc.Issuer == "" {
+			return fmt.Errorf("provider %s: multi_tenant_issuer needs issuer (the discovery URL)", name)
+		}
 	}
 	return nil
 }
@@ -132,10 +196,11 @@ func (pc *ProviderConfig) validate(name string) error {
 // and in the background, bounded by the timeout, so that an unreachable
 // provider neither blocks start-up nor other sites.
 type provider struct {
-	name   string
-	cfg    ProviderConfig
-	claims *compiledClaimMap
-	logger *zap.Logger
+	name     string
+	cfg      ProviderConfig
+	claims   *compiledClaimMap
+	required []compiledRequirement // require_claim_value
+	logger   *zap.Logger
 
 	transport http.RoundTripper
 	ready     atomic.Pointer[providerState]
@@ -148,14 +213,17 @@ type provider struct {
 // providerState is what discovery (or static config) produced.
 type providerState struct {
 	client   *oauthClient
-	verifier *oidc.IDTokenVerifier // nil for plain OAuth 2.0
+	verifier *idVerifier // nil for plain OAuth 2.0
 	// accessVerifier checks JWT bearer tokens (audience checked apart).
-	accessVerifier *oidc.IDTokenVerifier
+	accessVerifier *idVerifier
 	issuer         string
 	endSession     string
 	// issParam: the provider adds RFC 9207 `iss` to its callbacks.
 	issParam bool
 	jwksURL  string
+	// parURL is where authorization requests are pushed (RFC 9126); ""
+	// when they go in the browser's URL.
+	parURL string
 }
 
 // discoveryRetry is how long a failed discovery is remembered before the
@@ -170,6 +238,10 @@ func newProvider(name string, cfg ProviderConfig, logger *zap.Logger, transport 
 	if err != nil {
 		return nil, fmt.Errorf("provider %s: %w", name, err)
 	}
+	required, err := compileRequirements(cfg.RequireClaimValues)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %w", name, err)
+	}
 	if cfg.Dialect.NoState && cfg.Dialect.NoPKCE && cfg.isOIDC() {
 		// Nonce still binds the ID token; fine, but worth knowing.
 		logger.Warn("provider has neither state nor PKCE; the login is bound by the pending-login cookie and the nonce", zap.String("provider", name))
@@ -177,7 +249,24 @@ func newProvider(name string, cfg ProviderConfig, logger *zap.Logger, transport 
 	if transport == nil {
 		transport = newTransport()
 	}
-	p := &provider{name: name, cfg: cfg, claims: cm, logger: logger}
+	tlsConfig, err := providerTLS(cfg.Dialect.ClientAuth, cfg.ClientCredentials, cfg.TLSTrustedCA)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %w", name, err)
+	}
+	if tlsConfig != nil {
+		// A client certificate or CAs of its own: a transport of its own.
+		t := newTransport()
+		t.TLSClientConfig = tlsConfig
+		transport = t
+	}
+	p := &provider{name: name, cfg: cfg, claims: cm, required: required, logger: logger}
+	auth, err := newClientAuth(cfg.Dialect.ClientAuth, cfg.ClientID, cfg.ClientSecret, cfg.ClientCredentials, p.tokenURL, p.issuer)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %w", name, err)
+	}
+	if auth != nil {
+		transport = &assertionTransport{base: transport, auth: auth}
+	}
 	p.transport = &timedTransport{base: limitedTransport{base: transport}, provider: name, endpoints: p.endpointName}
 	if cfg.AuthorizeURL != "" && cfg.TokenURL != "" {
 		p.ready.Store(p.staticState())
@@ -206,6 +295,33 @@ func (p *provider) endpointName(path string) string {
 	return "other"
 }
 
+// tokenURL and issuer are the provider's token endpoint and issuer as
+// known now (after discovery, the discovered ones), for client assertions.
+func (p *provider) tokenURL() string {
+	if st := p.ready.Load(); st != nil {
+		return st.client.config.Endpoint.TokenURL
+	}
+	return p.cfg.TokenURL
+}
+
+func (p *provider) issuer() string {
+	if st := p.ready.Load(); st != nil && st.issuer != "" {
+		return st.issuer
+	}
+	return p.cfg.Issuer
+}
+
+// sentSecret is the client secret x/oauth2 and revocation send: none when
+// the client authenticates with an assertion or a certificate (a
+// client_secret_jwt secret only keys the HMAC).
+func (p *provider) sentSecret() string {
+	switch p.cfg.Dialect.ClientAuth {
+	case authPrivateKeyJWT, authClientSecretJWT, authTLSClientAuth:
+		return ""
+	}
+	return p.cfg.ClientSecret
+}
+
 func (p *provider) timeout() time.Duration {
 	if p.cfg.Timeout > 0 {
 		return time.Duration(p.cfg.Timeout)
@@ -226,7 +342,7 @@ func (p *provider) scopes() []string {
 func (p *provider) clientConfig() oauthClientConfig {
 	return oauthClientConfig{
 		ClientID:         p.cfg.ClientID,
-		ClientSecret:     p.cfg.ClientSecret,
+		ClientSecret:     p.sentSecret(),
 		AuthorizeURL:     p.cfg.AuthorizeURL,
 		TokenURL:         p.cfg.TokenURL,
 		UserinfoURL:      p.cfg.UserinfoURL,
@@ -255,8 +371,11 @@ func (p *provider) staticState() *providerState {
 	if p.cfg.Issuer != "" && p.cfg.JWKSURL != "" {
 		ctx := oidc.ClientContext(context.Background(), p.keysClient())
 		keys := oidc.NewRemoteKeySet(ctx, p.cfg.JWKSURL)
-		st.verifier = oidc.NewVerifier(p.cfg.Issuer, keys, p.oidcConfig())
-		st.accessVerifier = newAccessVerifier(p.cfg.Issuer, keys, nil)
+		st.verifier = &idVerifier{v: oidc.NewVerifier(p.cfg.Issuer, keys, p.oidcConfig())}
+		st.accessVerifier = &idVerifier{v: newAccessVerifier(p.cfg.Issuer, keys, nil)}
+	}
+	if p.cfg.PAR == "on" || p.cfg.PAR == "auto" {
+		st.parURL = p.cfg.PARURL
 	}
 	return st
 }
@@ -303,6 +422,12 @@ type discoveryDoc struct {
 	IssParam         bool     `json:"authorization_response_iss_parameter_supported"`
 	SigningAlgs      []string `json:"id_token_signing_alg_values_supported"`
 	ChallengeMethods []string `json:"code_challenge_methods_supported"`
+	Issuer           string   `json:"issuer"`
+	PAR              string   `json:"pushed_authorization_request_endpoint"`
+	RequirePAR       bool     `json:"require_pushed_authorization_requests"`
+	// MTLSAliases are RFC 8705 §5's endpoints for clients that
+	// authenticate with a certificate.
+	MTLSAliases map[string]string `json:"mtls_endpoint_aliases"`
 }
 
 func (p *provider) discover(ctx context.Context) (*providerState, error) {
@@ -311,14 +436,34 @@ func (p *provider) discover(ctx context.Context) (*providerState, error) {
 	hc := &http.Client{Timeout: p.timeout(), Transport: p.transport}
 	// go-oidc compares the document's issuer with ours exactly and fails
 	// on any difference, so no authorization request can go to a
-	// provider that claims another identity.
-	op, err := oidc.NewProvider(oidc.ClientContext(ctx, hc), p.cfg.Issuer)
+	// provider that claims another identity. A multi-tenant provider's
+	// issuer is checked here instead, against its template.
+	dctx := oidc.ClientContext(ctx, hc)
+	var tmpl *issuerTemplate
+	if p.cfg.MultiTenantIssuer != "" {
+		tmpl, _ = parseIssuerTemplate(p.cfg.MultiTenantIssuer) // checked by validate
+		dctx = oidc.InsecureIssuerURLContext(dctx, p.cfg.Issuer)
+	}
+	op, err := oidc.NewProvider(dctx, p.cfg.Issuer)
 	if err != nil {
 		return nil, classifyDiscovery(err)
 	}
 	var doc discoveryDoc
 	if err := op.Claims(&doc); err != nil {
 		return nil, fmt.Errorf("%w: %v", errProviderBadResponse, err)
+	}
+	issuer := p.cfg.Issuer
+	var tenants *issuerTemplate
+	if tmpl != nil {
+		isTemplate, ok := tmpl.match(doc.Issuer)
+		if !ok {
+			return nil, fmt.Errorf("%w: %w: %q", errProviderBadResponse, errIssuerTemplate, doc.Issuer)
+		}
+		if isTemplate {
+			tenants = tmpl
+		} else {
+			issuer = doc.Issuer
+		}
 	}
 	ep := op.Endpoint()
 	cc := p.clientConfig()
@@ -327,6 +472,28 @@ func (p *provider) discover(ctx context.Context) (*providerState, error) {
 	cc.UserinfoURL = orDefault(p.cfg.UserinfoURL, op.UserInfoEndpoint())
 	cc.RevokeURL = orDefault(p.cfg.RevokeURL, doc.Revocation)
 	cc.IntrospectURL = orDefault(p.cfg.IntrospectionURL, doc.Introspection)
+	parURL := orDefault(p.cfg.PARURL, doc.PAR)
+	if p.cfg.Dialect.ClientAuth == authTLSClientAuth {
+		// RFC 8705 §5: a client with a certificate uses the aliases.
+		alias := func(configured, key, discovered string) string {
+			return orDefault(configured, orDefault(doc.MTLSAliases[key], discovered))
+		}
+		cc.TokenURL = alias(p.cfg.TokenURL, "token_endpoint", ep.TokenURL)
+		cc.UserinfoURL = alias(p.cfg.UserinfoURL, "userinfo_endpoint", op.UserInfoEndpoint())
+		cc.RevokeURL = alias(p.cfg.RevokeURL, "revocation_endpoint", doc.Revocation)
+		cc.IntrospectURL = alias(p.cfg.IntrospectionURL, "introspection_endpoint", doc.Introspection)
+		parURL = alias(p.cfg.PARURL, "pushed_authorization_request_endpoint", doc.PAR)
+	}
+	switch {
+	case p.cfg.PAR == "off":
+		parURL = ""
+	case p.cfg.PAR == "on" || doc.RequirePAR && p.cfg.PAR == "":
+		if parURL == "" {
+			return nil, fmt.Errorf("%w: par on (or the provider requires pushed authorization requests), but discovery names no pushed_authorization_request_endpoint; set par_url", errProviderBadResponse)
+		}
+	case p.cfg.PAR == "":
+		parURL = ""
+	}
 	if len(doc.AuthMethods) > 0 {
 		cc.AuthStyleFromDiscoveryKnown = true
 		cc.AuthStyleFromDiscoveryBasic = slices.Contains(doc.AuthMethods, "client_secret_basic")
@@ -351,14 +518,20 @@ func (p *provider) discover(ctx context.Context) (*providerState, error) {
 			vc.SupportedSigningAlgs = append(vc.SupportedSigningAlgs, alg)
 		}
 	}
+	vc.SkipIssuerCheck = tenants != nil // idVerifier checks each token's tenant
+	access := newAccessVerifier(issuer, keys, vc.SupportedSigningAlgs)
+	if tenants != nil {
+		access = oidc.NewVerifier(issuer, keys, &oidc.Config{SkipClientIDCheck: true, SkipIssuerCheck: true, SupportedSigningAlgs: vc.SupportedSigningAlgs, Now: timeNow})
+	}
 	return &providerState{
 		client:         newOAuthClient(cc),
-		verifier:       oidc.NewVerifier(p.cfg.Issuer, keys, vc),
-		accessVerifier: newAccessVerifier(p.cfg.Issuer, keys, vc.SupportedSigningAlgs),
-		issuer:         p.cfg.Issuer,
+		verifier:       &idVerifier{v: oidc.NewVerifier(issuer, keys, vc), tenants: tenants},
+		accessVerifier: &idVerifier{v: access, tenants: tenants},
+		issuer:         issuer,
 		endSession:     orDefault(p.cfg.EndSessionURL, doc.EndSession),
 		issParam:       doc.IssParam,
 		jwksURL:        jwksURL,
+		parURL:         parURL,
 	}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -162,7 +163,9 @@ func newOAuthClient(c oauthClientConfig) *oauthClient {
 	switch c.Dialect.ClientAuth {
 	case "basic":
 		style = oauth2.AuthStyleInHeader
-	case "body":
+	case "body", "private_key_jwt", "client_secret_jwt", "tls_client_auth":
+		// The assertion methods send client_id in the body and no secret
+		// (clientauth.go adds the assertion); a certificate needs no more.
 		style = oauth2.AuthStyleInParams
 	default:
 		// RFC 6749 §2.3.1 makes Basic the one every server supports;
@@ -260,7 +263,7 @@ func (c *oauthClient) exchange(ctx context.Context, code, verifier, redirectURI 
 	}
 	tok, err := conf.Exchange(c.ctx(ctx), code, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("exchanging code: %w", classify(err))
+		return nil, fmt.Errorf("exchanging code: %w", classify(c.grantError(err)))
 	}
 	return c.normalise(tok), nil
 }
@@ -271,9 +274,19 @@ func (c *oauthClient) refresh(ctx context.Context, refreshToken string) (*tokenS
 	src := c.config.TokenSource(c.ctx(ctx), &oauth2.Token{RefreshToken: refreshToken})
 	tok, err := src.Token()
 	if err != nil {
-		return nil, fmt.Errorf("refreshing token: %w", classify(err))
+		return nil, fmt.Errorf("refreshing token: %w", classify(c.grantError(err)))
 	}
 	return c.normalise(tok), nil
+}
+
+// grantError turns the provider's own words for invalid_grant (the
+// dialect's InvalidGrantErrors) into errInvalidGrant.
+func (c *oauthClient) grantError(err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.ErrorCode != "" && slices.Contains(c.dialect.InvalidGrantErrors, re.ErrorCode) {
+		return fmt.Errorf("%w (the provider's %q)", errInvalidGrant, re.ErrorCode)
+	}
+	return err
 }
 
 func (c *oauthClient) normalise(tok *oauth2.Token) *tokenSet {
@@ -351,13 +364,10 @@ func (c *oauthClient) userinfo(ctx context.Context, accessToken string) (map[str
 	if err != nil {
 		return nil, fmt.Errorf("reading userinfo: %w", errProviderDown)
 	}
+	if err := apiStatusError("userinfo", resp); err != nil {
+		return nil, err
+	}
 	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return nil, fmt.Errorf("userinfo: status %d: %w", resp.StatusCode, errInvalidGrant)
-	case resp.StatusCode >= 500:
-		return nil, fmt.Errorf("userinfo: status %d: %w", resp.StatusCode, errProviderDown)
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("userinfo: status %d: %w", resp.StatusCode, errProviderRejected)
 	case len(body) > maxProviderBody:
 		return nil, fmt.Errorf("userinfo: body over %d bytes: %w", maxProviderBody, errProviderBadResponse)
 	}
@@ -371,6 +381,39 @@ func (c *oauthClient) userinfo(ctx context.Context, accessToken string) (map[str
 		return nil, fmt.Errorf("userinfo: data after the JSON object: %w", errProviderBadResponse)
 	}
 	return claims, nil
+}
+
+// apiStatusError maps the status of a provider's answer to an API request
+// made with the access token (userinfo and the like) to the sentinels: 401
+// and 403 refuse the token, 5xx is the provider down. A rate limit (429, or
+// GitHub's 403 with X-RateLimit-Remaining: 0) is the provider unavailable
+// for now, never a refused token: the user must not be told to sign in
+// again, nor half signed in. Nil for 200.
+func apiStatusError(what string, resp *http.Response) error {
+	switch code := resp.StatusCode; {
+	case code == http.StatusTooManyRequests || code == http.StatusForbidden && resp.Header.Get("X-RateLimit-Remaining") == "0":
+		return fmt.Errorf("%s: status %d, rate limited (reset %s): %w", what, code, safeHeader(resp.Header.Get("X-RateLimit-Reset")), errProviderDown)
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		return fmt.Errorf("%s: status %d: %w", what, code, errInvalidGrant)
+	case code >= 500:
+		return fmt.Errorf("%s: status %d: %w", what, code, errProviderDown)
+	case code != http.StatusOK:
+		return fmt.Errorf("%s: status %d: %w", what, code, errProviderRejected)
+	}
+	return nil
+}
+
+// safeHeader keeps a provider's header value printable and short for a log.
+func safeHeader(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // revoke asks the provider to revoke a token (RFC 7009). x/oauth2 has no
@@ -401,7 +444,11 @@ func (c *oauthClient) revoke(ctx context.Context, token, hint string) error {
 func (c *oauthClient) postForm(ctx context.Context, endpoint string, form url.Values) (*http.Response, error) {
 	if c.config.Endpoint.AuthStyle == oauth2.AuthStyleInParams {
 		form.Set("client_id", c.config.ClientID)
-		form.Set("client_secret", c.config.ClientSecret)
+		if c.config.ClientSecret != "" {
+			// None with client assertions (clientauth.go adds them) and
+			// client certificates.
+			form.Set("client_secret", c.config.ClientSecret)
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {

@@ -100,7 +100,7 @@ func beginLogin(s *site, w http.ResponseWriter, r *http.Request, p *provider, rd
 		target, err = pushAuthorization(ctx, st.client, st.parURL, target)
 		cancel()
 		if code := parErrorCode(err); code != "" {
-			gw.log.write(r, zap.WarnLevel, "login failed", zap.String("provider", p.name), zap.String("reason", "par_rejected"), zap.String("error", code), zap.Error(err))
+			gw.log.write(r, zap.WarnLevel, "login failed", zap.String("provider", p.name), zap.String("reason", "par_rejected"), zap.String("provider_error", code), zap.Error(err))
 			metricLogin(p.name, "failed", "par_rejected")
 			return s.pages.fail(w, r, http.StatusBadGateway, "par_rejected", "The identity provider refused the sign-in request ("+code+"). Please tell the site's administrators.")
 		}

@@ -145,7 +145,9 @@
 // Options.TLSClientCAs, else the handshake fails. After Start the TLS
 // listener is an alias: discovery lists it in mtls_endpoint_aliases and
 // tls_client_auth in token_endpoint_auth_methods_supported, and tokens
-// carry the plain issuer. [Server.TLSClient] returns a client for it.
+// carry the plain issuer. [Server.TLSClient] returns a client for it;
+// [Server.CACertificatePEM] the CA as PEM, for relying parties that read
+// their trusted CAs from a file.
 // self_signed_tls_client_auth (RFC 8705 §2.2) is not supported.
 //
 // # Accounts and keys

@@ -190,6 +190,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return serveAuth(s, w, r)
 		case "backchannel-logout":
 			return serveBackchannelLogout(s, w, r)
+		case "frontchannel-logout":
+			return serveFrontchannelLogout(s, w, r)
 		}
 	}
 	s.fwd.stripSpoofed(r)

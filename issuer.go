@@ -96,6 +96,16 @@ func (iv *idVerifier) Verify(ctx context.Context, raw string) (*oidc.IDToken, er
 	return tok, nil
 }
 
+// fits reports whether iss can be this provider's issuer: configured
+// exactly, or one tenant's of a multi-tenant provider.
+func (iv *idVerifier) fits(iss, configured string) bool {
+	if iv != nil && iv.tenants != nil {
+		isTemplate, ok := iv.tenants.match(iss)
+		return ok && !isTemplate
+	}
+	return iss == configured
+}
+
 // issuerMatches reports whether iss is the issuer of a token with these
 // claims (the session's), for front-channel logout requests.
 func (iv *idVerifier) issuerMatches(iss, configured string, claims map[string]any) bool {

@@ -23,7 +23,7 @@ import (
 var layers = []string{
 	"caddyfile.go", "presets.go",
 	"handler.go", "module.go",
-	"logout.go", "login.go", "endpoints.go", "backchannel.go",
+	"logout.go", "login.go", "endpoints.go", "backchannel.go", "frontchannel.go",
 	"site.go", "forward.go", "pages.go", "bearer.go",
 	"gateway.go", "refresh.go", "session.go", "cache.go", "store.go", "cookie.go",
 	"identity.go", "provider.go", "issuer.go", "jwks.go", "par.go", "apiclaims.go", "clientauth.go", "tokens.go", "claimchecks.go",

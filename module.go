@@ -16,6 +16,7 @@
 //	handler.go, module.go       the handler (routing, the decision) and the app
 //	logout.go, login.go         /oauth2/logout; /oauth2/start and /oauth2/callback
 //	endpoints.go, backchannel.go  /oauth2/userinfo and /oauth2/auth; back-channel logout
+//	frontchannel.go             front-channel logout
 //	site.go                     a protected site: who is asking (session, refresh, bearer)
 //	forward.go, pages.go        identity headers to the backend; error pages and JSON
 //	bearer.go                   Authorization: Bearer tokens

@@ -24,10 +24,15 @@ type Dialect struct {
 	// in the URL's query string, empty body). Default: form.
 	TokenEncoding string `json:"token_encoding,omitempty"`
 
-	// ClientAuth is where client credentials go: "basic" (HTTP Basic,
-	// RFC 6749 §2.3.1) or "body" (client_id and client_secret as
-	// parameters). Default: what discovery advertises, else basic for
-	// OpenID Connect providers and body for plain OAuth 2.0 ones.
+	// ClientAuth is how the client authenticates at the token,
+	// revocation, introspection and PAR endpoints: "basic" (HTTP Basic,
+	// RFC 6749 §2.3.1), "body" (client_id and client_secret as
+	// parameters), "client_secret_jwt" or "private_key_jwt" (an RFC 7523
+	// assertion, HMAC of the secret or signed with the private key of
+	// ProviderConfig.ClientCredentials) or "tls_client_auth" (RFC 8705,
+	// the client certificate of ClientCredentials). Default: what
+	// discovery advertises of basic and body, else basic for OpenID
+	// Connect providers and body for plain OAuth 2.0 ones.
 	ClientAuth string `json:"client_auth,omitempty"`
 
 	// Callback names the parameters the provider uses when it sends the

@@ -207,6 +207,8 @@ var pageTitles = map[string]string{
 	"provider_unavailable": "Sign-in service unavailable",
 	"provider_timeout":     "Sign-in service unavailable",
 	"store_unavailable":    "Service temporarily unavailable",
+	"account_not_allowed":  "Access denied",
+	"par_rejected":         "Sign-in refused by the provider",
 	"choose":               "Sign in",
 }
 

@@ -29,7 +29,8 @@
 //	par.go, apiclaims.go        pushed authorization requests; identity from the provider's API
 //	clientauth.go, tokens.go    client assertions and certificates; the OAuth wire
 //	claimchecks.go              claim values a provider must vouch for (require_claim_value)
-//	dialect.go, rules.go, claims.go, glob.go, redirect.go, metrics.go, common.go
+//	dialect.go, rules.go, claims.go, glob.go, redirect.go, metrics.go
+//	expiring.go, common.go          bounded tables of expiring entries; clock, randomness, log
 package authgate
 
 import (

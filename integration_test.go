@@ -196,7 +196,8 @@ func TestRefreshRejectedAndProviderDown(t *testing.T) {
 			}
 		}
 	})
-	t.Run("recovered provider: the same session works", func(t *testing.T) {
+	t.Run("recovered provider: the same session works after the back-off", func(t *testing.T) {
+		advanceClock(t, refreshBackoff)
 		resp, _ := b.api("GET", s.origin+"/api")
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d after recovery", resp.StatusCode)

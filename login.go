@@ -301,6 +301,9 @@ func serveCallback(s *site, w http.ResponseWriter, r *http.Request) error {
 	if !ts.Expiry.IsZero() {
 		sess.Expiry = ts.Expiry.Unix()
 	}
+	if !ts.Issued.IsZero() {
+		sess.TokenIssued = ts.Issued.Unix()
+	}
 	if err := gw.sessions.writeSession(w, r, sess); err != nil {
 		if errors.Is(err, errStoreDown) {
 			return fail(http.StatusServiceUnavailable, "store_unavailable", "The session store is not available. Please try again in a moment.", err)

@@ -43,6 +43,10 @@ func serveLogout(s *site, w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	p := e.provider
+	// Before anything else: a refresh of this session in flight, or one
+	// a racing request with an older cookie would reuse, must not bring it
+	// back.
+	gw.refresher.forgetSession(e.sess)
 	if err := gw.sessions.forget(r.Context(), &sc, e.sess); err != nil {
 		gw.log.write(r, zap.WarnLevel, "logout", zap.String("result", "session store unavailable; stored session kept until it expires"), zap.Error(err))
 	}

@@ -61,7 +61,7 @@ func (pg *pages) unauthenticatedAPI(w http.ResponseWriter, r *http.Request, err 
 		return pg.failAs(w, r, status, reason, msg, false)
 	}
 	if isProviderFailure(err) {
-		return pg.providerFailure(w, r, "", "refresh", err)
+		return pg.providerFailure(w, r, failedProvider(err), "refresh", err)
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="authgate"`)
 	reason, msg := "unauthenticated", "Sign-in required."

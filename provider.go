@@ -555,3 +555,22 @@ func classifyDiscovery(err error) error {
 func newAccessVerifier(issuer string, keys oidc.KeySet, algs []string) *oidc.IDTokenVerifier {
 	return oidc.NewVerifier(issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs, Now: timeNow})
 }
+
+// providerError is a failure at one provider, carrying its name for the
+// log line and the page that report it.
+type providerError struct {
+	provider string
+	err      error
+}
+
+func (e *providerError) Error() string { return "provider " + e.provider + ": " + e.err.Error() }
+func (e *providerError) Unwrap() error { return e.err }
+
+// failedProvider names the provider an error came from, or "".
+func failedProvider(err error) string {
+	var pe *providerError
+	if errors.As(err, &pe) {
+		return pe.provider
+	}
+	return ""
+}

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,8 +18,30 @@ import (
 // those requests would otherwise replay a spent token and be logged out.
 const refreshGrace = 30 * time.Second
 
-// maxGraceEntries bounds the grace table; it is pruned when full.
-const maxGraceEntries = 10000
+// maxGraceEntries bounds the grace table: the refreshes of the last
+// refreshGrace, each holding its refreshed session (a few KiB). 100,000 is
+// more than 3,000 refreshes a second for the whole window, beyond what
+// providers answer; past it the oldest entries go first, which can only
+// affect a request still carrying a cookie from before one of the 100,000
+// most recent refreshes.
+const maxGraceEntries = 100_000
+
+// refreshBackoff is how long a session waits, after a refresh that failed
+// at the provider (unreachable, timeout, 5xx, unusable answer), before the
+// next attempt: during an outage each session asks at most once per
+// back-off, and meanwhile is served while its access token lasts.
+const refreshBackoff = 5 * time.Second
+
+// maxBackoffEntries bounds the sessions remembered as backing off.
+const maxBackoffEntries = 100_000
+
+// loggedOutMemory is how long a logout is remembered in this process, so
+// that neither the grace table nor a refresh in flight brings the session
+// back; maxLoggedOut bounds how many are.
+const (
+	loggedOutMemory = 5 * time.Minute
+	maxLoggedOut    = 100_000
+)
 
 // errSessionEnded: the provider refused the refresh token for good.
 var errSessionEnded = errors.New("session ended by the provider")
@@ -34,29 +56,79 @@ type refresher struct {
 	log      eventLog
 
 	group singleflight.Group
-	mu    sync.Mutex
-	grace map[[32]byte]graceEntry
-}
-
-type graceEntry struct {
-	sess  *Session
-	until time.Time
+	// grace holds recent refreshes by the refresh token they spent.
+	grace *expiringTable[[32]byte, *Session]
+	// backoff holds the last provider failure of sessions that wait
+	// before trying again, by sessionKey.
+	backoff *expiringTable[[32]byte, error]
+	// loggedOut holds sessions signed out here, by sessionKey.
+	loggedOut *expiringTable[[32]byte, struct{}]
 }
 
 func newRefresher(sessions *sessionManager, skew time.Duration, log eventLog) *refresher {
-	return &refresher{sessions: sessions, skew: skew, log: log, grace: map[[32]byte]graceEntry{}}
+	return &refresher{
+		sessions:  sessions,
+		skew:      skew,
+		log:       log,
+		grace:     newExpiringTable[[32]byte, *Session](refreshGrace, maxGraceEntries),
+		backoff:   newExpiringTable[[32]byte, error](refreshBackoff, maxBackoffEntries),
+		loggedOut: newExpiringTable[[32]byte, struct{}](loggedOutMemory, maxLoggedOut),
+	}
 }
 
-// due reports whether a session's access token is within the skew of its
+// refreshSource says where a request's refresh result came from.
+type refreshSource string
+
+const (
+	refreshedHere refreshSource = "provider"  // this request called the provider
+	reusedFlight  refreshSource = "in flight" // another request's call, waited on
+	reusedGrace   refreshSource = "grace"     // a call that finished within refreshGrace
+	reusedStore   refreshSource = "store"     // another instance's refresh, read from the store
+	backingOff    refreshSource = "back-off"  // a recent call failed; not tried again yet
+)
+
+// sessionKey names a session in the refresher's tables without its id
+// or any token.
+func sessionKey(s *Session) [32]byte {
+	return sha256.Sum256([]byte("session\x00" + s.Provider + "\x00" + s.ID))
+}
+
+// skewFor is how long before its expiry s's access token is refreshed:
+// the configured skew, but at most half the token's lifetime, so that
+// short tokens are not refreshed on every request.
+func (rf *refresher) skewFor(s *Session) time.Duration {
+	skew := rf.skew
+	if s.TokenIssued > 0 && s.Expiry > s.TokenIssued {
+		skew = min(skew, time.Duration(s.Expiry-s.TokenIssued)*time.Second/2)
+	}
+	return skew
+}
+
+// due reports whether a session's access token is within its skew of its
 // expiry.
 func (rf *refresher) due(s *Session) bool {
-	return s.Expiry != 0 && !timeNow().Before(time.Unix(s.Expiry, 0).Add(-rf.skew))
+	return s.Expiry != 0 && !timeNow().Before(time.Unix(s.Expiry, 0).Add(-rf.skewFor(s)))
+}
+
+// forgetSession records that s was signed out here: a refresh of it that
+// is in flight is thrown away, and the grace table no longer hands it out.
+func (rf *refresher) forgetSession(s *Session) {
+	k := sessionKey(s)
+	rf.loggedOut.put(k, struct{}{})
+	rf.backoff.delete(k)
+}
+
+func (rf *refresher) signedOut(s *Session) bool {
+	_, gone := rf.loggedOut.get(sessionKey(s))
+	return gone
 }
 
 // refreshIfDue returns e, or e refreshed (and its cookie rewritten on w)
-// when its access token is due. A refresh that fails while the token still
-// works keeps e for now; a later request tries again. A session that
-// cannot be refreshed ends when its token does.
+// when its access token is due. A refresh that fails at the provider
+// keeps the session as it is: while its token works the request is
+// served, after that it gets the provider-failure page, and a request
+// after the back-off tries again. Only invalid_grant (or a logout) ends a
+// session here; one that cannot be refreshed ends when its token does.
 func (rf *refresher) refreshIfDue(w http.ResponseWriter, r *http.Request, e *sessionEntry) (*sessionEntry, error) {
 	s, p := e.sess, e.provider
 	if !rf.due(s) {
@@ -71,11 +143,18 @@ func (rf *refresher) refreshIfDue(w http.ResponseWriter, r *http.Request, e *ses
 		return e, nil
 	}
 	var ns *Session
+	var src refreshSource
 	var err error
 	if rf.sessions.store != nil {
-		ns, err = rf.refreshStored(r.Context(), p, s)
+		ns, src, err = rf.refreshStored(r, e)
 	} else {
-		ns, err = rf.refreshCookie(r.Context(), p, s)
+		ns, src, err = rf.refreshCookie(r, e)
+	}
+	if src != refreshedHere {
+		// The provider call (if any) was logged once, by the request that
+		// made it; this one only shared its result.
+		rf.log.write(r, zap.DebugLevel, "refresh reused", zap.String("provider", p.name), zap.String("user_id", e.identity.ID),
+			zap.String("reused", string(src)), zap.Bool("ok", err == nil))
 	}
 	switch {
 	case err == nil:
@@ -89,11 +168,9 @@ func (rf *refresher) refreshIfDue(w http.ResponseWriter, r *http.Request, e *ses
 				return nil, err
 			}
 		}
-		rf.log.write(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", ne.identity.ID), zap.String("result", "ok"))
-		metricRefresh(p.name, "ok")
 		return ne, nil
 	case errors.Is(err, errNoSession):
-		// Logged out elsewhere while we were refreshing.
+		// Signed out while we were refreshing: logout wins.
 		rf.sessions.clearCookies(w, r)
 		return nil, err
 	case errors.Is(err, errStoreDown):
@@ -102,88 +179,162 @@ func (rf *refresher) refreshIfDue(w http.ResponseWriter, r *http.Request, e *ses
 		// The provider's answer is about somebody else, or does not
 		// verify: whoever this session was, the provider no longer says so.
 		rf.endSession(w, r, e, "refresh", err)
-		metricRefresh(p.name, "identity_changed")
 		return nil, err
 	case errors.Is(err, errInvalidGrant):
 		rf.sessions.clearCookies(w, r)
-		rf.log.write(r, zap.InfoLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "invalid_grant"))
-		metricRefresh(p.name, "invalid_grant")
 		return nil, fmt.Errorf("%w: %w", errSessionEnded, err)
 	case !expired:
-		// The token still works for a moment; serve now and let a later
+		// The token still works for a while; serve now and let a later
 		// request retry the refresh.
-		rf.log.write(r, zap.WarnLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "failed, token still valid"), zap.Error(err))
-		metricRefresh(p.name, "error")
 		return e, nil
 	default:
-		rf.log.write(r, zap.WarnLevel, "refresh", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "failed"), zap.Error(err))
-		metricRefresh(p.name, "error")
-		return nil, err
+		return nil, &providerError{provider: p.name, err: err}
 	}
+}
+
+// callProvider is the one place a refresh reaches the provider: it is
+// logged and counted here, once per call, however many requests wait on
+// it. A provider failure puts the session in back-off.
+func (rf *refresher) callProvider(ctx context.Context, r *http.Request, e *sessionEntry) (*Session, error) {
+	p, old := e.provider, e.sess
+	ns, err := rf.refreshAtProvider(ctx, p, old)
+	fields := []zap.Field{zap.String("provider", p.name), zap.String("user_id", e.identity.ID)}
+	switch {
+	case err == nil:
+		rf.log.write(r, zap.InfoLevel, "refresh", append(fields, zap.String("result", "ok"))...)
+		metricRefresh(p.name, "ok")
+	case errors.Is(err, errIdentityRefused):
+		rf.log.write(r, zap.InfoLevel, "refresh", append(fields, zap.String("result", "identity refused"), zap.String("reason", reasonOf(err)))...)
+		metricRefresh(p.name, "identity_changed")
+	case errors.Is(err, errInvalidGrant):
+		rf.log.write(r, zap.InfoLevel, "refresh", append(fields, zap.String("result", "invalid_grant"))...)
+		metricRefresh(p.name, "invalid_grant")
+	default:
+		result := "failed"
+		if timeNow().Before(time.Unix(old.Expiry, 0)) {
+			result = "failed, token still valid"
+		}
+		if isProviderFailure(err) {
+			rf.backoff.put(sessionKey(old), err)
+			result += fmt.Sprintf("; next attempt in %s", refreshBackoff)
+		}
+		rf.log.write(r, zap.WarnLevel, "refresh", append(fields, zap.String("result", result), zap.Error(err))...)
+		metricRefresh(p.name, "error")
+	}
+	return ns, err
 }
 
 // refreshCookie refreshes a cookie session. Callers with the same refresh
 // token share one call; callers arriving within refreshGrace after it get
-// its result.
-func (rf *refresher) refreshCookie(ctx context.Context, p *provider, old *Session) (*Session, error) {
+// its result, unless the session was signed out since.
+func (rf *refresher) refreshCookie(r *http.Request, e *sessionEntry) (*Session, refreshSource, error) {
+	old, p := e.sess, e.provider
 	key := sha256.Sum256([]byte(old.Provider + "\x00" + old.RefreshToken))
-	return rf.once(ctx, key, true, p.timeout(), func(ctx context.Context) (*Session, error) {
-		return rf.refreshAtProvider(ctx, p, old)
+	if rf.signedOut(old) {
+		return nil, reusedGrace, errNoSession
+	}
+	if s, ok := rf.grace.get(key); ok {
+		return s, reusedGrace, nil
+	}
+	if last, ok := rf.backoff.get(sessionKey(old)); ok {
+		return nil, backingOff, last
+	}
+	s, src, err := rf.once(r.Context(), key, p.timeout(), func(ctx context.Context) (*Session, refreshSource, error) {
+		// A call that finished between the check above and this flight
+		// has spent the token already: use its result.
+		if s, ok := rf.grace.get(key); ok {
+			return s, reusedGrace, nil
+		}
+		ns, err := rf.callProvider(ctx, r, e)
+		if err != nil {
+			return nil, refreshedHere, err
+		}
+		if rf.signedOut(old) {
+			return nil, refreshedHere, errNoSession
+		}
+		rf.grace.put(key, ns)
+		return ns, refreshedHere, nil
 	})
+	if err == nil && rf.signedOut(s) {
+		return nil, src, errNoSession
+	}
+	return s, src, err
 }
 
 // refreshStored refreshes a stored session once across all instances: the
 // instance that takes the Redis lock refreshes and saves; the others wait
 // for the stored session to change and use it. No instance waits longer
-// than the provider timeout.
-func (rf *refresher) refreshStored(ctx context.Context, p *provider, old *Session) (*Session, error) {
-	m := rf.sessions
+// than the provider timeout. The save only replaces the very value that
+// was refreshed: a session deleted meanwhile (logout, back-channel
+// logout) stays deleted.
+func (rf *refresher) refreshStored(r *http.Request, e *sessionEntry) (*Session, refreshSource, error) {
+	m, p, old := rf.sessions, e.provider, e.sess
+	if last, ok := rf.backoff.get(sessionKey(old)); ok {
+		return nil, backingOff, last
+	}
 	key := sha256.Sum256([]byte("id:" + old.ID))
-	return rf.once(ctx, key, false, p.timeout(), func(ctx context.Context) (*Session, error) {
+	return rf.once(r.Context(), key, p.timeout(), func(ctx context.Context) (*Session, refreshSource, error) {
 		deadline := timeNow().Add(p.timeout())
 		for {
-			cur, err := m.loadStored(ctx, old.ID)
+			cur, _, err := m.loadStoredRaw(ctx, old.ID)
 			if err != nil {
-				return nil, err
+				return nil, reusedStore, err
 			}
 			if cur.RefreshToken != old.RefreshToken || !rf.due(cur) {
 				m.cache.forget(kindStored, old.ID)
-				return cur, nil
+				return cur, reusedStore, nil
 			}
 			token, ok, err := m.store.lock(ctx, old.ID, p.timeout()+time.Second)
 			if err != nil {
-				return nil, err
+				return nil, reusedStore, err
 			}
 			if ok {
 				defer m.store.unlock(ctx, old.ID, token)
-				if again, err := m.loadStored(ctx, old.ID); err != nil {
-					return nil, err
-				} else if again.RefreshToken != cur.RefreshToken {
-					return again, nil
-				}
-				ns, err := rf.refreshAtProvider(ctx, p, cur)
-				if err != nil {
-					if errors.Is(err, errInvalidGrant) || errors.Is(err, errIdentityRefused) {
-						_ = m.store.delete(ctx, old.ID)
-					}
-					return nil, err
-				}
-				if err := m.saveStored(ctx, ns); err != nil {
-					return nil, err
-				}
-				m.cache.forget(kindStored, old.ID)
-				return ns, nil
+				return rf.refreshLocked(ctx, r, e, cur)
 			}
 			if timeNow().After(deadline) {
-				return nil, fmt.Errorf("waiting for another instance's refresh: %w", errProviderTimeout)
+				return nil, reusedStore, fmt.Errorf("waiting for another instance's refresh: %w", errProviderTimeout)
 			}
 			select {
 			case <-time.After(25 * time.Millisecond):
 			case <-ctx.Done():
-				return nil, fmt.Errorf("waiting for another instance's refresh: %w", errProviderTimeout)
+				return nil, reusedStore, fmt.Errorf("waiting for another instance's refresh: %w", errProviderTimeout)
 			}
 		}
 	})
+}
+
+// refreshLocked refreshes the stored session cur under the instances'
+// lock and replaces it in the store, if it is still there unchanged.
+func (rf *refresher) refreshLocked(ctx context.Context, r *http.Request, e *sessionEntry, cur *Session) (*Session, refreshSource, error) {
+	m, id := rf.sessions, cur.ID
+	m.cache.forget(kindStored, id)
+	again, raw, err := m.loadStoredRaw(ctx, id)
+	if err != nil {
+		return nil, reusedStore, err
+	}
+	if again.RefreshToken != cur.RefreshToken {
+		return again, reusedStore, nil
+	}
+	ce := *e
+	ce.sess = again
+	ns, err := rf.callProvider(ctx, r, &ce)
+	if err != nil {
+		if errors.Is(err, errInvalidGrant) || errors.Is(err, errIdentityRefused) {
+			_ = m.store.deleteIf(ctx, id, raw)
+		}
+		return nil, refreshedHere, err
+	}
+	if err := m.replaceStored(ctx, ns, raw); err != nil {
+		if errors.Is(err, errSessionChanged) {
+			// Another writer came first (a lock that outlived its
+			// holder); its session is the one to use, ours is dropped.
+			now, _, err := m.loadStoredRaw(ctx, id)
+			return now, reusedStore, err
+		}
+		return nil, refreshedHere, err
+	}
+	return ns, refreshedHere, nil
 }
 
 // refreshAtProvider uses old's refresh token at p and returns the session
@@ -208,9 +359,12 @@ func (rf *refresher) refreshAtProvider(ctx context.Context, p *provider, old *Se
 		ns.RefreshToken = ts.RefreshToken
 	}
 	ns.AccessToken = rf.sessions.accessTokenToKeep(p, ts.AccessToken, ns.RefreshToken, st)
-	ns.Expiry = 0
+	ns.Expiry, ns.TokenIssued = 0, 0
 	if !ts.Expiry.IsZero() {
 		ns.Expiry = ts.Expiry.Unix()
+	}
+	if !ts.Issued.IsZero() {
+		ns.TokenIssued = ts.Issued.Unix()
 	}
 	prevID, _ := p.claims.identity(p.name, old.Claims, false)
 	prev := old.binding(prevID)
@@ -263,19 +417,27 @@ func (rf *refresher) revalidateIfDue(w http.ResponseWriter, r *http.Request, e *
 		return e, nil
 	}
 	key := sha256.Sum256([]byte(fmt.Sprintf("userinfo\x00%s\x00%s\x00%d", s.Provider, s.ID, last)))
-	ns, err := rf.once(r.Context(), key, true, p.timeout(), func(ctx context.Context) (*Session, error) {
-		ns, err := rf.revalidate(ctx, p, s, e.identity)
-		if err != nil {
-			return nil, err
-		}
-		if m := rf.sessions; m.store != nil {
-			if err := m.saveStored(ctx, ns); err != nil {
-				return nil, err
+	ns, ok := rf.grace.get(key)
+	var err error
+	if !ok {
+		ns, _, err = rf.once(r.Context(), key, p.timeout(), func(ctx context.Context) (*Session, refreshSource, error) {
+			if ns, ok := rf.grace.get(key); ok {
+				return ns, reusedGrace, nil
 			}
-			m.cache.forget(kindStored, s.ID)
-		}
-		return ns, nil
-	})
+			ns, err := rf.revalidate(ctx, p, s, e.identity)
+			if err != nil {
+				return nil, refreshedHere, err
+			}
+			if m := rf.sessions; m.store != nil {
+				if err := m.saveStored(ctx, ns); err != nil {
+					return nil, refreshedHere, err
+				}
+				m.cache.forget(kindStored, s.ID)
+			}
+			rf.grace.put(key, ns)
+			return ns, refreshedHere, nil
+		})
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, errIdentityRefused) || errors.Is(err, errInvalidGrant):
@@ -287,7 +449,7 @@ func (rf *refresher) revalidateIfDue(w http.ResponseWriter, r *http.Request, e *
 	case errors.Is(err, errStoreDown):
 		return nil, err
 	default:
-		rf.keepForGrace(key, s)
+		rf.grace.put(key, s)
 		rf.log.write(r, zap.WarnLevel, "userinfo re-read", zap.String("provider", p.name), zap.String("user_id", e.identity.ID),
 			zap.String("result", "failed; session kept"), zap.Error(err))
 		return e, nil
@@ -353,69 +515,36 @@ func (rf *refresher) endSession(w http.ResponseWriter, r *http.Request, e *sessi
 		zap.String("reason", reason), zap.String("during", during), zap.Error(err))
 }
 
-// once calls fn once for all concurrent callers with the same key. With
-// grace, the result is also kept for refreshGrace and handed to later
-// callers with the same key. The call is detached from any single
-// request's cancellation so that one client hanging up does not fail the
-// others waiting on it.
-func (rf *refresher) once(ctx context.Context, key [32]byte, grace bool, timeout time.Duration, fn func(context.Context) (*Session, error)) (*Session, error) {
-	if grace {
-		if s := rf.graced(key); s != nil {
-			return s, nil
-		}
+// once calls fn once for all concurrent callers with the same key and
+// tells each caller where its result came from: fn's own answer for the
+// caller whose fn ran, reusedFlight for the others. The call is detached
+// from any single request's cancellation so that one client hanging up
+// does not fail the others waiting on it.
+func (rf *refresher) once(ctx context.Context, key [32]byte, timeout time.Duration, fn func(context.Context) (*Session, refreshSource, error)) (*Session, refreshSource, error) {
+	type result struct {
+		sess *Session
+		src  refreshSource
 	}
+	var ran atomic.Bool
 	ch := rf.group.DoChan(string(key[:]), func() (any, error) {
-		if grace {
-			if s := rf.graced(key); s != nil {
-				return s, nil
-			}
-		}
+		ran.Store(true)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
-		s, err := fn(cctx)
-		if err != nil {
-			return nil, err
-		}
-		if grace {
-			rf.keepForGrace(key, s)
-		}
-		return s, nil
+		s, src, err := fn(cctx)
+		return result{s, src}, err
 	})
 	select {
 	case res := <-ch:
+		v, _ := res.Val.(result)
+		src := reusedFlight
+		if ran.Load() {
+			src = v.src
+		}
 		if res.Err != nil {
-			return nil, res.Err
+			return nil, src, res.Err
 		}
-		return res.Val.(*Session), nil
+		return v.sess, src, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for refresh: %w", errors.Join(errProviderTimeout, ctx.Err()))
+		return nil, reusedFlight, fmt.Errorf("waiting for refresh: %w", errors.Join(errProviderTimeout, ctx.Err()))
 	}
-}
-
-// graced returns the result of a refresh of key that finished within
-// refreshGrace.
-func (rf *refresher) graced(key [32]byte) *Session {
-	rf.mu.Lock()
-	defer rf.mu.Unlock()
-	if e, ok := rf.grace[key]; ok && timeNow().Before(e.until) {
-		return e.sess
-	}
-	return nil
-}
-
-func (rf *refresher) keepForGrace(key [32]byte, s *Session) {
-	rf.mu.Lock()
-	defer rf.mu.Unlock()
-	now := timeNow()
-	if len(rf.grace) >= maxGraceEntries {
-		for k, e := range rf.grace {
-			if !now.Before(e.until) {
-				delete(rf.grace, k)
-			}
-		}
-		if len(rf.grace) >= maxGraceEntries {
-			clear(rf.grace) // under attack or overload: forget, never grow
-		}
-	}
-	rf.grace[key] = graceEntry{sess: s, until: now.Add(refreshGrace)}
 }

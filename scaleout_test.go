@@ -270,7 +270,7 @@ func instanceTrail(b *browser) *[]string {
 }
 
 func TestScaleOutFlowAcrossInstances(t *testing.T) {
-	c := startCluster(t, testidp.Options{RotateRefreshTokens: true, AccessTokenTTL: 32 * time.Second}, "30s")
+	c := startCluster(t, testidp.Options{RotateRefreshTokens: true, AccessTokenTTL: 6 * time.Second}, "30s")
 	b := newBrowser(t)
 	trail := instanceTrail(b)
 
@@ -278,6 +278,7 @@ func TestScaleOutFlowAcrossInstances(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("login through the balancer: %d %s", resp.StatusCode, body)
 	}
+	loggedIn := time.Now()
 	seen := map[string]bool{}
 	for _, hop := range *trail {
 		seen[hop[strings.LastIndexByte(hop, '@')+1:]] = true
@@ -306,10 +307,11 @@ func TestScaleOutFlowAcrossInstances(t *testing.T) {
 
 	// 20 concurrent requests at expiry over the three instances: one
 	// refresh at the provider, 20 × 200, still signed in afterwards. The
-	// token lives 32 s and is refreshed within 30 s of expiry, so it needs
-	// a refresh 2 s after it was issued: wait that long (instances run in
-	// other processes with real clocks).
-	time.Sleep(2200 * time.Millisecond)
+	// token lives 6 s and is refreshed half its lifetime before expiry
+	// (the 30 s skew is capped at that), so it needs a refresh 3 s after
+	// it was issued: wait that long (instances run in other processes
+	// with real clocks).
+	time.Sleep(time.Until(loggedIn.Add(3200 * time.Millisecond)))
 	c.idp.ResetCounts()
 	for i, r := range burst(t, c.origin+"/burst", b.cookieHeader(c.origin), 20) {
 		if r.status != 200 {

@@ -1440,6 +1440,7 @@ func TestSecurityRefresh(t *testing.T) {
 			}
 		}
 		s.idp.ClearFaults()
+		advanceClock(t, refreshBackoff) // the session waits that long before asking again
 		if resp, body := b.api("GET", s.origin+"/api"); resp.StatusCode != http.StatusOK {
 			t.Errorf("after recovery: %d %s", resp.StatusCode, body)
 		}

@@ -32,11 +32,17 @@ var (
 // Claims hold the merged ID-token and userinfo claims; the identity shown to
 // backends is derived from them with the provider's claim mapping.
 type Session struct {
-	Version      int            `json:"v"`
-	ID           string         `json:"i"`
-	Provider     string         `json:"p"`
-	Created      int64          `json:"c"`
-	Expiry       int64          `json:"e,omitempty"`  // access token expiry, unix seconds; 0: unknown
+	Version  int    `json:"v"`
+	ID       string `json:"i"`
+	Provider string `json:"p"`
+	Created  int64  `json:"c"`
+	Expiry   int64  `json:"e,omitempty"` // access token expiry, unix seconds; 0: unknown
+	// TokenIssued is when the access token was issued (its token response,
+	// with expires_in, arrived), unix seconds; with Expiry it gives the
+	// token's lifetime, which bounds how early it is refreshed
+	// (refresher.skewFor). 0: unknown (no expires_in), the configured
+	// refresh_skew applies.
+	TokenIssued  int64          `json:"ti,omitempty"`
 	AccessToken  string         `json:"at,omitempty"` // only when needed: see sessionManager.accessTokenToKeep
 	RefreshToken string         `json:"rt,omitempty"`
 	IDToken      string         `json:"it,omitempty"`
@@ -297,18 +303,49 @@ func (m *sessionManager) saveStored(ctx context.Context, s *Session) error {
 
 // loadStored reads a session from the store; a missing one is errNoSession.
 func (m *sessionManager) loadStored(ctx context.Context, id string) (*Session, error) {
+	s, _, err := m.loadStoredRaw(ctx, id)
+	return s, err
+}
+
+// loadStoredRaw is loadStored that also returns the stored value, for a
+// later replaceStored to check that nobody changed it meanwhile.
+func (m *sessionManager) loadStoredRaw(ctx context.Context, id string) (*Session, string, error) {
 	val, found, err := m.store.load(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if !found {
-		return nil, errNoSession
+		return nil, "", errNoSession
 	}
 	var s Session
 	if _, err := m.codec.decode(storedName(id), val, &s); err != nil || s.ID != id {
-		return nil, errBadSession
+		return nil, "", errBadSession
 	}
-	return &s, nil
+	return &s, val, nil
+}
+
+// errSessionChanged: a stored session was replaced by another writer
+// between reading and writing it.
+var errSessionChanged = errors.New("stored session changed meanwhile")
+
+// replaceStored writes s over the stored value prev, only if that is still
+// what the store holds: a session deleted meanwhile (logout) is
+// errNoSession and stays deleted; one changed meanwhile is
+// errSessionChanged and keeps the other writer's value.
+func (m *sessionManager) replaceStored(ctx context.Context, s *Session, prev string) error {
+	val, err := m.codec.encode(storedName(s.ID), s)
+	if err != nil {
+		return fmt.Errorf("encoding stored session: %w", err)
+	}
+	switch res, err := m.store.swap(ctx, s.ID, prev, val, m.remaining(s)); {
+	case err != nil:
+		return err
+	case res == swapGone:
+		return errNoSession
+	case res == swapChanged:
+		return errSessionChanged
+	}
+	return nil
 }
 
 // writeSession stores s: in the session cookie(s) on w, or, with a

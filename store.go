@@ -136,6 +136,51 @@ func (s *redisStore) load(ctx context.Context, id string) (value string, found b
 	return val, true, nil
 }
 
+// swapResult is what a compare-and-swap of a session found.
+type swapResult int
+
+const (
+	swapDone    swapResult = iota // replaced
+	swapGone                      // no session any more: nothing written
+	swapChanged                   // another value: nothing written
+)
+
+// swapScript replaces a session's value only if it is still the one the
+// caller read: one key, atomic, so a logout's delete between the read
+// and the write wins.
+var swapScript = redis.NewScript(`local cur = redis.call("GET", KEYS[1])
+if cur == false then return 1 end
+if cur ~= ARGV[1] then return 2 end
+redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
+return 0`)
+
+// swap replaces a session's value prev by value, keeping its TTL fresh.
+// The session keeps its indexes (they were written with it and its id
+// does not change).
+func (s *redisStore) swap(ctx context.Context, id, prev, value string, ttl time.Duration) (swapResult, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	res, err := swapScript.Run(ctx, s.client, []string{s.key("session", id)}, prev, value, max(1, ttl.Milliseconds())).Int()
+	if err != nil {
+		return 0, storeErr("replacing session", err)
+	}
+	return swapResult(res), nil
+}
+
+var deleteIfScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`)
+
+// deleteIf removes a session only if its value is still value: a refresh
+// token refused by the provider ends that session, not a newer one that
+// another instance wrote meanwhile.
+func (s *redisStore) deleteIf(ctx context.Context, id, value string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := deleteIfScript.Run(ctx, s.client, []string{s.key("session", id)}, value).Err(); err != nil {
+		return storeErr("deleting session", err)
+	}
+	return nil
+}
+
 // delete removes a session.
 func (s *redisStore) delete(ctx context.Context, id string) error {
 	ctx, cancel := s.ctx(ctx)

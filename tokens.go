@@ -117,6 +117,10 @@ type tokenSet struct {
 	RefreshToken string
 	IDToken      string
 	Expiry       time.Time // zero: unknown
+	// Issued is when a response with expires_in arrived, on the clock
+	// Expiry was dated with; with Expiry it gives the token's lifetime.
+	// Zero without expires_in.
+	Issued time.Time
 }
 
 // oauthClient talks to one provider's token, userinfo and revocation
@@ -290,13 +294,15 @@ func (c *oauthClient) grantError(err error) error {
 }
 
 func (c *oauthClient) normalise(tok *oauth2.Token) *tokenSet {
+	now := timeNow()
 	ts := &tokenSet{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry}
 	switch {
 	case tok.ExpiresIn > 0:
 		// x/oauth2 dates expires_in with time.Now; every other expiry
 		// check here uses timeNow, so date it with that clock too. Absurd
 		// lifetimes are capped rather than overflowing into the past.
-		ts.Expiry = timeNow().Add(time.Duration(min(tok.ExpiresIn, maxTokenLifetimeSecs)) * time.Second)
+		ts.Expiry = now.Add(time.Duration(min(tok.ExpiresIn, maxTokenLifetimeSecs)) * time.Second)
+		ts.Issued = now
 	case tok.ExpiresIn < 0:
 		ts.Expiry = time.Time{} // meaningless: fall back as if absent
 	}
@@ -307,7 +313,7 @@ func (c *oauthClient) normalise(tok *oauth2.Token) *tokenSet {
 		if exp, ok := jwtExpiry(tok.AccessToken); ok {
 			ts.Expiry = exp
 		} else if c.defaultExpiresIn > 0 {
-			ts.Expiry = timeNow().Add(c.defaultExpiresIn)
+			ts.Expiry = now.Add(c.defaultExpiresIn)
 		}
 	}
 	return ts

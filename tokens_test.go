@@ -418,6 +418,9 @@ func TestTokensExchangeOutcomes(t *testing.T) {
 					t.Errorf("tokens = %+v", ts)
 				}
 				dialectTestExpiryNear(t, ts.Expiry, start, 300*time.Second)
+				if got := ts.Expiry.Sub(ts.Issued); got != 300*time.Second {
+					t.Errorf("lifetime Expiry-Issued = %s, want expires_in's 300s", got)
+				}
 			},
 		},
 		{
@@ -443,6 +446,9 @@ func TestTokensExchangeOutcomes(t *testing.T) {
 			check: func(t *testing.T, ts *tokenSet, _ time.Time) {
 				if !ts.Expiry.Equal(jwtExp) {
 					t.Errorf("expiry = %v, want %v", ts.Expiry, jwtExp)
+				}
+				if !ts.Issued.IsZero() {
+					t.Errorf("issued = %v without expires_in, want zero (the configured refresh skew applies)", ts.Issued)
 				}
 			},
 		},

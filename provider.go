@@ -369,8 +369,7 @@ func (p *provider) staticState() *providerState {
 		jwksURL:    p.cfg.JWKSURL,
 	}
 	if p.cfg.Issuer != "" && p.cfg.JWKSURL != "" {
-		ctx := oidc.ClientContext(context.Background(), p.keysClient())
-		keys := oidc.NewRemoteKeySet(ctx, p.cfg.JWKSURL)
+		keys := newJWKSKeySet(p.keysClient(), p.cfg.JWKSURL)
 		st.verifier = &idVerifier{v: oidc.NewVerifier(p.cfg.Issuer, keys, p.oidcConfig())}
 		st.accessVerifier = &idVerifier{v: newAccessVerifier(p.cfg.Issuer, keys, nil)}
 	}
@@ -380,12 +379,9 @@ func (p *provider) staticState() *providerState {
 	return st
 }
 
-// keysClient fetches JWKS documents. Its transport remembers the last
-// answer for a short while, so that tokens with unknown key ids (an
-// attacker's, or a rotation in progress) cause at most one fetch per
-// interval.
+// keysClient fetches JWKS documents (jwksKeySet limits how often).
 func (p *provider) keysClient() *http.Client {
-	return &http.Client{Timeout: p.timeout(), Transport: newJWKSLimiter(p.transport, jwksMinInterval)}
+	return &http.Client{Timeout: p.timeout(), Transport: p.transport}
 }
 
 // state returns the provider's endpoints, discovering them first if need
@@ -511,7 +507,7 @@ func (p *provider) discover(ctx context.Context) (*providerState, error) {
 	if jwksURL == "" {
 		return nil, fmt.Errorf("%w: discovery document has no jwks_uri", errProviderBadResponse)
 	}
-	keys := oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), p.keysClient()), jwksURL)
+	keys := newJWKSKeySet(p.keysClient(), jwksURL)
 	vc := p.oidcConfig()
 	for _, alg := range doc.SigningAlgs {
 		if alg != "none" && alg != "" {

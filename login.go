@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,9 +16,16 @@ import (
 )
 
 const (
-	// maxPendingLogins bounds how many pending-login cookies a browser keeps;
-	// the oldest are dropped when a new login starts.
-	maxPendingLogins = 4
+	// maxPendingLogins is how many logins a browser may have in progress
+	// at once: each lives in one of that many pending-login cookies
+	// (slots), and a new login takes a free slot or the oldest login's.
+	// However many tabs start a login, the Cookie header grows by at most
+	// this many cookies (about 400 bytes each), and the newest login
+	// always completes.
+	maxPendingLogins = 3
+	// maxLegacyPending bounds how many pending-login cookies of earlier
+	// versions (random names, Path the endpoint prefix) a callback reads.
+	maxLegacyPending = 4
 	// pendingLifetime is how long a started login may take.
 	pendingLifetime = 10 * time.Minute
 )
@@ -30,6 +39,9 @@ type pendingLogin struct {
 	ReturnURL string `json:"rd"`
 	Provider  string `json:"p"`
 	Issued    int64  `json:"t"`
+	// Started orders logins begun within one second (unix nanoseconds),
+	// to tell which pending login is the oldest.
+	Started int64 `json:"ns,omitempty"`
 	// RedirectURI is the callback URL sent to the provider; the token
 	// request must repeat it exactly.
 	RedirectURI string `json:"ru"`
@@ -74,16 +86,17 @@ func beginLogin(s *site, w http.ResponseWriter, r *http.Request, p *provider, rd
 	if err != nil {
 		return s.pages.providerFailure(w, r, p.name, "login", err)
 	}
+	now := timeNow()
 	login := pendingLogin{
 		ReturnURL:   rd,
 		Provider:    p.name,
-		Issued:      timeNow().Unix(),
+		Issued:      now.Unix(),
+		Started:     now.UnixNano(),
 		RedirectURI: orDefault(p.cfg.RedirectURL, scheme+"://"+r.Host+gw.prefix+"callback"),
 	}
-	id := randomString(9)
 	sendState := ""
 	if !p.cfg.Dialect.NoState {
-		login.State = id + "." + randomString(24)
+		login.State = randomString(24)
 		sendState = login.State
 	}
 	if !p.cfg.Dialect.NoPKCE {
@@ -108,13 +121,19 @@ func beginLogin(s *site, w http.ResponseWriter, r *http.Request, p *provider, rd
 			return s.pages.providerFailure(w, r, p.name, "login", err)
 		}
 	}
-	value, err := gw.sessions.codec.encode(gw.sessions.cookie.pendingPrefix()+id, &login)
+	slot, stale := pendingSlot(gw, r)
+	value, err := gw.sessions.codec.encode(slot, &login)
 	if err != nil {
 		return s.pages.fail(w, r, http.StatusInternalServerError, "internal", "Could not start the sign-in.")
 	}
-	prunePending(gw, w, r)
-	pc := gw.sessions.cookie.cookie(gw.sessions.cookie.pendingPrefix()+id, value, int(pendingLifetime/time.Second), isHTTPS(r))
-	pc.Path = gw.prefix
+	for _, n := range stale {
+		expirePending(gw, w, r, n)
+	}
+	// Path and Domain of the session cookie: every request that may
+	// start a login carries the pending ones, so that they can be
+	// counted and the oldest replaced (scoped to the endpoints, they
+	// piled up unseen from logins started on protected pages).
+	pc := gw.sessions.cookie.cookie(slot, value, int(pendingLifetime/time.Second), isHTTPS(r))
 	pc.SameSite = http.SameSiteLaxMode
 	http.SetCookie(w, pc)
 	gw.log.write(r, zap.InfoLevel, "login started", zap.String("provider", p.name))
@@ -130,17 +149,21 @@ type pendingCookie struct {
 	login *pendingLogin
 }
 
-// pendingLogins returns the request's pending logins that decode, at most
-// maxPendingLogins of them.
+// pendingLogins returns the request's pending logins that decode (the
+// slots, and at most maxLegacyPending of earlier versions' cookies) and
+// the names of all its pending-login cookies.
 func pendingLogins(gw *gateway, r *http.Request) (found []pendingCookie, names []string) {
 	prefix := gw.sessions.cookie.pendingPrefix()
+	legacy := 0
 	for _, c := range r.Cookies() {
-		if !strings.HasPrefix(c.Name, prefix) {
+		if !strings.HasPrefix(c.Name, prefix) || slices.Contains(names, c.Name) {
 			continue
 		}
 		names = append(names, c.Name)
-		if len(found) >= maxPendingLogins || len(names) > 4*maxPendingLogins {
-			continue
+		if pendingSlotIndex(gw, c.Name) < 0 {
+			if legacy++; legacy > maxLegacyPending {
+				continue
+			}
 		}
 		var l pendingLogin
 		if _, err := gw.sessions.codec.decode(c.Name, c.Value, &l); err != nil {
@@ -151,20 +174,74 @@ func pendingLogins(gw *gateway, r *http.Request) (found []pendingCookie, names [
 	return found, names
 }
 
-// prunePending drops the oldest pending logins so that at most
-// maxPendingLogins-1 remain before a new one is added.
-func prunePending(gw *gateway, w http.ResponseWriter, r *http.Request) {
-	_, names := pendingLogins(gw, r)
-	for i := 0; i+maxPendingLogins-1 < len(names); i++ {
-		expirePending(gw, w, r, names[i])
+// pendingSlotIndex returns which slot a pending-login cookie name is, or
+// -1 for another name (an earlier version's).
+func pendingSlotIndex(gw *gateway, name string) int {
+	rest, _ := strings.CutPrefix(name, gw.sessions.cookie.pendingPrefix())
+	if len(rest) == 1 && rest[0] >= '0' && int(rest[0]-'0') < maxPendingLogins {
+		return int(rest[0] - '0')
 	}
+	return -1
 }
 
+// pendingSlot chooses the cookie for a new pending login: a free slot,
+// else the one holding the oldest login. stale names the request's other
+// pending-login cookies that are no slot (earlier versions'), to expire.
+// Concurrent starts that see the same cookies choose the same slot; the
+// login the browser stored last is the one that completes.
+func pendingSlot(gw *gateway, r *http.Request) (slot string, stale []string) {
+	found, names := pendingLogins(gw, r)
+	var started [maxPendingLogins]int64 // 0: free
+	for _, pc := range found {
+		if i := pendingSlotIndex(gw, pc.name); i >= 0 {
+			started[i] = max(pc.login.Started, pc.login.Issued*int64(time.Second), 1)
+		}
+	}
+	for _, n := range names {
+		if pendingSlotIndex(gw, n) < 0 {
+			stale = append(stale, n)
+		}
+	}
+	best := 0
+	for i := range started {
+		if started[i] < started[best] {
+			best = i
+		}
+	}
+	return gw.sessions.cookie.pendingPrefix() + strconv.Itoa(best), stale
+}
+
+// expirePending deletes a pending-login cookie, with the path it was set
+// with: a slot's is the session cookie's, an earlier version's was the
+// endpoint prefix.
 func expirePending(gw *gateway, w http.ResponseWriter, r *http.Request, name string) {
 	c := gw.sessions.cookie.cookie(name, "", -1, isHTTPS(r))
-	c.Path = gw.prefix
+	if pendingSlotIndex(gw, name) < 0 {
+		c.Path = gw.prefix
+	}
 	c.SameSite = http.SameSiteLaxMode
 	http.SetCookie(w, c)
+}
+
+// duplicatedCallbackParam names a callback parameter that comes more than
+// once, under the names any provider of gw uses for code, state, error
+// and RFC 9207's iss: which copy the provider sent cannot be known (one
+// may be an attacker's), so such a callback is refused before anything is
+// done with it.
+func duplicatedCallbackParam(gw *gateway, q url.Values) string {
+	check := func(name string) bool { return len(q[name]) > 1 }
+	if check("iss") {
+		return "iss"
+	}
+	for _, n := range gw.names {
+		cp := gw.providers[n].cfg.Dialect.Callback
+		for _, name := range []string{cp.code(), cp.state(), cp.errorParam()} {
+			if check(name) {
+				return name
+			}
+		}
+	}
+	return ""
 }
 
 // serveCallback finishes a login. It reads as a checklist: find the pending
@@ -178,6 +255,12 @@ func serveCallback(s *site, w http.ResponseWriter, r *http.Request) error {
 	// The callback URL carries the code: keep it out of the Referer of
 	// whatever the browser loads next.
 	w.Header().Set("Referrer-Policy", "no-referrer")
+	if name := duplicatedCallbackParam(gw, q); name != "" {
+		metricLogin("", "failed", "duplicate_parameter")
+		gw.log.write(r, zap.WarnLevel, "login failed", zap.String("reason", "duplicate_parameter"), zap.String("parameter", name))
+		return s.pages.fail(w, r, http.StatusBadRequest, "duplicate_parameter",
+			"The sign-in response carries its "+name+" parameter more than once, so it cannot be trusted. Please start again.")
+	}
 	pendings, names := pendingLogins(gw, r)
 	var match *pendingCookie
 	var newestStateless *pendingCookie

@@ -615,3 +615,203 @@ func TestLogoutWinsRefreshRaces(t *testing.T) {
 		})
 	}
 }
+
+// storedSession reads the session a store-mode cookie value stands for
+// straight from redis-server rs.
+func storedSession(t *testing.T, rs *redisServer, prefix, cookieValue string) *Session {
+	t.Helper()
+	codec, err := newCookieCodec([]string{testKey}, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref storeRef
+	if _, err := codec.decode("_authgate", cookieValue, &ref); err != nil {
+		t.Fatalf("the cookie holds no session id: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", rs.port)})
+	defer c.Close()
+	val, err := c.Get(context.Background(), prefix+":session:"+ref.ID).Result()
+	if err != nil {
+		t.Fatalf("stored session %s: %v", ref.ID, err)
+	}
+	var s Session
+	if _, err := codec.decode(storedName(ref.ID), val, &s); err != nil {
+		t.Fatalf("stored session %s does not decode: %v", ref.ID, err)
+	}
+	return &s
+}
+
+// TestRefreshStorm: issue 18, "correctness under the storm". A few hundred
+// sessions whose access tokens expire at one instant, with requests
+// rotating through them on 32 connections: every session is refreshed
+// exactly once, nobody is logged out, and every request gets the
+// backend's 200 — with rotating refresh tokens, and with the provider
+// answering 503 to one refresh in ten (those sessions keep working on
+// their token and refresh on a later request, after the back-off).
+func TestRefreshStorm(t *testing.T) {
+	const sessions = 200
+	for _, tc := range []struct {
+		name  string
+		redis bool
+		fault bool
+	}{
+		{"cookie sessions", false, false},
+		{"cookie sessions, 503 to one refresh in ten", false, true},
+		{"session_store redis", true, false},
+		{"session_store redis, 503 to one refresh in ten", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := siteConfig{opts: testidp.Options{RotateRefreshTokens: true, SigningAlg: "ES256", AccessTokenTTL: 5 * time.Minute}}
+			var rs *redisServer
+			prefix := "storm" + strconv.FormatInt(time.Now().UnixNano(), 36)
+			if tc.redis {
+				rs = startRedis(t)
+				cfg.global = redisGlobal(rs, prefix)
+			}
+			s := setupSiteWith(t, cfg)
+			// Every login's access token expires at one instant; the
+			// refreshed ones live the usual five minutes.
+			expiry := testNow().Add(2 * time.Minute).Truncate(time.Second)
+			s.idp.SetAccessTokenExpiry(expiry)
+			cookies := make([]string, sessions)
+			refreshTokens := make([]string, sessions)
+			var mu sync.Mutex // guards cookies
+			parallel := func(workers, jobs int, job func(i int)) {
+				var wg sync.WaitGroup
+				next := make(chan int)
+				for w := 0; w < workers; w++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := range next {
+							job(i)
+						}
+					}()
+				}
+				for i := 0; i < jobs; i++ {
+					next <- i
+				}
+				close(next)
+				wg.Wait()
+			}
+			refreshTokenOf := func(i int) string {
+				mu.Lock()
+				c := cookies[i]
+				mu.Unlock()
+				v := sessionValueFrom((&http.Request{Header: http.Header{"Cookie": {c}}}).Cookies())
+				if tc.redis {
+					return storedSession(t, rs, prefix, v).RefreshToken
+				}
+				return mustOpenSession(t, v, testKey).RefreshToken
+			}
+			parallel(8, sessions, func(i int) {
+				b := newBrowser(t)
+				resp, body := b.get(fmt.Sprintf("%s/login/%d", s.origin, i))
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("login %d: %d %.200s", i, resp.StatusCode, body)
+					return
+				}
+				mu.Lock()
+				cookies[i] = sessionCookieHeader(b, s.origin)
+				mu.Unlock()
+			})
+			if t.Failed() {
+				t.FailNow()
+			}
+			s.idp.SetAccessTokenExpiry(time.Time{})
+			for i := range refreshTokens {
+				refreshTokens[i] = refreshTokenOf(i)
+			}
+			// Into the refresh window, 28 s before the common expiry: every
+			// session is due, no token has expired.
+			advanceClock(t, expiry.Add(-28*time.Second).Sub(testNow()))
+			s.idp.ResetCounts()
+			okBefore := refreshMetric(t, "ok")
+			if tc.fault {
+				s.idp.SetFault("token:refresh_token", testidp.Fault{Kind: testidp.FaultRaw, Status: http.StatusServiceUnavailable, Every: 10})
+			}
+			var requests, failures int
+			request := func(i int, cookie string) {
+				resp, body := rawRequest(t, fmt.Sprintf("%s/storm/%d", s.origin, i), cookie, false)
+				mu.Lock()
+				defer mu.Unlock()
+				requests++
+				if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"X-Forwarded-User":["alice-sub"]`) {
+					failures++
+					if failures <= 5 {
+						t.Errorf("session %d: %d %.200s", i, resp.StatusCode, body)
+					}
+				}
+				for _, c := range resp.Cookies() {
+					if isSessionCookieName(c.Name) && c.MaxAge < 0 {
+						failures++
+						t.Errorf("session %d: its cookie was deleted (logged out)", i)
+					}
+				}
+				if v := sessionValueFrom(liveSessionCookies(resp)); v != "" {
+					cookies[i] = "_authgate=" + v
+				}
+			}
+			current := func(i int) string {
+				mu.Lock()
+				defer mu.Unlock()
+				return cookies[i]
+			}
+			// The storm: each session three times at once with the cookie
+			// it had, then once more with whatever it holds now.
+			before := append([]string(nil), cookies...)
+			start := time.Now()
+			parallel(32, 4*sessions, func(j int) {
+				if i := j / 3; j < 3*sessions {
+					request(i, before[i])
+				} else {
+					request(j-3*sessions, current(j-3*sessions))
+				}
+			})
+			storm := time.Since(start)
+			// Sessions whose refresh got a 503 refresh on a later request,
+			// after the back-off (still before their tokens expire).
+			pending := func() []int {
+				var left []int
+				for i := range refreshTokens {
+					if refreshTokenOf(i) == refreshTokens[i] {
+						left = append(left, i)
+					}
+				}
+				return left
+			}
+			rounds := 0
+			for left := pending(); len(left) > 0; left = pending() {
+				if !tc.fault || rounds == 4 {
+					t.Fatalf("%d sessions not refreshed after %d later rounds: %v", len(left), rounds, left)
+				}
+				rounds++
+				advanceClock(t, refreshBackoff)
+				parallel(32, sessions, func(i int) { request(i, current(i)) })
+			}
+			calls := s.idp.Count("token:refresh_token")
+			refused := 0
+			if tc.fault {
+				refused = calls / 10
+			}
+			if ok := calls - refused; ok != sessions {
+				t.Errorf("%d refreshes reached the provider (%d answered 503): %d succeeded for %d sessions, want exactly one each", calls, refused, ok, sessions)
+			}
+			if d := refreshMetric(t, "ok") - okBefore; d != sessions {
+				t.Errorf("authgate_refreshes_total{result=ok} grew by %v, want %d", d, sessions)
+			}
+			if failures != 0 {
+				t.Errorf("%d of %d requests were not the backend's 200 for the signed-in user", failures, requests)
+			}
+			// Afterwards: everybody is signed in, nobody is due.
+			s.idp.ClearFaults()
+			s.idp.ResetCounts()
+			parallel(32, sessions, func(i int) { request(i, current(i)) })
+			if n := s.idp.Count("token:refresh_token"); n != 0 {
+				t.Errorf("%d refreshes after the storm, want 0", n)
+			}
+			t.Logf("%d sessions, %d requests: storm of %d requests in %s, %d later rounds, %d provider calls (%d answered 503)",
+				sessions, requests, 4*sessions, storm.Round(time.Millisecond), rounds, calls, refused)
+		})
+	}
+}

@@ -85,6 +85,7 @@ const (
 	reusedGrace   refreshSource = "grace"     // a call that finished within refreshGrace
 	reusedStore   refreshSource = "store"     // another instance's refresh, read from the store
 	backingOff    refreshSource = "back-off"  // a recent call failed; not tried again yet
+	afterLogout   refreshSource = "logout"    // signed out here: nothing to refresh
 )
 
 // sessionKey names a session in the refresher's tables without its id
@@ -187,8 +188,10 @@ func (rf *refresher) refreshIfDue(w http.ResponseWriter, r *http.Request, e *ses
 		// The token still works for a while; serve now and let a later
 		// request retry the refresh.
 		return e, nil
-	default:
+	case isProviderFailure(err):
 		return nil, &providerError{provider: p.name, err: err}
+	default:
+		return nil, err
 	}
 }
 
@@ -231,7 +234,7 @@ func (rf *refresher) refreshCookie(r *http.Request, e *sessionEntry) (*Session, 
 	old, p := e.sess, e.provider
 	key := sha256.Sum256([]byte(old.Provider + "\x00" + old.RefreshToken))
 	if rf.signedOut(old) {
-		return nil, reusedGrace, errNoSession
+		return nil, afterLogout, errNoSession
 	}
 	if s, ok := rf.grace.get(key); ok {
 		return s, reusedGrace, nil
@@ -250,13 +253,15 @@ func (rf *refresher) refreshCookie(r *http.Request, e *sessionEntry) (*Session, 
 			return nil, refreshedHere, err
 		}
 		if rf.signedOut(old) {
+			// Signed out while the provider answered: the new tokens
+			// go nowhere.
 			return nil, refreshedHere, errNoSession
 		}
 		rf.grace.put(key, ns)
 		return ns, refreshedHere, nil
 	})
 	if err == nil && rf.signedOut(s) {
-		return nil, src, errNoSession
+		return nil, afterLogout, errNoSession
 	}
 	return s, src, err
 }

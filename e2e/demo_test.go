@@ -104,9 +104,9 @@ func sleepUntil(t *testing.T, b *browser, deadline time.Time) {
 // reload refreshes it silently, and signs out.
 func TestBrowserDemoFlow(t *testing.T) {
 	b := newBrowser(t)
-	// Tokens live 40 s and are refreshed 35 s before expiry: 5 s after
-	// sign-in every request refreshes.
-	const ttl, skew = 40 * time.Second, 35 * time.Second
+	// Tokens live 10 s; the 35 s refresh skew is capped at half a token's
+	// lifetime, so 5 s after sign-in a request refreshes.
+	const ttl, skew = 10 * time.Second, 35 * time.Second
 	d := startDemo(t, demo.Config{TokenTTL: ttl, RefreshSkew: skew})
 
 	b.open(d.AppURL)
@@ -122,7 +122,7 @@ func TestBrowserDemoFlow(t *testing.T) {
 	// Silent refresh: the same page again, no login form, a refresh grant
 	// at the provider and no new authorization request.
 	refreshes, authorizes := d.Corp.Count("token:refresh_token"), d.Corp.Count("authorize")
-	sleepUntil(t, b, signedIn.Add(ttl-skew+time.Second))
+	sleepUntil(t, b, signedIn.Add(ttl/2+time.Second))
 	resp = b.reload()
 	expectStatus(t, resp, 200, "reloading near token expiry")
 	expectBackend(t, b, d.AppURL, "app")

@@ -1170,6 +1170,7 @@ func TestSecurityTokenExposure(t *testing.T) {
 		assertHTMLError(t, resp, body, http.StatusBadGateway, "provider_unavailable")
 		scan(t, "the 502 page", body)
 		idp.ClearFaults()
+		advanceClock(t, refreshBackoff) // the session waits that long before asking again
 		if resp, body := b.api("GET", plain+"/api"); resp.StatusCode != http.StatusOK {
 			t.Fatalf("after recovery: %d %s", resp.StatusCode, body)
 		}

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/authgate/caddy-authgate/internal/testidp"
 )
 
 func FuzzPendingCookie(f *testing.F) {
@@ -112,7 +110,8 @@ func TestCallbackDuplicateParameters(t *testing.T) {
 // gets a Cookie header under 8 KB; the newest three logins complete, older
 // ones are refused without a token request.
 func TestManyLoginTabs(t *testing.T) {
-	s := setupSite(t, testidp.Options{}, "", "")
+	global, logs := debugLog(t)
+	s := setupSiteWith(t, siteConfig{caddyGlobal: global})
 	b := newBrowser(t)
 	var mu sync.Mutex
 	cookieBytes := map[string]int{} // largest Cookie header per path
@@ -164,6 +163,21 @@ func TestManyLoginTabs(t *testing.T) {
 		if n := s.idp.Count("token"); n != 0 {
 			t.Errorf("tab %d: %d token requests for a login whose pending cookie was replaced, want 0", tc.tab, n)
 		}
+	}
+	recs := logs()
+	if n := len(logsWith(recs, "login started")); n != 100 {
+		t.Errorf("%d login started lines, want 100", n)
+	}
+	if n := len(logsWith(recs, "login")); n != 3 {
+		t.Errorf("%d login lines, want 3", n)
+	}
+	for _, f := range logsWith(recs, "login failed") {
+		if f["reason"] != "state_mismatch" {
+			t.Errorf("login failed line %v, want reason state_mismatch", f)
+		}
+	}
+	if n := len(logsWith(recs, "login failed")); n != 2 {
+		t.Errorf("%d login failed lines, want 2 (the replaced logins)", n)
 	}
 	if n := cookieBytes["/oauth2/callback"]; n == 0 || n > 8<<10 {
 		t.Errorf("the callback received a Cookie header of %d bytes, want some and at most 8 KiB", n)

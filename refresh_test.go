@@ -530,7 +530,8 @@ func TestRefreshGraceHoldsABigMorning(t *testing.T) {
 func TestLogoutWinsRefreshRaces(t *testing.T) {
 	opts := testidp.Options{RotateRefreshTokens: true, AccessTokenTTL: 5 * time.Minute}
 	t.Run("cookie sessions: a racing request with the pre-refresh cookie after logout", func(t *testing.T) {
-		s := setupSiteWith(t, siteConfig{opts: opts})
+		global, logs := debugLog(t)
+		s := setupSiteWith(t, siteConfig{opts: opts, caddyGlobal: global})
 		b := newBrowser(t)
 		s.login(t, b)
 		old := sessionCookieHeader(b, s.origin)
@@ -555,6 +556,15 @@ func TestLogoutWinsRefreshRaces(t *testing.T) {
 		assertNoSessionSet(t, resp)
 		if n := s.idp.Count("token:refresh_token"); n != 0 {
 			t.Errorf("%d refreshes for a signed-out session, want 0", n)
+		}
+		refused := 0
+		for _, r := range logsWith(logs(), "refresh reused") {
+			if r["reused"] == "logout" && r["ok"] == false {
+				refused++
+			}
+		}
+		if refused != 2 {
+			t.Errorf("%d debug lines for requests refused after the logout, want 2", refused)
 		}
 	})
 	for _, mode := range []string{"cookie", "redis"} {

@@ -122,8 +122,11 @@ func runStorm(o options, st *stack, spec stormSpec) stormResult {
 	// A whole second: the provider says expires_in in whole seconds
 	// (rounded down) and authgate dates it on arrival and keeps whole
 	// seconds, so that almost every session's expiry is the second before
-	// it, and all fall due at one instant.
-	res.expiry = time.Unix(time.Now().Add(budget+before+refreshSkew+time.Second).Unix()+1, 0)
+	// it, and all fall due at one instant. authgate refreshes a token at
+	// most half its lifetime before expiry: every login's token must live
+	// at least twice refreshSkew, or sessions fall due one by one, each
+	// half its own lifetime early.
+	res.expiry = time.Unix(time.Now().Add(budget+max(before+refreshSkew, 2*refreshSkew)+time.Second).Unix()+1, 0)
 	res.due = res.expiry.Add(-time.Second - refreshSkew)
 
 	base := idp.Count("token:refresh_token")

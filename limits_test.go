@@ -12,8 +12,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -225,21 +227,53 @@ func TestLimitEdges(t *testing.T) {
 	})
 	t.Run("pending logins", func(t *testing.T) {
 		s := setupSite(t, testidp.Options{}, "", "")
-		for _, tc := range []struct{ present, expired int }{{maxPendingLogins - 1, 0}, {maxPendingLogins, 1}} {
-			var cookies []string
-			for i := 0; i < tc.present; i++ {
-				cookies = append(cookies, fmt.Sprintf("_authgate_login_%02d=junk%d", i, i))
-			}
-			resp, _ := rawRequest(t, s.origin+"/oauth2/start?rd=/", strings.Join(cookies, "; "), true)
-			expired := 0
-			for _, sc := range resp.Header.Values("Set-Cookie") {
-				if strings.HasPrefix(sc, "_authgate_login_") && strings.Contains(sc, "Max-Age=0") {
+		b := newBrowser(t)
+		u, _ := url.Parse(s.origin + "/")
+		start := func(cookie string) (set string, expired int) {
+			t.Helper()
+			resp, _ := rawRequest(t, s.origin+"/oauth2/start?rd=/", cookie, true)
+			for _, c := range resp.Cookies() {
+				if !strings.HasPrefix(c.Name, "_authgate_login_") {
+					continue
+				}
+				if c.MaxAge < 0 {
 					expired++
+				} else {
+					set = c.Name
 				}
 			}
-			if expired != tc.expired {
-				t.Errorf("%d pending logins present: %d expired, want %d", tc.present, expired, tc.expired)
+			b.client.Jar.SetCookies(u, resp.Cookies())
+			return set, expired
+		}
+		// Up to the limit every login takes a slot of its own.
+		var slots []string
+		for i := 0; i < maxPendingLogins; i++ {
+			set, expired := start(b.cookieHeader(s.origin + "/"))
+			if set == "" || expired != 0 || slices.Contains(slots, set) {
+				t.Fatalf("login %d of %d: set %q, %d expired, after %v", i+1, maxPendingLogins, set, expired, slots)
 			}
+			slots = append(slots, set)
+		}
+		// One past it: the oldest login's slot is reused, nothing grows.
+		if set, expired := start(b.cookieHeader(s.origin + "/")); set != slots[0] || expired != 0 {
+			t.Errorf("login %d: set %q with %d expired, want the oldest login's slot %q", maxPendingLogins+1, set, expired, slots[0])
+		}
+		pending := 0
+		for _, c := range b.cookies(s.origin + "/") {
+			if strings.HasPrefix(c.Name, "_authgate_login_") {
+				pending++
+			}
+		}
+		if pending != maxPendingLogins {
+			t.Errorf("%d pending-login cookies after %d logins, want %d", pending, maxPendingLogins+1, maxPendingLogins)
+		}
+		// Cookies of earlier versions (other names) are expired.
+		var legacy []string
+		for i := 0; i < 20; i++ {
+			legacy = append(legacy, fmt.Sprintf("_authgate_login_%02d=junk%d", i, i))
+		}
+		if _, expired := start(strings.Join(legacy, "; ")); expired != len(legacy) {
+			t.Errorf("%d of %d earlier pending-login cookies expired", expired, len(legacy))
 		}
 	})
 	t.Run("claim size", func(t *testing.T) {
@@ -381,6 +415,28 @@ func TestLimitEdgesMore(t *testing.T) {
 			t.Errorf("an ID token of %d bytes was kept", len(at)+1)
 		}
 	})
+	t.Run("refresh grace table", func(t *testing.T) {
+		rf := newRefresher(nil, time.Second, eventLog{})
+		key := func(i int) [32]byte { return sha256.Sum256([]byte(fmt.Sprint(i))) }
+		for i := 0; i < maxGraceEntries; i++ {
+			rf.grace.put(key(i), &Session{})
+		}
+		for _, i := range []int{0, maxGraceEntries - 1} {
+			if _, ok := rf.grace.get(key(i)); !ok {
+				t.Fatalf("entry %d missing at the limit", i)
+			}
+		}
+		rf.grace.put(key(maxGraceEntries), &Session{})
+		if n := rf.grace.len(); n != maxGraceEntries {
+			t.Errorf("%d entries one past the limit, want %d", n, maxGraceEntries)
+		}
+		_, oldest := rf.grace.get(key(0))
+		_, next := rf.grace.get(key(1))
+		_, newest := rf.grace.get(key(maxGraceEntries))
+		if oldest || !next || !newest {
+			t.Errorf("one past the limit: oldest kept %v, second oldest kept %v, newest kept %v; want only the oldest gone", oldest, next, newest)
+		}
+	})
 	t.Run("decompressed session", func(t *testing.T) {
 		var js jsonSerializer
 		for _, tc := range []struct {
@@ -426,7 +482,7 @@ func TestLimitsListed(t *testing.T) {
 		{"cookieBudget", "4000 bytes", cookieBudget, 4000},
 		{"maxCookieChunks", "| 16 |", maxCookieChunks, 16},
 		{"maxInflated", "256 KiB", maxInflated, 256 << 10},
-		{"maxPendingLogins", "| 4 |", maxPendingLogins, 4},
+		{"maxPendingLogins", "| 3 |", maxPendingLogins, 3},
 		{"maxClaimsJSON", "48 KiB", maxClaimsJSON, 48 << 10},
 		{"maxClaimPathLen", "256 bytes", maxClaimPathLen, 256},
 		{"maxHeaderValueLen", "32 KiB", maxHeaderValueLen, 32 << 10},
@@ -443,10 +499,16 @@ func TestLimitsListed(t *testing.T) {
 		{"logoutTokenLeeway", "1 min ahead", logoutTokenLeeway, time.Minute},
 		{"logoutReplayWindow", "20 min per", logoutReplayWindow, 20 * time.Minute},
 		{"maxTokenLifetimeSecs", "10 years", maxTokenLifetimeSecs, 10 * 365 * 24 * 3600},
-		{"maxGraceEntries", "10,000 sessions", maxGraceEntries, 10000},
+		{"maxGraceEntries", "100,000 refreshes", maxGraceEntries, 100000},
+		{"refreshBackoff", "5 s per session", refreshBackoff, 5 * time.Second},
+		{"maxBackoffEntries", "100,000 sessions", maxBackoffEntries, 100000},
+		{"loggedOutMemory", "5 min", loggedOutMemory, 5 * time.Minute},
+		{"maxLoggedOut", "100,000 logouts", maxLoggedOut, 100000},
 		{"sessionCacheSize", "32 MiB", sessionCacheSize, 32 << 20},
 		{"maxSiteLabels", "| 100 |", maxSiteLabels, 100},
-		{"jwksMinInterval", "one per 10 s", jwksMinInterval, 10 * time.Second},
+		{"jwksMinInterval", "one per second", jwksMinInterval, time.Second},
+		{"jwksAbsentMemory", "10 s", jwksAbsentMemory, 10 * time.Second},
+		{"maxAbsentKIDs", "1,024", maxAbsentKIDs, 1024},
 		{"cookieHeaderLimit", "less 3 KiB", nil, nil},
 	} {
 		if fmt.Sprint(l.got) != fmt.Sprint(l.want) {

@@ -360,13 +360,16 @@ func TestRefreshShortTokens(t *testing.T) {
 	s := setupSiteWith(t, siteConfig{opts: testidp.Options{RotateRefreshTokens: true, AccessTokenTTL: 20 * time.Second}, caddyGlobal: global})
 	b := newBrowser(t)
 	s.login(t, b)
-	if sess := mustOpenSession(t, jarSession(t, b, s.origin), testKey); sess.Expiry-sess.TokenIssued != 20 {
+	sess := mustOpenSession(t, jarSession(t, b, s.origin), testKey)
+	if sess.Expiry-sess.TokenIssued != 20 {
 		t.Fatalf("the session records a token lifetime of %d s, want 20", sess.Expiry-sess.TokenIssued)
 	}
+	// Steps are dated from the token's issue, in the middle of a second:
+	// the session keeps whole seconds.
+	issued := time.Unix(sess.TokenIssued, 0).Add(500 * time.Millisecond)
 	s.idp.ResetCounts()
-	at := time.Duration(0)
 	for _, step := range []struct {
-		at        time.Duration // since login
+		at        time.Duration // since the token was issued
 		refreshes int           // at the provider so far
 	}{
 		{1 * time.Second, 0}, {5 * time.Second, 0}, {9 * time.Second, 0},
@@ -375,12 +378,13 @@ func TestRefreshShortTokens(t *testing.T) {
 		{20 * time.Second, 2}, // the new token, from 10 s, is half spent
 		{25 * time.Second, 2},
 	} {
-		advanceClock(t, step.at-at)
-		at = step.at
+		if d := issued.Add(step.at).Sub(testNow()); d > 0 {
+			advanceClock(t, d)
+		}
 		resp, body := b.api("GET", s.origin+"/api")
 		assertBackendSawAlice(t, resp, body)
 		if n := s.idp.Count("token:refresh_token"); n != step.refreshes {
-			t.Errorf("%s after login: %d refreshes, want %d", step.at, n, step.refreshes)
+			t.Errorf("%s after the token was issued: %d refreshes, want %d", step.at, n, step.refreshes)
 		}
 	}
 	if n := len(logsWith(logs(), "refresh")); n != 2 {

@@ -66,6 +66,7 @@ func serveFrontchannelLogout(s *site, w http.ResponseWriter, r *http.Request) er
 			for _, m := range matched {
 				own, _ := e.sess.Claims["sid"].(string)
 				if e.provider == m.p && own == sid && m.st.verifier.issuerMatches(iss, m.st.issuer, e.sess.Claims) {
+					gw.refresher.forgetSession(e.sess) // as logout: no refresh race brings it back
 					if err := gw.sessions.forget(r.Context(), &sc, e.sess); err != nil {
 						return s.pages.storeFailure(w, r, err)
 					}

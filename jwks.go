@@ -85,7 +85,9 @@ func (ks *jwksKeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, 
 	}
 	keys, err = ks.refetch(ctx, gen)
 	if err != nil {
-		return nil, fmt.Errorf("fetching the provider's keys: %w", err)
+		// go-oidc passes this on as text only: "fetching keys" is what
+		// keysUnavailable (identity.go) reads as the provider's failure.
+		return nil, fmt.Errorf("fetching keys: %w", err)
 	}
 	if payload, known, err := verifyWithKeys(jws, keys, h.KeyID, h.Algorithm); known {
 		return payload, err

@@ -186,3 +186,24 @@ func TestJWKSUnusableKeys(t *testing.T) {
 		}
 	})
 }
+
+// TestJWKSOutageIsAProviderFailure: a key set that cannot be fetched is
+// the provider's failure (502, nothing of the user's lost), never a token
+// refused as invalid.
+func TestJWKSOutageIsAProviderFailure(t *testing.T) {
+	s := setupSite(t, testidp.Options{}, "", "")
+	if resp, body, _ := loginThroughCallback(t, s); resp.StatusCode != http.StatusFound {
+		t.Fatalf("first login: %d %s", resp.StatusCode, body)
+	}
+	s.idp.RotateKey() // the next login needs the JWKS again
+	s.idp.SetFault("jwks", testidp.Fault{Kind: testidp.FaultRaw, Status: http.StatusServiceUnavailable})
+	resp, body, b := loginThroughCallback(t, s)
+	assertJSONError(t, resp, body, http.StatusBadGateway, "provider_unavailable")
+	assertNoSessionSet(t, resp)
+	assertJarHasNoSession(t, b, s.origin)
+	s.idp.ClearFaults()
+	advanceClock(t, jwksMinInterval) // the next fetch may go
+	if resp, body, _ := loginThroughCallback(t, s); resp.StatusCode != http.StatusFound {
+		t.Errorf("login once the JWKS is back: %d %s", resp.StatusCode, body)
+	}
+}

@@ -354,10 +354,11 @@ func startStack(cfg stackConfig) (*stack, error) {
 			return nil, err
 		}
 		os.Setenv("AUTHGATE_BENCH_STORM_SECRET", s.stormSecret)
-		ownSites += ownGatewaySite(s.stormURL, s.backendAddr, "storm", s.stormIdp.Issuer(), stormCookie, "")
+		skew := fmt.Sprintf("refresh_skew %s", refreshSkew)
+		ownSites += ownGatewaySite(s.stormURL, s.backendAddr, "storm", s.stormIdp.Issuer(), stormCookie, skew)
 		for _, u := range s.stormRedisURLs {
 			ownSites += ownGatewaySite(u, s.backendAddr, "storm", s.stormIdp.Issuer(), stormRedisCookie,
-				fmt.Sprintf("session_store redis {\n\t\t\taddress %s\n\t\t\tkey_prefix bench-storm:\n\t\t}", redisAddr))
+				skew+fmt.Sprintf("\n\t\tsession_store redis {\n\t\t\taddress %s\n\t\t\tkey_prefix bench-storm:\n\t\t}", redisAddr))
 		}
 	}
 	if cfg.users {

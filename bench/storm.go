@@ -14,10 +14,11 @@ import (
 	"time"
 )
 
-// refreshSkew is authgate's default refresh_skew, which the storm sites
-// keep: a session is refreshed from this long before its access token
-// expires.
-const refreshSkew = 30 * time.Second
+// refreshSkew is the storm sites' refresh_skew: a session is refreshed from
+// this long before its access token expires. Shorter than the default 30s
+// so that a storm's tokens, which must live twice as long to fall due at
+// one instant, keep the run short.
+const refreshSkew = 5 * time.Second
 
 // stormTail is how long the generator goes on after every session was
 // refreshed.

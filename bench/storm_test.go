@@ -17,7 +17,7 @@ import (
 // a cookie session not on its new cookie.
 func TestTinyStorm(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts Caddy, a provider and 100 logins; about two minutes (each storm waits for tokens that live a minute)")
+		t.Skip("starts Caddy, a provider and 100 logins; about half a minute")
 	}
 	st, err := startStack(stackConfig{storm: true})
 	if err != nil {

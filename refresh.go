@@ -297,16 +297,35 @@ func (rf *refresher) refreshStored(r *http.Request, e *sessionEntry) (*Session, 
 				defer m.store.unlock(ctx, old.ID, token)
 				return rf.refreshLocked(ctx, r, e, cur)
 			}
-			if timeNow().After(deadline) {
-				return nil, reusedStore, fmt.Errorf("waiting for another instance's refresh: %w", errProviderTimeout)
-			}
-			select {
-			case <-time.After(25 * time.Millisecond):
-			case <-ctx.Done():
-				return nil, reusedStore, fmt.Errorf("waiting for another instance's refresh: %w", errProviderTimeout)
+			if err := rf.awaitUnlock(ctx, old.ID, deadline); err != nil {
+				return nil, reusedStore, err
 			}
 		}
 	})
+}
+
+// awaitUnlock waits until no instance holds the refresh lock of session
+// id, or until deadline. It looks at the lock in steps from 2 ms up to
+// 25 ms: a refresh at a nearby provider takes a few milliseconds, and each
+// look is one Redis key lookup.
+func (rf *refresher) awaitUnlock(ctx context.Context, id string, deadline time.Time) error {
+	for step := 2 * time.Millisecond; ; step = min(2*step, 25*time.Millisecond) {
+		if timeNow().After(deadline) {
+			return fmt.Errorf("waiting for another instance's refresh: %w", errProviderTimeout)
+		}
+		select {
+		case <-time.After(step):
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for another instance's refresh: %w", errProviderTimeout)
+		}
+		held, err := rf.sessions.store.locked(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !held {
+			return nil
+		}
+	}
 }
 
 // refreshLocked refreshes the stored session cur under the instances'

@@ -261,6 +261,19 @@ func (s *redisStore) lock(ctx context.Context, id string, ttl time.Duration) (to
 	return token, ok, nil
 }
 
+// locked reports whether some instance holds the refresh lock of a session:
+// a waiting instance asks this, which costs Redis one key lookup, rather
+// than reading and decoding the session until it changes.
+func (s *redisStore) locked(ctx context.Context, id string) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := s.client.Exists(ctx, s.key("lock", id)).Result()
+	if err != nil {
+		return false, storeErr("reading refresh lock", err)
+	}
+	return n > 0, nil
+}
+
 var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`)
 
 func (s *redisStore) unlock(ctx context.Context, id, token string) {

@@ -12,13 +12,18 @@ package authgate
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -276,5 +281,158 @@ func BenchmarkHandlerPlainNext(b *testing.B) {
 		if err := benchNext.ServeHTTP(w, benchRequest(header)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// benchLoginSession is a session as a login through the test provider
+// makes it with authgate's defaults: no access token (no site passes it
+// on), no ID token (id_token_hint is off), the provider's identity claims
+// and sid. These are what the load benchmark's many users and refresh
+// storms carry. More than two groups get hex names like the load
+// benchmark's large scenario, which compress like real group ids.
+func benchLoginSession(sub string, groups int) *Session {
+	gs := []any{"staff", "developers"}
+	if groups != 2 {
+		gs = make([]any, groups)
+		for i := range gs {
+			sum := sha256.Sum256([]byte(strconv.Itoa(i)))
+			gs[i] = "grp-" + hex.EncodeToString(sum[:8])
+		}
+	}
+	now := timeNow().Unix()
+	return &Session{
+		Version: sessionVersion, ID: randomString(16), Provider: "corp", Created: now, Expiry: now + 300,
+		RefreshToken: randomString(32),
+		Claims: map[string]any{
+			"sub": sub, "email": sub + "@example.test", "name": "Bench User", "preferred_username": sub,
+			"groups": gs, "sid": randomString(16),
+		},
+	}
+}
+
+// benchPayloads are the sessions the encoding and miss benchmarks run on:
+// the login sessions of the load benchmark (small: one 620-byte cookie;
+// groups300: about 5.7 KB in two cookies) and the access-token-carrying
+// session of the older benchmarks (pass_access_token, about 2 KB).
+var benchPayloads = []struct {
+	name string
+	make func(sub string) *Session
+}{
+	{"small", func(sub string) *Session { return benchLoginSession(sub, 2) }},
+	{"groups300", func(sub string) *Session { return benchLoginSession(sub, 300) }},
+	{"access-token", func(sub string) *Session { return benchSession(sub, 2) }},
+}
+
+// BenchmarkCookieEncode is what writing a session costs (at login, on
+// every refresh): JSON, deflate when it pays, AES, HMAC, base64 twice.
+func BenchmarkCookieEncode(b *testing.B) {
+	for _, p := range benchPayloads {
+		b.Run(p.name, func(b *testing.B) {
+			gw := benchGateway(b)
+			s := p.make("alice")
+			var raw string
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if raw, err = gw.sessions.codec.encode(gw.sessions.cookie.Name, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(raw)), "cookie-bytes")
+		})
+	}
+}
+
+// BenchmarkRefreshedCookieWrites is the gateway's work after the provider
+// answered a refresh that three waiting requests of one session share (a
+// refresh storm: each user's page loads several resources at once): each
+// request gets the refreshed session's entry and writes its cookie.
+func BenchmarkRefreshedCookieWrites(b *testing.B) {
+	const waiting = 3
+	for _, p := range benchPayloads[:2] {
+		b.Run(p.name, func(b *testing.B) {
+			gw := benchGateway(b)
+			m := gw.sessions
+			header, _, _ := benchCookie(b, gw, p.make("alice"))
+			r := benchRequest(header)
+			w := &benchWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				ns := p.make("alice")
+				for range waiting {
+					if _, err := m.resolve(ns, false); err != nil {
+						b.Fatal(err)
+					}
+					clear(w.h)
+					if err := m.writeCookie(w, r, ns); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// benchManyCookies returns n Cookie headers of distinct sessions made by
+// mk, encoded concurrently (setup, not measured).
+func benchManyCookies(b *testing.B, gw *gateway, n int, mk func(string) *Session) []string {
+	b.Helper()
+	headers := make([]string, n)
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				headers[i], _, _ = benchCookie(b, gw, mk(fmt.Sprintf("user-%06d", i)))
+			}
+		})
+	}
+	wg.Wait()
+	return headers
+}
+
+// benchMissCacheBudget is the session cache of the many-sessions
+// benchmarks: small, so that a round of a few thousand distinct sessions
+// is larger than the cache holds and every request is a miss.
+const benchMissCacheBudget = 4 << 20
+
+// BenchmarkHandlerManySessions sends distinct sessions round-robin
+// through Handler.ServeHTTP, more of them than the session cache holds:
+// every request is a cache miss (base64, HMAC, AES, inflate, JSON,
+// identity mapping, cache insert), as when 100,000 users come back in the
+// morning. Subtract BenchmarkHandlerPlainNext for authgate's own cost.
+func BenchmarkHandlerManySessions(b *testing.B) {
+	for _, p := range benchPayloads[:2] {
+		b.Run(p.name, func(b *testing.B) {
+			n := 8192
+			if p.name != "small" {
+				n = 1024
+			}
+			h := benchHandler(b)
+			gw := h.site.gw
+			gw.sessions.cache = newSessionCache[*sessionEntry](benchMissCacheBudget)
+			headers := benchManyCookies(b, gw, n, p.make)
+			w := &benchWriter{h: http.Header{}}
+			serve := func(i int) {
+				if err := h.ServeHTTP(w, benchRequest(headers[i%n]), benchNext); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := range n {
+				serve(i)
+			}
+			// Every request a miss: the first session is gone from the
+			// cache after one round.
+			first := scanSessionCookie(benchRequest(headers[0]), gw.sessions.cookie.Name)
+			if _, hit := gw.sessions.cache.get(kindCookie, first.pieces()...); hit {
+				b.Fatalf("%d sessions fit the %d-byte cache: raise n", n, benchMissCacheBudget)
+			}
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				serve(i)
+				i++
+			}
+		})
 	}
 }

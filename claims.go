@@ -432,6 +432,24 @@ func scalarString(v any) (string, bool) {
 
 // strings returns the scalar values the path reaches.
 func (p claimPath) strings(claims map[string]any) []string {
+	if v, ok := p.topLevel(claims); ok {
+		// One key, the default mapping: what eval does, without its
+		// lists (a cache miss maps five such paths).
+		arr, isArr := v.([]any)
+		if !isArr {
+			if s, ok := scalarString(v); ok && s != "" {
+				return []string{s}
+			}
+			return []string{}
+		}
+		out := make([]string, 0, len(arr))
+		for _, e := range arr {
+			if s, ok := scalarString(e); ok && s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
 	vals := p.eval(claims)
 	out := make([]string, 0, len(vals))
 	for _, v := range vals {
@@ -440,6 +458,36 @@ func (p claimPath) strings(claims map[string]any) []string {
 		}
 	}
 	return out
+}
+
+// topLevel returns the value a path of one plain key names (ok false for
+// any other path).
+func (p claimPath) topLevel(claims map[string]any) (any, bool) {
+	if len(p) != 1 || !p[0].plain() {
+		return nil, false
+	}
+	return claims[p[0].key], true
+}
+
+// first returns the first of the values p.strings would return, or "".
+func (p claimPath) first(claims map[string]any) string {
+	v, ok := p.topLevel(claims)
+	if !ok {
+		if vals := p.strings(claims); len(vals) > 0 {
+			return vals[0]
+		}
+		return ""
+	}
+	if arr, ok := v.([]any); ok {
+		for _, e := range arr {
+			if s, ok := scalarString(e); ok && s != "" {
+				return s
+			}
+		}
+		return ""
+	}
+	s, _ := scalarString(v)
+	return s
 }
 
 // compiledClaimMap holds the parsed paths and what a user must have.
@@ -630,16 +678,10 @@ func (c *compiledClaimMap) overlapsGroups(p claimPath) bool {
 // leniently.
 func (c *compiledClaimMap) identity(provider string, claims map[string]any, strict bool) (*Identity, error) {
 	id := &Identity{Provider: provider, Claims: claims}
-	first := func(p claimPath) string {
-		if vals := p.strings(claims); len(vals) > 0 {
-			return vals[0]
-		}
-		return ""
-	}
-	id.ID = first(c.user)
-	id.Email = first(c.email)
-	id.PreferredUsername = first(c.username)
-	id.Name = first(c.name)
+	id.ID = c.user.first(claims)
+	id.Email = c.email.first(claims)
+	id.PreferredUsername = c.username.first(claims)
+	id.Name = c.name.first(claims)
 	id.Groups = c.groups.strings(claims)
 	sentGroups := len(id.Groups) > 0
 	if id.Email != "" && !c.allowUnverified && emailUnverified(claims) {

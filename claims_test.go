@@ -708,6 +708,20 @@ func FuzzClaimPath(f *testing.F) {
 					t.Fatalf("%q yielded an empty string", s)
 				}
 			}
+			// The one-key shortcut of strings and first is what eval
+			// reaches.
+			var want []string
+			for _, v := range vals {
+				if str, ok := scalarString(v); ok && str != "" {
+					want = append(want, str)
+				}
+			}
+			if got := p.strings(doc); len(got) != len(want) || !slices.Equal(got, want) {
+				t.Fatalf("%q: strings %q, eval reaches %q", s, got, want)
+			}
+			if got := p.first(doc); len(want) > 0 && got != want[0] || len(want) == 0 && got != "" {
+				t.Fatalf("%q: first %q, eval reaches %q", s, got, want)
+			}
 			// keep_groups on this path: the stored claims map to the
 			// same groups as the full ones, and the provider's claims
 			// are never changed.

@@ -11,6 +11,7 @@ package authgate
 // BenchmarkHandlerPlainNext is the baseline to subtract from the others.
 
 import (
+	"compress/flate"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
 )
 
@@ -353,12 +355,22 @@ func BenchmarkRefreshedCookieWrites(b *testing.B) {
 		b.Run(p.name, func(b *testing.B) {
 			gw := benchGateway(b)
 			m := gw.sessions
-			header, _, _ := benchCookie(b, gw, p.make("alice"))
+			base := p.make("alice")
+			header, _, _ := benchCookie(b, gw, base)
 			r := benchRequest(header)
 			w := &benchWriter{h: http.Header{}}
+			// refreshed is the session refreshAtProvider returns: a copy
+			// of the old one with new tokens, sealed (before the seal,
+			// each writeCookie encoded it).
+			refreshed := func() *Session {
+				ns := *base
+				ns.RefreshToken = randomString(32)
+				m.seal(&ns)
+				return &ns
+			}
 			b.ReportAllocs()
 			for b.Loop() {
-				ns := p.make("alice")
+				ns := refreshed()
 				for range waiting {
 					if _, err := m.resolve(ns, false); err != nil {
 						b.Fatal(err)
@@ -434,5 +446,40 @@ func BenchmarkHandlerManySessions(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// BenchmarkCookieDeflateLevel measures the choice of cookieDeflateLevel:
+// for each session that deflates, what each level costs per write and
+// how large the cookie comes out (bytes every request carries).
+func BenchmarkCookieDeflateLevel(b *testing.B) {
+	levels := []struct {
+		name  string
+		level int
+	}{
+		{"huffman-only", flate.HuffmanOnly}, {"best-speed", flate.BestSpeed},
+		{"default", flate.DefaultCompression}, {"best", flate.BestCompression},
+	}
+	for _, p := range benchPayloads[1:] {
+		s := p.make("alice")
+		for _, l := range levels {
+			b.Run(p.name+"/"+l.name, func(b *testing.B) {
+				gw := benchGateway(b)
+				codec := gw.sessions.codec
+				codec.serializer = jsonSerializer{level: l.level}
+				for _, c := range codec.codecs {
+					c.(*securecookie.SecureCookie).SetSerializer(codec.serializer)
+				}
+				var raw string
+				b.ReportAllocs()
+				for b.Loop() {
+					var err error
+					if raw, err = codec.encode(gw.sessions.cookie.Name, s); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(len(raw)), "cookie-bytes")
+			})
+		}
 	}
 }

@@ -36,8 +36,13 @@ const (
 	kindStored                      // a session id in the session store
 )
 
-// sessionCacheSize is the byte budget of the cache.
-const sessionCacheSize = 32 << 20
+// The byte budget of the cache: the default, and the bounds of
+// session_cache_size.
+const (
+	sessionCacheSize    = 32 << 20
+	minSessionCacheSize = 1 << 20
+	maxSessionCacheSize = 1 << 40
+)
 
 // cacheItem is one cached value and the key it was stored under.
 type cacheItem[V any] struct {
@@ -121,16 +126,32 @@ func (c *sessionCache[V]) get(kind cacheKind, pieces ...string) (V, bool) {
 // put stores v for the value made of pieces. A hash collision replaces the
 // older item; get's comparison keeps it from answering for the newer.
 func (c *sessionCache[V]) put(kind cacheKind, v V, pieces ...string) {
-	it := &cacheItem[V]{val: v, kind: kind}
 	// A copy: a piece is a substring of the request's Cookie header, which
 	// would otherwise stay in memory whole, uncounted by the budget.
+	raw := strings.Join(pieces, "")
 	if len(pieces) == 1 {
-		it.raw = strings.Clone(pieces[0])
-	} else {
-		it.raw = strings.Join(pieces, "")
+		raw = strings.Clone(pieces[0])
 	}
-	it.size = 2*len(it.raw) + 512 // the key, the decoded tokens, overhead
-	k := c.key(kind, pieces)
+	c.insert(kind, v, raw)
+}
+
+// putOwn stores v for raw, a value of its own (not cut from a larger
+// string), without copying it: the value authgate itself just encoded.
+func (c *sessionCache[V]) putOwn(kind cacheKind, v V, raw string) {
+	c.insert(kind, v, raw)
+}
+
+// sizer is a cached value that knows about how many bytes it holds.
+type sizer interface{ cacheSize() int }
+
+func (c *sessionCache[V]) insert(kind cacheKind, v V, raw string) {
+	it := &cacheItem[V]{val: v, kind: kind, raw: raw}
+	if s, ok := any(v).(sizer); ok {
+		it.size = len(raw) + 160 + s.cacheSize() // the key, the item and its slot, the value
+	} else {
+		it.size = 2*len(it.raw) + 512 // the key, a decoded copy, overhead
+	}
+	k := c.key(kind, []string{raw})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.curBytes+it.size > c.budget/2 {

@@ -1,12 +1,16 @@
 package authgate
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"go.uber.org/zap"
 )
 
 // TestSessionCache: entries answer only for the exact pieces and kind
@@ -89,18 +93,16 @@ func TestSessionCache(t *testing.T) {
 
 // TestMemoryFlatWith100kSessions decodes 100,000 distinct sessions, as
 // many users would bring, and checks that the cache of decoded sessions
-// stays within its byte budget and the heap does not grow with the number
-// of users. Small sessions are the hard case: the cache's size estimate is
-// proportional to the cookie, the real cost of an entry has a fixed part.
+// stays within its byte budget, and that so does the heap: it grows by
+// what the cache estimates it holds (not more: an estimate that counted
+// only the cookie let 300-group sessions take three times the budget),
+// and not with the number of users.
 func TestMemoryFlatWith100kSessions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("decodes 100,000 sessions")
 	}
-	const sessions = 100_000
-	const maxGrowth = 64 << 20
-	gw := benchGateway(t)
 	now := timeNow().Unix()
-	newSession := func(i int) *Session {
+	checkMemoryFlat(t, 100_000, sessionCacheSize, func(i int) *Session {
 		sub := fmt.Sprintf("user-%06d", i)
 		return &Session{
 			Version: sessionVersion, ID: fmt.Sprintf("s%08d", i), Provider: "corp", Created: now, Expiry: now + 3600,
@@ -110,8 +112,24 @@ func TestMemoryFlatWith100kSessions(t *testing.T) {
 				"preferred_username": sub, "groups": []any{"staff", "developers"},
 			},
 		}
-	}
+	})
+}
 
+// TestMemoryFlatWithLargeSessions: the same with sessions of 300 groups
+// (34 KB each once decoded) in an 8 MiB cache.
+func TestMemoryFlatWithLargeSessions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("decodes 1,500 large sessions")
+	}
+	checkMemoryFlat(t, 1500, 8<<20, func(i int) *Session {
+		return benchLoginSession(fmt.Sprintf("user-%06d", i), 300)
+	})
+}
+
+func checkMemoryFlat(t *testing.T, sessions, budget int, newSession func(int) *Session) {
+	t.Helper()
+	gw := benchGateway(t)
+	gw.sessions.cache = newSessionCache[*sessionEntry](budget)
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -144,12 +162,12 @@ func TestMemoryFlatWith100kSessions(t *testing.T) {
 	}
 	c.mu.RUnlock()
 	growth := int64(after.HeapAlloc) - int64(before.HeapAlloc)
-	t.Logf("%d sessions in %s; cache: %d entries, %d + %d estimated bytes of a %d budget; heap growth %.1f MiB (%.0f bytes per cached entry)",
+	t.Logf("%d sessions in %s; cache: %d entries, %d + %d estimated bytes of a %d budget; heap growth %.1f MiB (%.0f bytes per cached entry, %.0f estimated)",
 		sessions, elapsed.Round(time.Millisecond), entries, curBytes, oldBytes, c.budget,
-		float64(growth)/(1<<20), float64(growth)/float64(max(1, entries)))
+		float64(growth)/(1<<20), float64(growth)/float64(max(1, entries)), float64(curBytes+oldBytes)/float64(max(1, entries)))
 
-	if curBytes > c.budget {
-		t.Errorf("current generation holds %d bytes, over the %d budget", curBytes, c.budget)
+	if curBytes > c.budget/2 {
+		t.Errorf("current generation holds %d bytes, over half the %d budget", curBytes, c.budget)
 	}
 	if curBytes+oldBytes > c.budget {
 		t.Errorf("both generations hold %d bytes, over the %d budget", curBytes+oldBytes, c.budget)
@@ -157,11 +175,56 @@ func TestMemoryFlatWith100kSessions(t *testing.T) {
 	if entries >= sessions {
 		t.Errorf("the cache kept all %d sessions: nothing was evicted", entries)
 	}
-	if growth > maxGrowth {
-		t.Errorf("heap grew by %.1f MiB, more than %d MiB", float64(growth)/(1<<20), maxGrowth>>20)
+	// The heap: within the budget (and 2 MiB for pools and the maps'
+	// slack), and within a fifth of what the cache estimates it holds.
+	if limit := int64(c.budget) + 2<<20; growth > limit {
+		t.Errorf("heap grew by %.1f MiB, more than the %d MiB budget and 2 MiB", float64(growth)/(1<<20), c.budget>>20)
+	}
+	if est := int64(curBytes + oldBytes); growth > est+est/5+2<<20 {
+		t.Errorf("heap grew by %.1f MiB, the cache estimates %.1f MiB: its entries are larger than it counts", float64(growth)/(1<<20), float64(est)/(1<<20))
 	}
 	if _, ok := c.get(kindCookie, last); !ok {
 		t.Error("the most recent session is not cached")
 	}
 	runtime.KeepAlive(gw)
+}
+
+// TestSessionCacheSizeOption: session_cache_size from the Caddyfile sets
+// the cache's budget; the default is 32 MiB; sizes out of range are
+// refused.
+func TestSessionCacheSizeOption(t *testing.T) {
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte("{\n\tauthgate {\n\t\tsession_cache_size 64MiB\n\t}\n}\n"), nil)
+	if err != nil || !strings.Contains(string(out), `"session_cache_size":67108864`) {
+		t.Fatalf("adapted: %s, %v", out, err)
+	}
+	settings := func(size int64) Settings {
+		return Settings{
+			SessionKeys: []string{benchSessionKey}, SessionCacheSize: size,
+			Providers: map[string]*ProviderConfig{"corp": {ClientID: "app", AuthorizeURL: "http://127.0.0.1:9/a", TokenURL: "http://127.0.0.1:9/t"}},
+		}
+	}
+	for _, tc := range []struct {
+		size   int64
+		budget int
+		err    string
+	}{
+		{0, 32 << 20, ""},
+		{64 << 20, 64 << 20, ""},
+		{100, 0, "session_cache_size 100 is out of range"},
+		{-1, 0, "out of range"},
+	} {
+		gw, err := newGateway(context.Background(), settings(tc.size), zap.NewNop())
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("size %d: %v, want %q", tc.size, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gw.sessions.cache.budget != tc.budget {
+			t.Errorf("size %d: budget %d, want %d", tc.size, gw.sessions.cache.budget, tc.budget)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -35,6 +36,7 @@ func init() {
 //			}
 //			session_lifetime <duration>
 //			refresh_skew     <duration>
+//			session_cache_size <size>
 //			auth_host        <host>
 //			allowed_redirect_domains <domain>...
 //			path_prefix      <path>
@@ -148,6 +150,19 @@ func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bo
 		} else {
 			s.RefreshSkew = caddy.Duration(dur)
 		}
+	case "session_cache_size":
+		if err := once(); err != nil {
+			return true, err
+		}
+		var raw string
+		if err := oneArg(d, &raw); err != nil {
+			return true, err
+		}
+		size, err := humanize.ParseBytes(raw)
+		if err != nil || size < minSessionCacheSize || size > maxSessionCacheSize {
+			return true, d.Errf("session_cache_size: %q is not a size from 1MiB to 1TiB (e.g. 64MiB)", raw)
+		}
+		s.SessionCacheSize = int64(size)
 	case "auth_host":
 		if err := once(); err != nil {
 			return true, err

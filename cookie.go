@@ -53,7 +53,8 @@ func validCookieName(n string) bool {
 // configured key: the first encodes, all decode, so keys rotate without
 // logging anybody out.
 type cookieCodec struct {
-	codecs []securecookie.Codec
+	codecs     []securecookie.Codec
+	serializer jsonSerializer
 }
 
 // jsonSerializer encodes cookie payloads as JSON, deflated when that pays
@@ -61,7 +62,9 @@ type cookieCodec struct {
 // byte of every request. A one-byte tag says which form follows. The
 // payload is encrypted after compression; an attacker cannot mix chosen
 // text into a victim's session, so compression leaks nothing useful.
-type jsonSerializer struct{}
+// Any deflate level reads the same: level is only how hard encoding
+// tries (0: cookieDeflateLevel).
+type jsonSerializer struct{ level int }
 
 const (
 	tagJSON    = 'j'
@@ -71,29 +74,113 @@ const (
 	// maxInflated bounds a decompressed payload (a deflate bomb in a
 	// forged cookie would fail the MAC first; this is defence in depth).
 	maxInflated = 256 << 10
+	// cookieDeflateLevel is how hard session payloads are compressed.
+	// A cookie's bytes are carried by every request, its encoding is paid
+	// once per login or refresh; measured on real sessions
+	// (BenchmarkCookieDeflateLevel, docs/performance.md), the default
+	// level makes cookies within 4 bytes of the best level's at half to
+	// two thirds of its CPU, and best speed makes them 2-4 % larger.
+	cookieDeflateLevel = flate.DefaultCompression
 )
 
 // inflaters reuses flate readers: each holds a 32 KiB window.
 var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
 
-func (jsonSerializer) Serialize(src any) ([]byte, error) {
-	b, err := json.Marshal(src)
-	if err != nil {
-		return nil, err
-	}
-	if len(b) >= compressAbove {
-		var buf bytes.Buffer
-		buf.WriteByte(tagDeflate)
-		zw, _ := flate.NewWriter(&buf, flate.BestCompression)
-		_, _ = zw.Write(b)
-		_ = zw.Close()
-		if buf.Len() < len(b) {
-			return buf.Bytes(), nil
-		}
-	}
-	return append([]byte{tagJSON}, b...), nil
+// deflaters reuses flate writers with their output buffers, one pool
+// per level (flate.HuffmanOnly is -2): a writer holds up to a megabyte of
+// tables, and allocating one per encode was most of what writing a cookie
+// cost.
+var deflaters [flate.BestCompression + 3]sync.Pool
+
+type deflater struct {
+	zw   *flate.Writer
+	out  bytes.Buffer
+	used bool // zw was closed and needs a Reset
 }
 
+// payloads reuses the buffers payloads are serialized and inflated into.
+var payloads = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledPayload is the largest buffer put back into payloads; a rare
+// huge payload is left to the garbage collector.
+const maxPooledPayload = 64 << 10
+
+func getPayload() *bytes.Buffer {
+	b := payloads.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+func putPayload(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledPayload {
+		payloads.Put(b)
+	}
+}
+
+// serialized is a payload serialize already wrote, handed through
+// securecookie as it is (see cookieCodec.encode).
+type serialized []byte
+
+// serialize writes the tagged payload of src into dst.
+func (z jsonSerializer) serialize(dst *bytes.Buffer, src any) error {
+	dst.Reset()
+	dst.WriteByte(tagJSON)
+	if err := json.NewEncoder(dst).Encode(src); err != nil {
+		return err
+	}
+	dst.Truncate(dst.Len() - 1) // Encode's newline
+	if dst.Len()-1 < compressAbove {
+		return nil
+	}
+	level := z.level
+	if level == 0 {
+		level = cookieDeflateLevel
+	}
+	pool := &deflaters[level+2]
+	d, _ := pool.Get().(*deflater)
+	if d == nil {
+		d = &deflater{}
+		d.zw, _ = flate.NewWriter(&d.out, level)
+	}
+	d.out.Reset()
+	d.out.WriteByte(tagDeflate)
+	if d.used {
+		d.zw.Reset(&d.out) // for levels 2 to 9 this clears 640 KB of tables
+	}
+	_, _ = d.zw.Write(dst.Bytes()[1:])
+	_ = d.zw.Close()
+	d.used = true
+	if d.out.Len() < dst.Len() {
+		dst.Reset()
+		dst.Write(d.out.Bytes())
+	}
+	if d.out.Cap() <= maxPooledPayload {
+		pool.Put(d)
+	}
+	return nil
+}
+
+// Serialize is securecookie's way in: a payload serialize wrote passes
+// through, anything else is serialized here.
+func (z jsonSerializer) Serialize(src any) ([]byte, error) {
+	if p, ok := src.(serialized); ok {
+		return p, nil
+	}
+	var buf bytes.Buffer
+	if err := z.serialize(&buf, src); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// fastDecoder is a payload type with a faster way to read its JSON than
+// encoding/json (Session: see jsonReader). decodeJSON reports false when
+// it did not take the input, and leaves the value unchanged then.
+type fastDecoder interface {
+	decodeJSON(body []byte) bool
+}
+
+// Deserialize reads a payload that securecookie has verified the MAC of.
 func (jsonSerializer) Deserialize(src []byte, dst any) error {
 	if len(src) == 0 {
 		return errBadSession
@@ -107,13 +194,18 @@ func (jsonSerializer) Deserialize(src []byte, dst any) error {
 		if err := zr.(flate.Resetter).Reset(bytes.NewReader(body), nil); err != nil {
 			return errBadSession
 		}
-		inflated, err := io.ReadAll(io.LimitReader(zr, maxInflated+1))
-		if err != nil || len(inflated) > maxInflated {
+		buf := getPayload()
+		defer putPayload(buf)
+		n, err := buf.ReadFrom(io.LimitReader(zr, maxInflated+1))
+		if err != nil || n > maxInflated {
 			return errBadSession
 		}
-		body = inflated
+		body = buf.Bytes()
 	default:
 		return errBadSession
+	}
+	if f, ok := dst.(fastDecoder); ok && f.decodeJSON(body) {
+		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -142,14 +234,22 @@ func newCookieCodec(keys []string, maxAge time.Duration) (*cookieCodec, error) {
 		sc := securecookie.New(hashKey, blockKey)
 		sc.MaxAge(int(maxAge / time.Second))
 		sc.MaxLength(0) // chunking, not truncation, handles size
-		sc.SetSerializer(jsonSerializer{})
+		sc.SetSerializer(c.serializer)
 		c.codecs = append(c.codecs, sc)
 	}
 	return c, nil
 }
 
+// encode seals v into a cookie value. The payload is serialized here,
+// into a pooled buffer that securecookie encrypts from and is done with
+// when Encode returns, rather than in a buffer per encode.
 func (c *cookieCodec) encode(name string, v any) (string, error) {
-	return securecookie.EncodeMulti(name, v, c.codecs[:1]...)
+	buf := getPayload()
+	defer putPayload(buf)
+	if err := c.serializer.serialize(buf, v); err != nil {
+		return "", err
+	}
+	return c.codecs[0].Encode(name, serialized(buf.Bytes()))
 }
 
 // decode reports, besides the error, whether a key other than the first
@@ -336,13 +436,21 @@ func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCoo
 // net/http requires of a cookie value.
 func cookieOctets(v string) bool {
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\' {
+		if !cookieOctet[v[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// cookieOctet says which bytes are cookie-octets: a table, since a cache
+// miss checks every byte of the cookie.
+var cookieOctet = func() (t [256]bool) {
+	for c := 0x21; c <= 0x7e; c++ {
+		t[c] = c != '"' && c != ',' && c != ';' && c != '\\'
+	}
+	return t
+}()
 
 // splitValue cuts an encoded value into pieces that each fit a Set-Cookie
 // header within cookieBudget.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -754,4 +755,69 @@ func fuzzCookieSafe(s string) bool {
 func readChunked(r *http.Request, base string) (value string, present []string) {
 	sc, present := readSessionCookie(r, base, true)
 	return sc.value(), present
+}
+
+// goldenCookieKey is the key testdata/cookies-v1.json was written with.
+const goldenCookieKey = "golden-cookie-key-0123456789abcdef-0123456789"
+
+// TestCookiesOfThePreviousVersionStillRead: cookies written by the
+// version before pooled deflaters and jsonReader (testdata/cookies-v1.json:
+// a small login session with escapes, unicode and nested claims, 300
+// groups deflated, access and ID tokens, a store reference, a pending
+// login) decode to what they were made from, so that an upgrade signs
+// nobody out. Sessions are read by jsonReader, not by the fallback.
+func TestCookiesOfThePreviousVersionStillRead(t *testing.T) {
+	raw, err := os.ReadFile("testdata/cookies-v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var golden []struct {
+		Name, Kind, Cookie string
+		Value              json.RawMessage
+	}
+	if err := json.Unmarshal(raw, &golden); err != nil {
+		t.Fatal(err)
+	}
+	// No maximum age: the cookies were written long before this test runs.
+	codec, err := newCookieCodec([]string{goldenCookieKey}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range golden {
+		t.Run(g.Name, func(t *testing.T) {
+			var got any
+			name := "_authgate"
+			switch g.Kind {
+			case "session":
+				got = new(Session)
+				if !new(Session).decodeJSON(g.Value) {
+					t.Error("jsonReader gave up on the session's JSON")
+				}
+			case "storeRef":
+				got = new(storeRef)
+			case "pendingLogin":
+				got, name = new(pendingLogin), "_authgate_login_abc"
+			}
+			if _, err := codec.decode(name, g.Cookie, got); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			want := reflect.New(reflect.TypeOf(got).Elem()).Interface()
+			if err := stdDecode(g.Value, want); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("decoded\n%#v\nwant\n%#v", got, want)
+			}
+		})
+	}
+}
+
+// TestCookieOctetTable: the table is RFC 6265's cookie-octet, byte by byte.
+func TestCookieOctetTable(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		want := c == 0x21 || c >= 0x23 && c <= 0x2b || c >= 0x2d && c <= 0x3a || c >= 0x3c && c <= 0x5b || c >= 0x5d && c <= 0x7e
+		if got := cookieOctets(string([]byte{byte(c)})); got != want {
+			t.Errorf("byte %#x: cookieOctets %v, want %v", c, got, want)
+		}
+	}
 }

@@ -25,7 +25,7 @@ var layers = []string{
 	"handler.go", "module.go",
 	"logout.go", "login.go", "endpoints.go", "backchannel.go", "frontchannel.go",
 	"site.go", "forward.go", "pages.go", "bearer.go",
-	"gateway.go", "refresh.go", "session.go", "cache.go", "store.go", "cookie.go",
+	"gateway.go", "refresh.go", "session.go", "cache.go", "store.go", "cookie.go", "fastjson.go",
 	"identity.go", "provider.go", "issuer.go", "jwks.go", "par.go", "apiclaims.go", "clientauth.go", "tokens.go", "claimchecks.go",
 	"dialect.go", "rules.go", "claims.go", "glob.go", "redirect.go", "metrics.go", "expiring.go", "common.go",
 }

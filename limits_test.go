@@ -176,7 +176,7 @@ func TestLimitEdges(t *testing.T) {
 			t.Fatal(err)
 		}
 		cs, _ := newCookieSettings(nil)
-		m := newSessionManager(codec, cs, time.Hour, nil, nil)
+		m := newSessionManager(codec, cs, time.Hour, nil, nil, sessionCacheSize)
 		sess := &Session{Version: sessionVersion, ID: "id", Provider: "corp", Created: testNow().Unix(),
 			Claims: map[string]any{"sub": "a", "pad": randomString(3000)}}
 		value, err := codec.encode(cs.Name, sess)
@@ -404,7 +404,7 @@ func TestLimitEdges(t *testing.T) {
 func TestLimitEdgesMore(t *testing.T) {
 	t.Run("ID token hint", func(t *testing.T) {
 		cs, _ := newCookieSettings(nil)
-		m := newSessionManager(nil, cs, time.Hour, nil, nil)
+		m := newSessionManager(nil, cs, time.Hour, nil, nil, sessionCacheSize)
 		p := &provider{cfg: ProviderConfig{IDTokenHint: true}}
 		st := &providerState{endSession: "https://op/logout"}
 		at := strings.Repeat("t", maxIDTokenHint)

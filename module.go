@@ -24,6 +24,7 @@
 //	refresh.go                  when and how a session is refreshed
 //	session.go                  reading and writing sessions, over
 //	cache.go, store.go, cookie.go   the session cache, Redis, the cookie format
+//	fastjson.go                 reading session payloads in one pass
 //	identity.go                 who the user is, from what the provider said
 //	provider.go, issuer.go, jwks.go  providers: discovery, multi-tenant issuers, keys
 //	par.go, apiclaims.go        pushed authorization requests; identity from the provider's API

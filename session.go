@@ -2,6 +2,7 @@ package authgate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -67,6 +68,9 @@ type Session struct {
 	// UserinfoAt is when userinfo was last read (unix seconds), kept only
 	// for userinfo_refresh_interval; 0: at Created.
 	UserinfoAt int64 `json:"ua,omitempty"`
+
+	// sealed is the session's cookie, encoded once (sessionManager.seal).
+	sealed *sealedSession
 }
 
 // bind records where the session's identity comes from. An answer without
@@ -82,6 +86,116 @@ func (s *Session) bind(b recordedBinding) {
 // issuer, client and ID token, and who the claims are about.
 func (s *Session) binding(id *Identity) recordedBinding {
 	return recordedBinding{Issuer: s.Issuer, ClientID: s.ClientID, Subject: subjectOf(s.Claims, id), Audience: s.IDAudience, IDToken: s.IDTokenKind}
+}
+
+// sealedSession is a session's cookie value and entry, made once for all
+// the responses that carry the session: the requests that share one
+// refresh. owner is the session it was made for: a copy of the session
+// (a refresh starts from one) copies the pointer, and must not use it.
+type sealedSession struct {
+	owner *Session
+	entry *sessionEntry
+	value string
+}
+
+// sealedFor returns s's sealed cookie, or nil.
+func (s *Session) sealedFor() *sealedSession {
+	if s.sealed != nil && s.sealed.owner == s {
+		return s.sealed
+	}
+	return nil
+}
+
+// decodeJSON reads a session's JSON with jsonReader, into the typed
+// fields directly. It takes only what encoding/json would read the same
+// way: each field once, under its exact name, with a value of its type;
+// anything else is left to encoding/json (see fastDecoder).
+func (s *Session) decodeJSON(body []byte) bool {
+	r := newJSONReader(body)
+	var out Session
+	var seen uint32
+	ok := r.object(func(key string) bool {
+		var bit uint32
+		var dst *string
+		var num *int64
+		switch key {
+		case "v":
+			bit = 1 << 0
+		case "i":
+			bit, dst = 1<<1, &out.ID
+		case "p":
+			bit, dst = 1<<2, &out.Provider
+		case "c":
+			bit, num = 1<<3, &out.Created
+		case "e":
+			bit, num = 1<<4, &out.Expiry
+		case "at":
+			bit, dst = 1<<5, &out.AccessToken
+		case "rt":
+			bit, dst = 1<<6, &out.RefreshToken
+		case "it":
+			bit, dst = 1<<7, &out.IDToken
+		case "kg":
+			bit, dst = 1<<8, &out.KeptGroups
+		case "cl":
+			bit = 1 << 9
+		case "is":
+			bit, dst = 1<<10, &out.Issuer
+		case "ci":
+			bit, dst = 1<<11, &out.ClientID
+		case "ia":
+			bit = 1 << 12
+		case "iz":
+			bit = 1 << 13
+		case "ua":
+			bit, num = 1<<14, &out.UserinfoAt
+		case "ti":
+			bit, num = 1<<15, &out.TokenIssued
+		default:
+			return false // unknown, or differently cased
+		}
+		if seen&bit != 0 {
+			return false // repeated
+		}
+		seen |= bit
+		switch {
+		case dst != nil:
+			v, ok := r.str()
+			*dst = v
+			return ok
+		case num != nil:
+			n, ok := r.integer()
+			*num = n
+			return ok
+		case key == "v" || key == "iz":
+			n, ok := r.integer()
+			v := int(n)
+			if key == "v" {
+				out.Version = v
+			} else {
+				out.IDTokenKind = v
+			}
+			return ok && int64(v) == n
+		case key == "ia":
+			if r.peek() != '[' {
+				return false // null, or not a list
+			}
+			list, ok := r.strings()
+			out.IDAudience = list
+			return ok
+		}
+		if r.peek() != '{' {
+			return false // null, or not an object
+		}
+		m, ok := r.claims()
+		out.Claims = m
+		return ok
+	})
+	if !ok {
+		return false
+	}
+	*s = out
+	return true
 }
 
 // storeRef is what the cookie carries when sessions live in the store.
@@ -122,17 +236,26 @@ type sessionManager struct {
 	// backend; otherwise sessions do not carry it (the refresh token renews
 	// it, and revoking the refresh token ends the grant).
 	keepAccessToken atomic.Bool
+	// prints are each provider's issuer and client_id fingerprints
+	// (bindingPrint), which every decoded session is checked against:
+	// worked out once, not on every cache miss.
+	prints map[*provider][2]string
 }
 
-func newSessionManager(codec *cookieCodec, cs cookieSettings, lifetime time.Duration, providers map[string]*provider, store *redisStore) *sessionManager {
-	return &sessionManager{
+func newSessionManager(codec *cookieCodec, cs cookieSettings, lifetime time.Duration, providers map[string]*provider, store *redisStore, cacheSize int) *sessionManager {
+	m := &sessionManager{
 		codec:     codec,
 		cookie:    cs,
 		lifetime:  lifetime,
 		providers: providers,
-		cache:     newSessionCache[*sessionEntry](sessionCacheSize),
+		cache:     newSessionCache[*sessionEntry](cacheSize),
 		store:     store,
+		prints:    map[*provider][2]string{},
 	}
+	for _, p := range providers {
+		m.prints[p] = [2]string{bindingPrint(providerIssuer(p)), bindingPrint(p.cfg.ClientID)}
+	}
+	return m
 }
 
 // sessionFor returns the session that the request's cookie sc stands for,
@@ -225,6 +348,51 @@ func (m *sessionManager) presentCookies(r *http.Request) []string {
 	return present
 }
 
+// cacheSize is about how many bytes e holds, for the session cache's
+// budget: its structs, the session's strings and claims, the identity's
+// groups and header values. Estimating from the cookie's length alone
+// counted a third of what a session with 300 groups really holds, and
+// let such sessions take three times the budget.
+func (e *sessionEntry) cacheSize() int {
+	n := 256 // the entry, and what the size classes of its parts round up
+	if e.ref != nil {
+		n += 48 + len(e.ref.ID) + len(e.ref.Provider)
+	}
+	if s := e.sess; s != nil {
+		n += 160 + len(s.ID) + len(s.Provider) + len(s.AccessToken) + len(s.RefreshToken) + len(s.IDToken) + len(s.KeptGroups)
+		n += valueSize(s.Claims)
+	}
+	if id := e.identity; id != nil {
+		n += 224 + 16*len(id.Groups) + len(id.out.groups)
+	}
+	return n
+}
+
+// valueSize is about how many bytes a decoded JSON value holds on the
+// heap: boxes, slices and maps, and the bytes of strings (an eighth more:
+// the allocation they share is rounded up to a size class).
+func valueSize(v any) int {
+	switch x := v.(type) {
+	case string:
+		return 16 + len(x) + len(x)/8
+	case json.Number:
+		return 16 + len(x)
+	case []any:
+		n := 24 + 16*len(x)
+		for _, e := range x {
+			n += valueSize(e)
+		}
+		return n
+	case map[string]any:
+		n := 48 + 40*len(x) // a map's header and its slots of key and value
+		for k, e := range x {
+			n += len(k) + valueSize(e)
+		}
+		return n
+	}
+	return 0 // bool and nil are not allocated
+}
+
 // seenThrough returns e as seen through one cookie, which may have been
 // made with a retired key.
 func (e *sessionEntry) seenThrough(oldKey bool) *sessionEntry {
@@ -259,13 +427,51 @@ func (m *sessionManager) decodeCookie(sc *sessionCookie) (*sessionEntry, error) 
 	return e, nil
 }
 
-// resolve checks a decoded session and works out who it is.
+// seal encodes a refreshed session's cookie and works out its entry once,
+// for every request that shares the session (the waiters of one refresh
+// and those arriving within its grace): writeCookie writes that value,
+// resolve returns that entry, and the value goes into the session cache,
+// so that the browser's next request, carrying it, is a hit rather than a
+// decode. In a refresh storm each waiting request used to encode the
+// cookie again: 40 % of the gateway's CPU. It must be called before s is
+// shared, as it writes s; a session it cannot seal is encoded by each
+// writeCookie as before. With a session store the cookie carries only the
+// session's id and nothing is sealed.
+func (m *sessionManager) seal(s *Session) {
+	if m.store != nil {
+		return
+	}
+	e, err := m.resolveFresh(s, false)
+	if err != nil {
+		return
+	}
+	value, err := m.codec.encode(m.cookie.Name, s)
+	if err != nil {
+		return
+	}
+	s.sealed = &sealedSession{owner: s, entry: e, value: value}
+	m.cache.putOwn(kindCookie, e, value)
+}
+
+// resolve checks a decoded session and works out who it is (for a sealed
+// session, once: see seal).
 func (m *sessionManager) resolve(s *Session, oldKey bool) (*sessionEntry, error) {
+	if sl := s.sealedFor(); sl != nil && !oldKey {
+		return sl.entry, nil
+	}
+	return m.resolveFresh(s, oldKey)
+}
+
+func (m *sessionManager) resolveFresh(s *Session, oldKey bool) (*sessionEntry, error) {
 	p, ok := m.providers[s.Provider]
 	if s.Version != sessionVersion || !ok || s.ID == "" || s.Created == 0 {
 		return nil, errBadSession
 	}
-	if s.Issuer != "" && s.Issuer != bindingPrint(providerIssuer(p)) || s.ClientID != "" && s.ClientID != bindingPrint(p.cfg.ClientID) {
+	prints, ok := m.prints[p]
+	if !ok {
+		prints = [2]string{bindingPrint(providerIssuer(p)), bindingPrint(p.cfg.ClientID)}
+	}
+	if s.Issuer != "" && s.Issuer != prints[0] || s.ClientID != "" && s.ClientID != prints[1] {
 		return nil, errForeignSession
 	}
 	if s.KeptGroups != "" && s.KeptGroups != p.claims.keepPrint {
@@ -363,11 +569,7 @@ func (m *sessionManager) writeSession(w http.ResponseWriter, r *http.Request, s 
 // writeCookie writes the cookie for s: the session itself, or its id, and
 // deletes the request's session cookies that it does not replace.
 func (m *sessionManager) writeCookie(w http.ResponseWriter, r *http.Request, s *Session) error {
-	var v any = s
-	if m.store != nil {
-		v = &storeRef{Version: sessionVersion, ID: s.ID, Provider: s.Provider}
-	}
-	value, err := m.codec.encode(m.cookie.Name, v)
+	value, err := m.cookieValue(s)
 	if err != nil {
 		return fmt.Errorf("encoding session: %w", err)
 	}
@@ -378,6 +580,18 @@ func (m *sessionManager) writeCookie(w http.ResponseWriter, r *http.Request, s *
 	}
 	maxAge := int(m.remaining(s) / time.Second)
 	return writeChunked(w, m.cookie, value, maxAge, isHTTPS(r), m.presentCookies(r))
+}
+
+// cookieValue is the encoded cookie of s: the session itself (sealed
+// once, or encoded now), or with a session store its id.
+func (m *sessionManager) cookieValue(s *Session) (string, error) {
+	if m.store != nil {
+		return m.codec.encode(m.cookie.Name, &storeRef{Version: sessionVersion, ID: s.ID, Provider: s.Provider})
+	}
+	if sl := s.sealedFor(); sl != nil {
+		return sl.value, nil
+	}
+	return m.codec.encode(m.cookie.Name, s)
 }
 
 // cookieHeaderLimit is how many bytes of session cookies the serving

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/authgate/caddy-authgate/internal/testidp"
 )
 
 // sessionTestManager is a cookie-session manager with two providers, corp
@@ -30,7 +32,7 @@ func sessionTestManager(t *testing.T) *sessionManager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newSessionManager(sessionTestCodec(t, sessionTestKey, sessionTestOtherKey), cs, time.Hour, providers, nil)
+	return newSessionManager(sessionTestCodec(t, sessionTestKey, sessionTestOtherKey), cs, time.Hour, providers, nil, sessionCacheSize)
 }
 
 // sessionTestCookies is the request a browser sends back after rec.
@@ -157,4 +159,109 @@ func TestSessionManager(t *testing.T) {
 			t.Fatalf("sessionFor = %v, oldKey %v; want the session, marked", err, e != nil && e.oldKey)
 		}
 	})
+}
+
+// TestSealedSession: a sealed session writes the value it was sealed
+// with on every response, resolves to one entry, and that value is a
+// cache hit; a copy of it (what a refresh starts from) is not sealed.
+func TestSealedSession(t *testing.T) {
+	m := sessionTestManager(t)
+	s := newSessionTestSession("corp", timeNow())
+	m.seal(s)
+	if s.sealedFor() == nil {
+		t.Fatal("not sealed")
+	}
+	var values []string
+	var entries []*sessionEntry
+	for range 3 {
+		rec := httptest.NewRecorder()
+		if err := m.writeCookie(rec, httptest.NewRequest(http.MethodGet, "http://app.test/", nil), s); err != nil {
+			t.Fatal(err)
+		}
+		c := rec.Result().Cookies()
+		if len(c) != 1 {
+			t.Fatalf("cookies %v", c)
+		}
+		values = append(values, c[0].Value)
+		e, err := m.resolve(s, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, e)
+	}
+	if values[0] != values[1] || values[1] != values[2] || entries[0] != entries[1] || entries[1] != entries[2] {
+		t.Error("the responses sharing one sealed session wrote different cookies or entries")
+	}
+	if e, ok := m.cache.get(kindCookie, values[0]); !ok || e != entries[0] {
+		t.Error("the sealed cookie is not a cache hit")
+	}
+	if e, err := m.resolve(s, true); err != nil || e == entries[0] || !e.oldKey {
+		t.Errorf("a cookie of a retired key must get its own entry: %v", err)
+	}
+	cp := *s
+	cp.RefreshToken = "another"
+	if cp.sealedFor() != nil {
+		t.Error("a copy of a sealed session took its seal")
+	}
+	if v, err := m.cookieValue(&cp); err != nil || v == values[0] {
+		t.Errorf("the copy wrote the original's cookie (%v)", err)
+	}
+}
+
+// TestRefreshWaitersShareOneCookie: the requests that share one refresh
+// (concurrent ones, by single flight, and later ones with the old cookie,
+// by the grace table) are answered with the same cookie, encoded once,
+// and it works on the next request.
+func TestRefreshWaitersShareOneCookie(t *testing.T) {
+	s := setupSite(t, testidp.Options{RotateRefreshTokens: true, AccessTokenTTL: 5 * time.Minute}, "", "")
+	b := newBrowser(t)
+	s.login(t, b)
+	old := b.cookieHeader(s.origin)
+	advanceClock(t, 5*time.Minute)
+	s.idp.ResetCounts()
+
+	sessionCookie := func(resp *http.Response) string {
+		for _, c := range resp.Cookies() {
+			if c.Name == "_authgate" && c.MaxAge > 0 {
+				return c.Value
+			}
+		}
+		return ""
+	}
+	values := map[string]int{}
+	for i, r := range burst(t, s.origin+"/page", old, 6) {
+		if r.status != http.StatusOK {
+			t.Fatalf("request %d: status %d", i, r.status)
+		}
+		values[sessionCookie(r.resp)]++
+	}
+	late, _ := http.NewRequest(http.MethodGet, s.origin+"/late", nil)
+	late.Header.Set("Cookie", old)
+	resp, err := http.DefaultTransport.RoundTrip(late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	values[sessionCookie(resp)]++
+	if n := s.idp.Count("token:refresh_token"); n != 1 {
+		t.Errorf("%d refreshes, want 1", n)
+	}
+	if len(values) != 1 || values[""] != 0 {
+		t.Fatalf("the 7 requests sharing one refresh got %d different cookies (%d without one)", len(values), values[""])
+	}
+	var fresh string
+	for v := range values {
+		fresh = v
+	}
+	next, _ := http.NewRequest(http.MethodGet, s.origin+"/next", nil)
+	next.Header.Set("Cookie", "_authgate="+fresh)
+	next.Header.Set("Accept", "application/json")
+	resp, err = http.DefaultTransport.RoundTrip(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(resp.Cookies()) != 0 {
+		t.Errorf("the shared cookie: status %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
 }

@@ -244,7 +244,7 @@ func BenchmarkIdentityHeaders(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r := benchRequest(header)
-		h.site.fwd.forward(r, e.identity, e.sess, false)
+		h.site.fwd.forward(r, e.identity, e.sess, nil)
 	}
 }
 

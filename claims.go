@@ -80,6 +80,9 @@ type Identity struct {
 
 type identityOut struct {
 	id, email, username, name, groups string
+	// placeholders is Identity.placeholder as a function value for
+	// Caddy's replacer, made once rather than on every request.
+	placeholders func(string) (any, bool)
 }
 
 // placeholder resolves {http.auth.user.*} for Caddy's replacer: the
@@ -125,6 +128,7 @@ func (id *Identity) prepare() *Identity {
 		name:     sanitizeHeaderValue(id.Name),
 		groups:   sanitizeHeaderValue(strings.Join(id.Groups, ",")),
 	}
+	id.out.placeholders = id.placeholder
 	return id
 }
 

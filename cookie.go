@@ -332,6 +332,7 @@ func chunkName(base string, i int) string { return base + "_" + strconv.Itoa(i) 
 // sessionCookie is the session a request's Cookie headers carry: one
 // cookie, or numbered chunks that joined make the value.
 type sessionCookie struct {
+	base  string // the session cookie's name
 	parts [maxCookieChunks]string
 	n     int // parts in use; 0: no session
 	// seen: some session cookie or chunk was present, usable or not.
@@ -339,6 +340,70 @@ type sessionCookie struct {
 	// others: the headers also carry cookies that are not authgate's, so
 	// stripping ours means rewriting the header rather than dropping it.
 	others bool
+	// ours: some cookie in the headers is authgate's (by stripCookies'
+	// rule).
+	ours bool
+	// kept are those other cookies as stripCookies keeps them, nKept of
+	// them (-1: more than maxKeptCookies), keptLen their length joined:
+	// the Cookie header for the backend, without scanning the session's
+	// kilobytes a second time.
+	kept    [maxKeptCookies]string
+	nKept   int
+	keptLen int
+}
+
+// maxKeptCookies is how many other cookies sessionCookie remembers.
+const maxKeptCookies = 16
+
+// keep notes a part of the Cookie header that is not authgate's by the
+// scan's rule; stripCookies trims it and drops it if it is ours by its
+// rule, and so does keep.
+func (sc *sessionCookie) keep(part string) {
+	p := strings.TrimSpace(part)
+	if p == "" {
+		return
+	}
+	sc.others = true
+	if name, _, _ := strings.Cut(p, "="); isOurCookie(name, sc.base) {
+		sc.ours = true
+		return
+	}
+	if sc.nKept < 0 {
+		return
+	}
+	if sc.nKept == maxKeptCookies {
+		sc.nKept = -1
+		return
+	}
+	if sc.nKept > 0 {
+		sc.keptLen += len("; ")
+	}
+	sc.kept[sc.nKept] = p
+	sc.nKept++
+	sc.keptLen += len(p)
+}
+
+// othersHeader is the Cookie header without authgate's cookies, as
+// stripCookies makes it; ok is false when there were too many to keep.
+func (sc *sessionCookie) othersHeader() (h string, ok bool) {
+	if sc.nKept < 0 {
+		return "", false
+	}
+	var b strings.Builder
+	b.Grow(sc.keptLen)
+	for i, p := range sc.kept[:sc.nKept] {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p)
+	}
+	return b.String(), true
+}
+
+// isOurCookie reports whether a cookie name is authgate's: the session,
+// a chunk, a pending login.
+func isOurCookie(name, base string) bool {
+	return strings.HasPrefix(name, base) && (len(name) == len(base) || name[len(base)] == '_')
 }
 
 func (sc *sessionCookie) pieces() []string { return sc.parts[:sc.n] }
@@ -373,6 +438,7 @@ func scanSessionCookie(r *http.Request, base string) sessionCookie {
 // not copied. Values are checked by the MAC, not here; strict checks that
 // they are cookie-octets, and collects the names of the session cookies.
 func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCookie, present []string) {
+	sc.base = base
 	var single string
 	var chunks [maxCookieChunks]string
 	nChunks := 0
@@ -382,13 +448,11 @@ func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCoo
 			part, line, _ = strings.Cut(line, ";")
 			part = strings.TrimLeft(part, " ")
 			name, val, ok := strings.Cut(part, "=")
-			if !strings.HasPrefix(name, base) || len(name) > len(base) && name[len(base)] != '_' {
-				// Not ours by stripCookies' rule, unless blank.
-				if !sc.others && strings.TrimSpace(part) != "" {
-					sc.others = true
-				}
+			if !isOurCookie(name, base) {
+				sc.keep(part)
 				continue
 			}
+			sc.ours = true
 			if !ok {
 				continue
 			}
@@ -402,7 +466,9 @@ func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCoo
 			if name == base {
 				sc.seen = true
 				single = val
-				present = append(present, name)
+				if strict {
+					present = append(present, name)
+				}
 				continue
 			}
 			rest := name[len(base)+1:]
@@ -415,7 +481,9 @@ func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCoo
 				nChunks++
 			}
 			chunks[i] = val
-			present = append(present, name)
+			if strict {
+				present = append(present, name)
+			}
 		}
 	}
 	if single != "" {

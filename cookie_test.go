@@ -5,14 +5,18 @@ import (
 	"compress/flate"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/securecookie"
 )
 
 const (
@@ -688,6 +692,15 @@ func FuzzSessionCookie(f *testing.F) {
 		if len(present) > 0 && !sc.seen {
 			t.Fatalf("scan saw no session cookie, the strict read %v", present)
 		}
+		// With authgate's cookies among others, the header forward
+		// builds from the scan is the one stripCookies makes.
+		if sc.ours && sc.others {
+			stripped := r.Clone(r.Context())
+			stripCookies(stripped, cs.Name)
+			if h, ok := sc.othersHeader(); ok && (len(stripped.Header["Cookie"]) != 1 || stripped.Header["Cookie"][0] != h) {
+				t.Fatalf("the scan keeps %q, stripCookies %q", h, stripped.Header["Cookie"])
+			}
+		}
 		// Without other cookies, dropping the Cookie header loses
 		// nothing that stripping authgate's cookies would keep.
 		if !sc.others {
@@ -818,6 +831,89 @@ func TestCookieOctetTable(t *testing.T) {
 		want := c == 0x21 || c >= 0x23 && c <= 0x2b || c >= 0x2d && c <= 0x3a || c >= 0x3c && c <= 0x5b || c >= 0x5d && c <= 0x7e
 		if got := cookieOctets(string([]byte{byte(c)})); got != want {
 			t.Errorf("byte %#x: cookieOctets %v, want %v", c, got, want)
+		}
+	}
+}
+
+// TestScanKeepsOtherCookies: the scan keeps the site's other cookies as
+// stripCookies would, so that forward need not scan the header again;
+// with more than it keeps, forward strips the header itself.
+func TestScanKeepsOtherCookies(t *testing.T) {
+	many := make([]string, maxKeptCookies+1)
+	for i := range many {
+		many[i] = "c" + strconv.Itoa(i) + "=v"
+	}
+	for _, tc := range []struct {
+		name, header, want string
+		ok                 bool
+	}{
+		{"others around the session", "a=1; _authgate=x;b=2;  ; _authgate_0=y; c=3", "a=1; b=2; c=3", true},
+		{"a pending login and a look-alike", "_authgate_login_q=p; _authgateX=1; d=\"q\"", "_authgateX=1; d=\"q\"", true},
+		{"space and tabs", "\t_authgate=x ; e=5 \t", "e=5", true},
+		{"more than kept", strings.Join(append(many, "_authgate=x"), "; "), "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "http://app.test/", nil)
+			r.Header.Set("Cookie", tc.header)
+			sc := scanSessionCookie(r, "_authgate")
+			got, ok := sc.othersHeader()
+			if ok != tc.ok || got != tc.want || !sc.ours || !sc.others {
+				t.Fatalf("othersHeader = %q, %v (ours %v, others %v); want %q, %v", got, ok, sc.ours, sc.others, tc.want, tc.ok)
+			}
+			stripCookies(r, "_authgate")
+			if tc.ok && r.Header.Get("Cookie") != got {
+				t.Errorf("stripCookies made %q", r.Header.Get("Cookie"))
+			}
+		})
+	}
+}
+
+// previousDeserializer is how the version before pooled deflaters and
+// jsonReader read payloads.
+type previousDeserializer struct{ jsonSerializer }
+
+func (previousDeserializer) Deserialize(src []byte, dst any) error {
+	if len(src) == 0 {
+		return errBadSession
+	}
+	body := src[1:]
+	switch src[0] {
+	case tagJSON:
+	case tagDeflate:
+		inflated, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(body)), maxInflated+1))
+		if err != nil || len(inflated) > maxInflated {
+			return errBadSession
+		}
+		body = inflated
+	default:
+		return errBadSession
+	}
+	return stdDecode(body, dst)
+}
+
+// TestPreviousVersionReadsNewCookies: during a rolling upgrade an
+// instance of the previous version may get a cookie this one wrote (or
+// sealed for a refresh); it reads it as this one does.
+func TestPreviousVersionReadsNewCookies(t *testing.T) {
+	codec := sessionTestCodec(t, sessionTestKey)
+	previous := sessionTestCodec(t, sessionTestKey)
+	for _, c := range previous.codecs {
+		c.(*securecookie.SecureCookie).SetSerializer(previousDeserializer{})
+	}
+	for _, s := range []*Session{benchLoginSession("alice", 2), benchLoginSession("bob", 300), benchSession("carol", 2)} {
+		v, err := codec.encode("_authgate", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var now, before Session
+		if _, err := codec.decode("_authgate", v, &now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := previous.decode("_authgate", v, &before); err != nil {
+			t.Fatalf("the previous version cannot read a %d-byte cookie: %v", len(v), err)
+		}
+		if !reflect.DeepEqual(now, before) {
+			t.Errorf("the versions read the cookie differently:\n%+v\n%+v", now, before)
 		}
 	}
 }

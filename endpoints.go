@@ -90,7 +90,7 @@ func serveAuth(s *site, w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
-	s.fwd.forward(r, id, sess, sc.others)
+	s.fwd.forward(r, id, sess, &sc)
 	s.fwd.copyIdentity(w, r)
 	w.WriteHeader(http.StatusOK)
 	return nil

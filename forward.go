@@ -127,22 +127,20 @@ func (f *forwarder) copyIdentity(w http.ResponseWriter, r *http.Request) {
 }
 
 // forward hands the identity to the backend: headers, placeholders, and
-// the request without the session cookies. otherCookies tells whether the
-// request carries cookies besides authgate's (see sessionCookie).
-func (f *forwarder) forward(r *http.Request, id *Identity, sess *Session, otherCookies bool) {
+// the request without the session cookies, which sc (nil: none) found
+// along with any others.
+func (f *forwarder) forward(r *http.Request, id *Identity, sess *Session, sc *sessionCookie) {
 	hd := r.Header
 	o := &id.out
-	if o.id != "" && f.headers.User != "" {
-		hd[f.headers.User] = []string{o.id}
-	}
-	if o.email != "" && f.headers.Email != "" {
-		hd[f.headers.Email] = []string{o.email}
-	}
-	if o.username != "" && f.headers.PreferredUsername != "" {
-		hd[f.headers.PreferredUsername] = []string{o.username}
-	}
-	if o.groups != "" && f.headers.Groups != "" {
-		hd[f.headers.Groups] = []string{o.groups}
+	// One array for the four values and the Cookie header, each header a
+	// slice of it with no room to grow: appending to one copies it, and it
+	// is this request's, so whatever later handlers do to it stays here.
+	vals := [...]string{o.id, o.email, o.username, o.groups, ""}
+	backing := vals[:]
+	for i, name := range [...]string{f.headers.User, f.headers.Email, f.headers.PreferredUsername, f.headers.Groups} {
+		if vals[i] != "" && name != "" {
+			hd[name] = backing[i : i+1 : i+1]
+		}
 	}
 	if f.passAccessToken && sess != nil && sess.AccessToken != "" && f.headers.AccessToken != "" {
 		hd[f.headers.AccessToken] = []string{sess.AccessToken}
@@ -153,13 +151,25 @@ func (f *forwarder) forward(r *http.Request, id *Identity, sess *Session, otherC
 		}
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Map(id.placeholder)
+		if o.placeholders != nil {
+			repl.Map(o.placeholders)
+		} else {
+			repl.Map(id.placeholder)
+		}
 	}
 	if !f.passCookie {
-		if otherCookies {
-			stripCookies(r, f.cookieName)
-		} else {
+		switch {
+		case sc == nil || !sc.others:
 			delete(hd, "Cookie")
+		case sc.ours && sc.base == f.cookieName:
+			if h, ok := sc.othersHeader(); ok {
+				backing[4] = h
+				hd["Cookie"] = backing[4:5:5]
+				break
+			}
+			fallthrough
+		default:
+			stripCookies(r, f.cookieName)
 		}
 	}
 	// A browser coming straight from the callback may name it, code
@@ -192,8 +202,7 @@ func stripCookies(r *http.Request, base string) {
 			if part == "" {
 				continue
 			}
-			name, _, _ := strings.Cut(part, "=")
-			if name == base || strings.HasPrefix(name, base+"_") {
+			if name, _, _ := strings.Cut(part, "="); isOurCookie(name, base) {
 				continue
 			}
 			if b.Len() > 0 {

@@ -210,7 +210,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return s.forbidden(w, r, id, sess)
 	}
 	s.counts.count(r.Host, decisionAllowed)
-	s.fwd.forward(r, id, sess, sc.others)
+	s.fwd.forward(r, id, sess, &sc)
 	return next.ServeHTTP(w, r)
 }
 

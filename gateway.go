@@ -59,11 +59,11 @@ type Settings struct {
 	// SessionCacheSize is the memory, in bytes, that the cache of decoded
 	// sessions may take. A session in the cache costs a comparison per
 	// request; one that is not costs decoding its cookie (HMAC, AES,
-	// inflate, JSON: 10-20 times a hit). A small session takes about 2 KB
-	// of it, one with 300 groups about 34 KB: the default holds some
-	// 16,000 small sessions. Raise it when more users than that are active
-	// within a few minutes, and the memory is there. At least 1 MiB.
-	// Default: 33554432 (32 MiB).
+	// inflate, JSON: 5 to 80 times a hit, by its size). A small session
+	// takes about 2 KB of it, one with 300 groups about 34 KB: the default
+	// holds up to 16,000 small sessions. Raise it when more users than that
+	// are active within a few minutes, and the memory is there. At least
+	// 1 MiB. Default: 33554432 (32 MiB).
 	SessionCacheSize int64 `json:"session_cache_size,omitempty"`
 }
 

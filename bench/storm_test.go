@@ -138,7 +138,7 @@ func TestCacheModel(t *testing.T) {
 	if m.get(0, size) {
 		t.Fatal("0 survived two generations of newer entries")
 	}
-	if cacheCapacity(1000) != authgateCacheBudget/2/cacheEntrySize(1000) || cacheEntrySize(620) != 2100 || cacheEntrySize(5900) != 33800 {
+	if cacheCapacity(1000) != authgateCacheBudget/2/cacheEntrySize(1000) || cacheEntrySize(500) != 2100 || cacheEntrySize(5900) != 33800 {
 		t.Fatal("capacity")
 	}
 }

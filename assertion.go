@@ -51,13 +51,12 @@ type assertionSigner struct {
 	group    singleflight.Group
 }
 
-// signedAssertion is one signed assertion, for the site, scheme, host and
-// key it was made for.
+// signedAssertion is one signed assertion, for the site, scheme and host
+// it was made for.
 type signedAssertion struct {
 	signer  *assertionSigner
 	host    string // the request's Host, as sent
 	https   bool
-	key     *signingKey
 	jwt     string
 	renewAt int64 // unix nanoseconds
 }
@@ -109,28 +108,43 @@ func newAssertionSigner(header, audience string, lifetime time.Duration, keys *k
 }
 
 // attach sets the assertion header on r, for id (and its session, which
-// has the authentication context; nil for a bearer token). The client's
-// copy was removed with the other identity headers.
-func (a *assertionSigner) attach(r *http.Request, id *Identity, sess *Session) error {
-	now := timeNow()
-	key := a.keys.signer(now)
+// has the authentication context; nil for a bearer token). now is when
+// the request's session was checked (reading the clock is most of what
+// this would cost otherwise); zero: read the clock. The client's copy was
+// removed with the other identity headers.
+func (a *assertionSigner) attach(r *http.Request, id *Identity, sess *Session, now time.Time) error {
+	if now.IsZero() {
+		now = timeNow()
+	}
 	https := r.TLS != nil
 	if set, _ := id.memo.Load().(*assertionSet); set != nil {
+		// An assertion made with a key that no longer signs is still
+		// served until its renewal: the key stays published for longer
+		// than any assertion lives (keyRing's grace).
 		n := now.UnixNano()
 		for _, sa := range set.items {
-			if sa.signer == a && sa.key == key && sa.https == https && sa.host == r.Host && n < sa.renewAt {
+			if n < sa.renewAt && sa.signer == a && sa.host == r.Host && sa.https == https {
 				r.Header[a.header] = []string{sa.jwt}
 				return nil
 			}
 		}
 	}
-	sa, err := a.find(r, id, sess, key, https, now)
+	sa, err := a.find(r, id, sess, a.keys.signer(now), https, now)
 	if err != nil {
 		return err
 	}
 	a.remember(id, sa, now.UnixNano())
 	r.Header[a.header] = []string{sa.jwt}
 	return nil
+}
+
+// drop removes the client's copy of the assertion header from a request
+// that will not reach the backend with authgate's (the header is not
+// stripped on the way in: attach overwrites it). a may be nil.
+func (a *assertionSigner) drop(r *http.Request) {
+	if a != nil {
+		delete(r.Header, a.header)
+	}
 }
 
 // find returns an assertion for the request, from the cache when one
@@ -200,7 +214,7 @@ func (a *assertionSigner) find(r *http.Request, id *Identity, sess *Session, key
 		if len(jwt) > maxHeaderValueLen {
 			return nil, fmt.Errorf("the assertion would be %d bytes, more than a header carries (narrow the groups with keep_groups)", len(jwt))
 		}
-		sa := &signedAssertion{signer: a, host: r.Host, https: https, key: key, jwt: jwt,
+		sa := &signedAssertion{signer: a, host: r.Host, https: https, jwt: jwt,
 			renewAt: now.Add(a.lifetime - assertionRenewBefore).UnixNano()}
 		a.put(fp, sa)
 		return sa, nil

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/authgate/caddy-authgate/internal/testidp"
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 )
@@ -224,4 +226,57 @@ func mustGet(t *testing.T, b *browser, u string) string {
 		t.Fatalf("GET %s: %d after %v\n%s", u, resp.StatusCode, b.hops, body)
 	}
 	return body
+}
+
+// Through forward_auth the assertion is one of the headers to copy; its
+// issuer is the app's origin (forward_auth keeps the Host), its keys are
+// published by the authgate site.
+func TestAssertionThroughForwardAuth(t *testing.T) {
+	authPort, appPort := freePort(t), freePort(t)
+	authOrigin := fmt.Sprintf("http://127.0.0.1:%d", authPort)
+	appOrigin := fmt.Sprintf("http://127.0.0.1:%d", appPort)
+	idp := newIDP(t, testidp.Options{}, authOrigin+"/oauth2/callback")
+	be := newBackend(t)
+	startCaddy(t, fmt.Sprintf(`{
+	%s
+	storage file_system %s
+	authgate {
+		session_keys %s
+		auth_host 127.0.0.1:%d
+		allowed_redirect_domains 127.0.0.1
+		provider corp {
+			issuer %s
+			client_id app
+			client_secret app-secret
+		}
+	}
+}
+%s {
+	authgate {
+		assertion_header
+	}
+	respond "auth service" 404
+}
+%s {
+	forward_auth 127.0.0.1:%d {
+		uri /oauth2/auth
+		copy_headers X-Forwarded-User X-Authgate-Assertion
+	}
+	reverse_proxy %s
+}
+`, globalPrelude, t.TempDir(), testKey, authPort, idp.Issuer(), authOrigin, appOrigin, authPort, be.URL))
+	b := newBrowser(t)
+	raw := backendSaw(t, mustGet(t, b, appOrigin+"/page")).Headers.Get(defaultAssertionHeader)
+	claims, err := verifyAssertionAt(t, authOrigin, appOrigin, strings.TrimPrefix(appOrigin, "http://"), raw)
+	if err != nil {
+		t.Fatalf("%v (%q)", err, raw)
+	}
+	if claims["sub"] != "alice-sub" {
+		t.Errorf("claims %v", claims)
+	}
+	// A client's own copy is replaced on the way to the app.
+	resp, body := b.api("GET", appOrigin+"/api", defaultAssertionHeader, "forged")
+	if got := backendSaw(t, body).Headers.Values(defaultAssertionHeader); resp.StatusCode != 200 || len(got) != 1 || got[0] == "forged" {
+		t.Errorf("%d: %q", resp.StatusCode, got)
+	}
 }

@@ -55,7 +55,8 @@ type AssertionKeysConfig struct {
 	Rotate caddy.Duration `json:"rotate,omitempty"`
 
 	// Grace is how long a replaced key stays published after its
-	// successor began signing. Not used with Files. Default: 24h.
+	// successor began signing: longer than any assertion lives, at least
+	// 2h. Not used with Files. Default: 24h.
 	Grace caddy.Duration `json:"grace,omitempty"`
 }
 
@@ -67,6 +68,10 @@ const (
 
 	defaultKeyRotate = 30 * 24 * time.Hour
 	defaultKeyGrace  = 24 * time.Hour
+	// minKeyGrace keeps a replaced key published for longer than the
+	// longest assertion lifetime (1h), which may still be served after
+	// its key stopped signing, plus jwksMaxAge.
+	minKeyGrace = 2 * time.Hour
 	// keyPrePublish is how long a new key is published before it signs:
 	// longer than keyCheckInterval (every instance has seen it) plus
 	// jwksMaxAge (every backend that caches the key set has too).
@@ -150,8 +155,8 @@ func (ks *keyRingSlot) open(ctx caddy.Context, logger *zap.Logger) (*keyRing, er
 	if kr.rotate < time.Hour {
 		return nil, fmt.Errorf("assertion_keys: rotate %s is too short (at least 1h)", kr.rotate)
 	}
-	if kr.grace < keyPrePublish {
-		return nil, fmt.Errorf("assertion_keys: grace %s is too short (at least %s)", kr.grace, keyPrePublish)
+	if kr.grace < minKeyGrace {
+		return nil, fmt.Errorf("assertion_keys: grace %s is too short (at least %s)", kr.grace, minKeyGrace)
 	}
 	if len(cfg.Files) > 0 {
 		set, err := loadKeyFiles(cfg.Files)

@@ -295,8 +295,8 @@ func TestAssertionKeyRotation(t *testing.T) {
 		assertion_header
 		session_keys %s
 		assertion_keys {
-			rotate 1h
-			grace 30m
+			rotate 4h
+			grace 2h
 		}
 		provider corp {
 			issuer %s
@@ -318,8 +318,9 @@ func TestAssertionKeyRotation(t *testing.T) {
 		t.Fatalf("two gateways on one storage sign with different keys: %v %v", k1, jwtHeader(t, firstB)["kid"])
 	}
 
-	// An hour later a new key is published, and signs 10 minutes after.
-	advanceClock(t, time.Hour+time.Second)
+	// After the rotation interval a new key is published, and signs 10
+	// minutes after.
+	advanceClock(t, 4*time.Hour+time.Second)
 	kids := jwksKids(t, originA)
 	if len(kids) != 2 || kids[1] != k1 {
 		t.Fatalf("after the rotation interval: keys %v, want a new one and %v", kids, k1)
@@ -351,7 +352,7 @@ func TestAssertionKeyRotation(t *testing.T) {
 	if kids := jwksKids(t, originA); len(kids) != 2 {
 		t.Errorf("within the grace period: %v", kids)
 	}
-	advanceClock(t, 30*time.Minute+time.Second)
+	advanceClock(t, 2*time.Hour+time.Second)
 	if kids := jwksKids(t, originA); !slices.Equal(kids, []string{k2}) {
 		t.Errorf("after the grace period: %v, want only %v", kids, k2)
 	}

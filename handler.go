@@ -189,7 +189,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	s.fwd.forwardAuthAccessToken = h.ForwardAuthAccessToken
-	s.fwd.alsoStrip(defaultAssertionHeader, h.AssertionHeader)
+	if h.AssertionHeader == "" {
+		s.fwd.alsoStrip(defaultAssertionHeader)
+	} else if !strings.EqualFold(h.AssertionHeader, defaultAssertionHeader) {
+		// The site's own assertion header is not stripped on the way in:
+		// every request that reaches the backend gets it overwritten, and
+		// every other drops it (assertionSigner.drop).
+		s.fwd.alsoStrip(defaultAssertionHeader)
+	}
 	if h.AssertionHeader != "" {
 		kr, err := gw.keys.open(ctx, gw.logger)
 		if err != nil {
@@ -248,16 +255,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	sc := scanSessionCookie(r, s.gw.sessions.cookie.Name)
 	id, sess, err := s.identify(w, r, &sc)
 	if err != nil {
+		s.assert.drop(r)
 		s.counts.count(r.Host, decisionUnauthenticated)
 		return h.unauthenticated(w, r, err)
 	}
 	if !allowed(s.rules, id) {
+		s.assert.drop(r)
 		return s.forbidden(w, r, id, sess)
 	}
 	s.counts.count(r.Host, decisionAllowed)
 	s.fwd.forward(r, id, sess, &sc)
 	if s.assert != nil {
-		if err := s.assert.attach(r, id, sess); err != nil {
+		if err := s.assert.attach(r, id, sess, sc.checkedAt); err != nil {
+			s.assert.drop(r)
 			s.log.write(r, zap.ErrorLevel, "identity assertion failed", zap.String("provider", id.Provider), zap.String("user_id", id.ID), zap.Error(err))
 			return s.pages.fail(w, r, http.StatusInternalServerError, "assertion_failed", "The request could not be signed for the application.")
 		}

@@ -301,7 +301,8 @@ func (m *sessionManager) sessionFor(w http.ResponseWriter, r *http.Request, sc *
 	if !slices.Contains(providers, e.provider) {
 		return nil, errNoSession
 	}
-	if timeNow().After(time.Unix(e.sess.Created, 0).Add(m.lifetime)) {
+	sc.checkedAt = timeNow()
+	if sc.checkedAt.After(time.Unix(e.sess.Created, 0).Add(m.lifetime)) {
 		m.clearCookies(w, r)
 		return nil, errSessionExpired
 	}

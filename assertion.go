@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -59,6 +60,38 @@ type signedAssertion struct {
 	https   bool
 	jwt     string
 	renewAt int64 // unix nanoseconds
+	values  atomic.Pointer[headerValues]
+}
+
+// headerValues hands out the header's value, one element per request:
+// a request owns its element (a handler after authgate may rewrite a
+// header value in place), and one allocation serves headerValuesBatch
+// requests instead of each request allocating its own.
+type headerValues struct {
+	vals []string
+	next atomic.Int32
+}
+
+const headerValuesBatch = 32
+
+// header returns a fresh one-element value of the assertion's header.
+func (sa *signedAssertion) header() []string {
+	for {
+		hv := sa.values.Load()
+		if hv != nil {
+			if i := hv.next.Add(1) - 1; i < headerValuesBatch {
+				return hv.vals[i : i+1 : i+1]
+			}
+		}
+		nv := &headerValues{vals: make([]string, headerValuesBatch)}
+		for i := range nv.vals {
+			nv.vals[i] = sa.jwt
+		}
+		nv.next.Store(1)
+		if sa.values.CompareAndSwap(hv, nv) {
+			return nv.vals[0:1:1]
+		}
+	}
 }
 
 // assertionSet is what an Identity remembers of its assertions (its
@@ -124,7 +157,7 @@ func (a *assertionSigner) attach(r *http.Request, id *Identity, sess *Session, n
 		n := now.UnixNano()
 		for _, sa := range set.items {
 			if n < sa.renewAt && sa.signer == a && sa.host == r.Host && sa.https == https {
-				r.Header[a.header] = []string{sa.jwt}
+				r.Header[a.header] = sa.header()
 				return nil
 			}
 		}
@@ -134,7 +167,7 @@ func (a *assertionSigner) attach(r *http.Request, id *Identity, sess *Session, n
 		return err
 	}
 	a.remember(id, sa, now.UnixNano())
-	r.Header[a.header] = []string{sa.jwt}
+	r.Header[a.header] = sa.header()
 	return nil
 }
 
@@ -185,9 +218,7 @@ func (a *assertionSigner) find(r *http.Request, id *Identity, sess *Session, key
 		if sa.host == r.Host && sa.https == https {
 			return sa
 		}
-		c := *sa
-		c.host = r.Host
-		return &c
+		return &signedAssertion{signer: sa.signer, host: r.Host, https: https, jwt: sa.jwt, renewAt: sa.renewAt}
 	}
 	if sa := a.cached(fp, now); sa != nil {
 		return mine(sa), nil

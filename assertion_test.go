@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -279,4 +280,76 @@ func TestAssertionThroughForwardAuth(t *testing.T) {
 	if got := backendSaw(t, body).Headers.Values(defaultAssertionHeader); resp.StatusCode != 200 || len(got) != 1 || got[0] == "forged" {
 		t.Errorf("%d: %q", resp.StatusCode, got)
 	}
+}
+
+// A request that does not reach the backend through authgate's success
+// path carries no client-sent assertion anywhere: with error_pages caddy
+// the site's handle_errors routes see the request too.
+func TestAssertionDroppedOnErrorRoutes(t *testing.T) {
+	errors := newBackend(t)
+	s := setupSiteWith(t, siteConfig{
+		caddyGlobal: "storage file_system " + t.TempDir(),
+		handler:     "assertion_header\n\t\terror_pages caddy\n\t\tdeny email bob@*",
+		siteExtra:   "handle_errors {\n\t\treverse_proxy " + errors.URL + "\n\t}",
+	})
+	// The error route's backend answers (its status replaces the 401).
+	_, body := newBrowser(t).api("GET", s.origin+"/api", defaultAssertionHeader, "forged")
+	if got := backendSaw(t, body).Headers.Values(defaultAssertionHeader); len(got) != 0 {
+		t.Errorf("the error route received the client's assertion: %q", got)
+	}
+	s.idp.SetUserClaims("alice", map[string]any{"email": "bob@example.test"})
+	b := newBrowser(t)
+	_, body = b.get(s.origin+"/page", defaultAssertionHeader, "forged")
+	if saw := backendSaw(t, body); saw.Headers.Get("X-Forwarded-User") != "" {
+		t.Fatalf("the refused user reached the error route as signed in: %v", saw.Headers)
+	}
+	if got := backendSaw(t, body).Headers.Values(defaultAssertionHeader); len(got) != 0 {
+		t.Errorf("the error route of a refused user received the client's assertion: %q", got)
+	}
+}
+
+// With sessions in Redis, an instance reads a session again every
+// second; the assertion is found by its content, not signed again.
+func TestAssertionWithSessionStore(t *testing.T) {
+	rs := startRedis(t)
+	s := setupSiteWith(t, siteConfig{
+		caddyGlobal: "storage file_system " + t.TempDir(),
+		global:      fmt.Sprintf("session_store redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t}", rs.port),
+		handler:     "assertion_header",
+	})
+	b := newBrowser(t)
+	first := backendSaw(t, mustGet(t, b, s.origin+"/page")).Headers.Get(defaultAssertionHeader)
+	for i := 0; i < 3; i++ {
+		advanceClock(t, 2*storeCacheTTL)
+		resp, body := b.api("GET", s.origin+"/api")
+		if got := backendSaw(t, body).Headers.Get(defaultAssertionHeader); resp.StatusCode != 200 || got != first {
+			t.Fatalf("after the store was read again: %d, same assertion %v", resp.StatusCode, got == first)
+		}
+	}
+	if _, err := verifyAssertion(t, s.origin, strings.TrimPrefix(s.origin, "http://"), first); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each request gets a header value of its own, even from one batch: a
+// handler that rewrites its value in place (request_header ... replace)
+// changes no other request's. Run with -race.
+func TestAssertionHeaderValuesOwnedPerRequest(t *testing.T) {
+	sa := &signedAssertion{jwt: "the-jwt"}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 3*headerValuesBatch; i++ {
+				v := sa.header()
+				if len(v) != 1 || cap(v) != 1 || v[0] != "the-jwt" {
+					t.Errorf("value %q (len %d cap %d)", v, len(v), cap(v))
+					return
+				}
+				v[0] = fmt.Sprint("rewritten by ", g) // as request_header replace would
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -352,4 +353,49 @@ func TestAssertionHeaderValuesOwnedPerRequest(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// An identity remembers at most maxAssertionsPerIdentity assertions (one
+// per site, scheme and host it is used on), the newest first.
+func TestAssertionsRememberedPerIdentity(t *testing.T) {
+	a := &assertionSigner{}
+	id := &Identity{}
+	now := timeNow().UnixNano()
+	for i := 0; i < maxAssertionsPerIdentity+2; i++ {
+		a.remember(id, &signedAssertion{signer: a, host: fmt.Sprint("host", i), jwt: fmt.Sprint("jwt", i), renewAt: now + int64(time.Minute)}, now)
+	}
+	// The same host again replaces its entry.
+	a.remember(id, &signedAssertion{signer: a, host: "host5", jwt: "jwt5b", renewAt: now + int64(time.Minute)}, now)
+	set := id.memo.Load().(*assertionSet)
+	var got []string
+	for _, sa := range set.items {
+		got = append(got, sa.jwt)
+	}
+	if want := []string{"jwt5b", "jwt4", "jwt3", "jwt2"}; !slices.Equal(got, want) {
+		t.Errorf("remembered %v, want %v", got, want)
+	}
+	// Those due for renewal are dropped.
+	a.remember(id, &signedAssertion{signer: a, host: "host9", jwt: "jwt9", renewAt: now + int64(time.Minute)}, now+int64(2*time.Minute))
+	if n := len(id.memo.Load().(*assertionSet).items); n != 1 {
+		t.Errorf("%d remembered after the others' renewal time", n)
+	}
+}
+
+// An assertion larger than a header may carry (a user with thousands of
+// groups, with session_store where such a session fits) is a clear 500
+// and a log line, never a truncated token.
+func TestAssertionTooLarge(t *testing.T) {
+	rs := startRedis(t)
+	s := setupSiteWith(t, siteConfig{
+		caddyGlobal: "storage file_system " + t.TempDir(),
+		global:      fmt.Sprintf("session_store redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t}", rs.port),
+		handler:     "assertion_header\n\t\theader groups off",
+		beforeStart: func(idp *testidp.Server) {
+			idp.SetUserClaims("alice", map[string]any{"groups": namedGroups(1900)})
+		},
+	})
+	resp, body := newBrowser(t).get(s.origin + "/page")
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "assertion_failed") {
+		t.Fatalf("%d %.300s", resp.StatusCode, body)
+	}
 }

@@ -14,6 +14,16 @@ import (
 
 func TestParseLoginOptions(t *testing.T) {
 	long := strings.Repeat("a", maxLoginHint+1)
+	atLimit := strings.Repeat("a", maxLoginHint)
+	domain := strings.Repeat("d", maxDomainHint)
+	values := func(n int) string {
+		v := make([]string, n)
+		for i := range v {
+			v[i] = fmt.Sprint("v", i)
+		}
+		return strings.Join(v, "+")
+	}
+	value128 := strings.Repeat("x", 128)
 	for _, tc := range []struct {
 		query   string
 		params  string // the forwarded parameters, encoded
@@ -28,7 +38,14 @@ func TestParseLoginOptions(t *testing.T) {
 		{"max_age=0", "max_age=0", `{"ma":1}`, ""},
 		{"amr=mfa", "prompt=login", `{"amr":["mfa"]}`, ""},
 		{"amr=mfa&prompt=consent", "prompt=consent", `{"amr":["mfa"]}`, ""},
+		{"login_hint=" + atLimit, "login_hint=" + atLimit, "null", ""},
 		{"login_hint=" + long, "", "", "login_hint must be 1 to 256 bytes"},
+		{"domain_hint=" + domain, "domain_hint=" + domain, "null", ""},
+		{"domain_hint=" + domain + "d", "", "", "domain_hint must be a domain name"},
+		{"acr_values=" + values(maxAuthValues), "acr_values=" + values(maxAuthValues), `{"acr":["v0","v1","v2","v3","v4","v5","v6","v7"]}`, ""},
+		{"acr_values=" + values(maxAuthValues+1), "", "", "acr_values must list 1 to 8 values"},
+		{"amr=" + value128, "prompt=login", `{"amr":["` + value128 + `"]}`, ""},
+		{"amr=" + value128 + "x", "", "", "longer than 128 bytes"},
 		{"login_hint=", "", "", "login_hint must be"},
 		{"login_hint=a%0Ab", "", "", "login_hint must be"},
 		{"login_hint=a&login_hint=b", "", "", "login_hint is given more than once"},
@@ -115,6 +132,14 @@ func TestAuthClaimsRecorded(t *testing.T) {
 	applyAuthClaims(s, map[string]any{"acr": "3", "auth_time": float64(now.Add(time.Hour).Unix()), "amr": "not a list"})
 	if s.ACR != "3" || s.AuthTime != now.Add(-time.Hour).Unix() || len(s.AMR) != 2 {
 		t.Errorf("updated acr, refused a future auth_time and a malformed amr: %+v", s)
+	}
+	many := make([]any, maxAMR+1)
+	for i := range many {
+		many[i] = fmt.Sprint("m", i)
+	}
+	applyAuthClaims(s, map[string]any{"amr": many})
+	if len(s.AMR) != maxAMR || s.AMR[maxAMR-1] != fmt.Sprint("m", maxAMR-1) {
+		t.Errorf("amr beyond %d values: %v", maxAMR, s.AMR)
 	}
 }
 

@@ -219,3 +219,54 @@ func TestStepUpStartParameters(t *testing.T) {
 		}
 	}
 }
+
+// With auth_host the step-up continues at the auth host, which asks the
+// provider for it and holds the new session to it before sending the
+// browser back.
+func TestStepUpThroughAuthHost(t *testing.T) {
+	authPort, appPort := freePort(t), freePort(t)
+	authOrigin := fmt.Sprintf("http://127.0.0.1:%d", authPort)
+	appOrigin := fmt.Sprintf("http://127.0.0.1:%d", appPort)
+	idp := newIDP(t, testidp.Options{AutoLoginSession: true}, authOrigin+"/oauth2/callback")
+	be := newBackend(t)
+	startCaddy(t, fmt.Sprintf(`{
+	%s
+	authgate {
+		session_keys %s
+		auth_host 127.0.0.1:%d
+		allowed_redirect_domains 127.0.0.1
+		provider corp {
+			issuer %s
+			client_id app
+			client_secret app-secret
+		}
+	}
+}
+%s {
+	authgate
+	respond "auth host"
+}
+%s {
+	authgate
+	authgate_require /admin/* {
+		acr 2
+	}
+	reverse_proxy %s
+}
+`, globalPrelude, testKey, authPort, idp.Issuer(), authOrigin, appOrigin, be.URL))
+	b := newBrowser(t)
+	mustGet(t, b, appOrigin+"/page")
+	if q := idp.LastAuthorizeQuery(); q.Has("acr_values") {
+		t.Fatalf("the first sign-in asked for acr: %v", q)
+	}
+	resp, body := b.get(appOrigin + "/admin/x")
+	if resp.StatusCode != 200 || resp.Request.URL.String() != appOrigin+"/admin/x" {
+		t.Fatalf("%d at %s after %v: %s", resp.StatusCode, resp.Request.URL, b.hops, body)
+	}
+	if q := idp.LastAuthorizeQuery(); q.Get("acr_values") != "2" {
+		t.Errorf("the step-up at the provider: %v", q)
+	}
+	if idp.Count("authorize") != 2 {
+		t.Errorf("%d authorization requests, want 2", idp.Count("authorize"))
+	}
+}

@@ -277,3 +277,29 @@ func TestSilentLogin(t *testing.T) {
 		}
 	})
 }
+
+// With pushed authorization requests (RFC 9126) the hints and step-up
+// parameters go into the pushed request; the browser carries only the
+// reference.
+func TestLoginHintsThroughPAR(t *testing.T) {
+	s := stepUpSite(t, testidp.Options{RequirePAR: true}, "acr 2")
+	b := newBrowser(t)
+	resp, body := b.get(s.origin + "/oauth2/start?" + url.Values{"rd": {"/x"}, "login_hint": {"alice@example.test"}, "domain_hint": {"example.test"}}.Encode())
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/x" {
+		t.Fatalf("%d at %s after %v: %s", resp.StatusCode, resp.Request.URL, b.hops, body)
+	}
+	if pushed := s.idp.LastPushedRequest(); pushed.Get("login_hint") != "alice@example.test" || pushed.Get("domain_hint") != "example.test" {
+		t.Errorf("the pushed request: %v", pushed)
+	}
+	front := authorizeHop(t, b, s.idp.Issuer()).Query()
+	if front.Has("login_hint") || !front.Has("request_uri") {
+		t.Errorf("the browser's authorization request carries %v", front)
+	}
+	resp, body = b.get(s.origin + "/admin/x")
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/admin/x" {
+		t.Fatalf("step-up: %d at %s after %v: %s", resp.StatusCode, resp.Request.URL, b.hops, body)
+	}
+	if pushed := s.idp.LastPushedRequest(); pushed.Get("acr_values") != "2" || s.idp.Count("par") != 2 {
+		t.Errorf("the step-up's pushed request (%d pushed): %v", s.idp.Count("par"), pushed)
+	}
+}

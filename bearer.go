@@ -249,6 +249,14 @@ func (v *bearerValidator) verifyAt(ctx context.Context, p *provider, token strin
 	case err != nil:
 		return nil, time.Time{}, fmt.Errorf("%w: no user id in its claims", errBadBearer)
 	}
+	for _, k := range []string{"auth_time", "acr", "amr"} {
+		if v, ok := claims[k]; ok {
+			if id.tokenAuth == nil {
+				id.tokenAuth = map[string]any{}
+			}
+			id.tokenAuth[k] = v
+		}
+	}
 	return id, until, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -21,6 +22,10 @@ func init() {
 	// {http.auth.user.*} placeholders; before handle, route, respond,
 	// reverse_proxy and file_server.
 	httpcaddyfile.RegisterDirectiveOrder("authgate", httpcaddyfile.Before, "basic_auth")
+	// Step-up needs the session authgate found: right after it (inserted
+	// before basic_auth after authgate was, so between the two).
+	httpcaddyfile.RegisterHandlerDirective("authgate_require", parseRequireDirective)
+	httpcaddyfile.RegisterDirectiveOrder("authgate_require", httpcaddyfile.Before, "basic_auth")
 }
 
 // parseGlobalOption parses the global `authgate` block:
@@ -48,6 +53,11 @@ func init() {
 //				tls
 //				key_prefix <prefix>
 //				timeout    <duration>
+//			}
+//			assertion_keys {
+//				file   <pem file>...
+//				rotate <duration>
+//				grace  <duration>
 //			}
 //			provider <name> {
 //				# see parseProvider
@@ -250,6 +260,49 @@ func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bo
 			}
 		}
 		s.SessionStore = sc
+	case "assertion_keys":
+		if err := once(); err != nil {
+			return true, err
+		}
+		if d.NextArg() {
+			return true, d.ArgErr()
+		}
+		ak := new(AssertionKeysConfig)
+		kseen := map[string]bool{}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			sub := d.Val()
+			if kseen[sub] {
+				return true, d.Errf("assertion_keys %s may be given only once", sub)
+			}
+			kseen[sub] = true
+			switch sub {
+			case "file":
+				ak.Files = d.RemainingArgs()
+				if len(ak.Files) == 0 {
+					return true, d.Err("assertion_keys file takes one or more PEM files (the first signs)")
+				}
+			case "rotate", "grace":
+				var raw string
+				if err := oneArg(d, &raw); err != nil {
+					return true, err
+				}
+				dur, err := caddy.ParseDuration(raw)
+				if err != nil || dur <= 0 {
+					return true, d.Errf("assertion_keys %s: %q is not a positive duration", sub, raw)
+				}
+				if sub == "rotate" {
+					ak.Rotate = caddy.Duration(dur)
+				} else {
+					ak.Grace = caddy.Duration(dur)
+				}
+			default:
+				return true, d.Errf("unrecognized assertion_keys subdirective %s", sub)
+			}
+		}
+		if len(ak.Files) > 0 && (ak.Rotate != 0 || ak.Grace != 0) {
+			return true, d.Err("assertion_keys: rotate and grace apply to keys in Caddy's storage, not to files (list the previous file after the new one)")
+		}
+		s.AssertionKeys = ak
 	case "provider":
 		if !d.NextArg() {
 			return true, d.Err("provider needs a name")
@@ -571,6 +624,10 @@ func parseParamRewrite(d *caddyfile.Dispenser, p *ParamRewrite) error {
 //		error_pages builtin|caddy
 //		pass_access_token [forward_auth]
 //		pass_cookie
+//		assertion_header   [<Header-Name>]
+//		assertion_audience <audience>
+//		assertion_lifetime <duration>
+//		silent_login
 //		# and, for a single-site setup, any global setting:
 //		# session_keys, cookie, session_lifetime, provider, ...
 //	}
@@ -678,7 +735,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 					return nil, d.ArgErr()
 				}
 			}
-		case "pass_cookie":
+		case "pass_cookie", "silent_login":
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
@@ -686,7 +743,44 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				return nil, d.Errf("%s may be given only once", name)
 			}
 			seen[name] = true
-			hd.PassCookie = true
+			if name == "pass_cookie" {
+				hd.PassCookie = true
+			} else {
+				hd.SilentLogin = true
+			}
+		case "assertion_header", "assertion_audience", "assertion_lifetime":
+			if seen[name] {
+				return nil, d.Errf("%s may be given only once", name)
+			}
+			seen[name] = true
+			switch name {
+			case "assertion_header":
+				args := d.RemainingArgs()
+				if len(args) > 1 {
+					return nil, d.ArgErr()
+				}
+				hd.AssertionHeader = defaultAssertionHeader
+				if len(args) == 1 {
+					if !validHeaderName(args[0]) {
+						return nil, d.Errf("assertion_header: %q is not a header name", args[0])
+					}
+					hd.AssertionHeader = args[0]
+				}
+			case "assertion_audience":
+				if err := oneArg(d, &hd.AssertionAudience); err != nil {
+					return nil, err
+				}
+			default:
+				var raw string
+				if err := oneArg(d, &raw); err != nil {
+					return nil, err
+				}
+				dur, err := caddy.ParseDuration(raw)
+				if err != nil || dur < 2*time.Minute || dur > time.Hour {
+					return nil, d.Errf("assertion_lifetime: %q must be a duration from 2m to 1h", raw)
+				}
+				hd.AssertionLifetime = caddy.Duration(dur)
+			}
 		default:
 			ok, err := parseSetting(d, &hd.Settings, seen)
 			if err != nil {
@@ -696,6 +790,9 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 				return nil, d.Errf("unrecognized subdirective %s", name)
 			}
 		}
+	}
+	if (hd.AssertionAudience != "" || hd.AssertionLifetime != 0) && hd.AssertionHeader == "" {
+		return nil, d.Err("assertion_audience and assertion_lifetime need assertion_header")
 	}
 	return hd, nil
 }
@@ -760,6 +857,78 @@ func parseBearerTokens(d *caddyfile.Dispenser) (*BearerConfig, error) {
 		}
 	}
 	return bc, nil
+}
+
+// validHeaderName accepts an HTTP field name (RFC 9110 token).
+func validHeaderName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseRequireDirective parses the step-up directive, which follows
+// authgate in a route (or takes a matcher):
+//
+//	authgate_require [<matcher>] {
+//		max_auth_age <duration>    # the sign-in at the provider is at most this old
+//		acr <value>...             # the session's acr is one of these
+//		amr <value>...             # the session's amr has all of these (mfa, otp, ...)
+//	}
+func parseRequireDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	d := h.Dispenser
+	q := new(Require)
+	d.Next() // directive name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if seen[name] {
+			return nil, d.Errf("authgate_require %s may be given only once", name)
+		}
+		seen[name] = true
+		switch name {
+		case "max_auth_age":
+			var raw string
+			if err := oneArg(d, &raw); err != nil {
+				return nil, err
+			}
+			dur, err := caddy.ParseDuration(raw)
+			if err != nil || dur < time.Minute {
+				return nil, d.Errf("max_auth_age: %q must be a duration of at least 1m", raw)
+			}
+			q.MaxAuthAge = caddy.Duration(dur)
+		case "acr", "amr":
+			args := d.RemainingArgs()
+			if len(args) == 0 || len(args) > maxAuthValues {
+				return nil, d.Errf("%s takes 1 to %d values", name, maxAuthValues)
+			}
+			for _, a := range args {
+				if err := checkAuthValue(a); err != nil {
+					return nil, d.Errf("%s: %v", name, err)
+				}
+			}
+			if name == "acr" {
+				q.ACR = args
+			} else {
+				q.AMR = args
+			}
+		default:
+			return nil, d.Errf("unrecognized subdirective %s", name)
+		}
+	}
+	if q.MaxAuthAge == 0 && len(q.ACR) == 0 && len(q.AMR) == 0 {
+		return nil, d.Err("authgate_require needs max_auth_age, acr or amr")
+	}
+	return q, nil
 }
 
 // Interface guard

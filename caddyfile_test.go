@@ -221,3 +221,41 @@ func TestParseBearerTokens(t *testing.T) {
 		})
 	}
 }
+
+// TestCaddyfileAssertionAndStepUpErrors: the options of assertions, their
+// keys, login hints and step-up refuse bad values, naming the line.
+func TestCaddyfileAssertionAndStepUpErrors(t *testing.T) {
+	site := func(body string) string { return "example.com {\n" + body + "\n}\n" }
+	global := func(body string) string {
+		return "{\n\tauthgate {\n" + body + "\n\t}\n}\nexample.com {\n\trespond ok\n}\n"
+	}
+	for _, tc := range []struct {
+		name, input, want string
+	}{
+		{"bad assertion header name", site("\tauthgate {\n\t\tassertion_header X:Bad\n\t}"), `assertion_header: "X:Bad" is not a header name`},
+		{"two assertion header names", site("\tauthgate {\n\t\tassertion_header A B\n\t}"), "wrong argument count"},
+		{"assertion_header twice", site("\tauthgate {\n\t\tassertion_header\n\t\tassertion_header\n\t}"), "assertion_header may be given only once"},
+		{"lifetime out of range", site("\tauthgate {\n\t\tassertion_header\n\t\tassertion_lifetime 30s\n\t}"), "assertion_lifetime: \"30s\" must be a duration from 2m to 1h"},
+		{"audience without assertions", site("\tauthgate {\n\t\tassertion_audience app\n\t}"), "assertion_audience and assertion_lifetime need assertion_header"},
+		{"silent_login with an argument", site("\tauthgate {\n\t\tsilent_login yes\n\t}"), "wrong argument count"},
+		{"unknown key option", global("\t\tassertion_keys {\n\t\t\tfiles a.pem\n\t\t}"), "unrecognized assertion_keys subdirective files"},
+		{"key file without a path", global("\t\tassertion_keys {\n\t\t\tfile\n\t\t}"), "assertion_keys file takes one or more PEM files"},
+		{"rotation of key files", global("\t\tassertion_keys {\n\t\t\tfile a.pem\n\t\t\trotate 24h\n\t\t}"), "rotate and grace apply to keys in Caddy's storage"},
+		{"bad grace", global("\t\tassertion_keys {\n\t\t\tgrace soon\n\t\t}"), `assertion_keys grace: "soon" is not a positive duration`},
+		{"require without requirements", site("\tauthgate_require {\n\t}"), "authgate_require needs max_auth_age, acr or amr"},
+		{"require with a short age", site("\tauthgate_require {\n\t\tmax_auth_age 10s\n\t}"), `max_auth_age: "10s" must be a duration of at least 1m`},
+		{"require with a bad acr", site("\tauthgate_require {\n\t\tacr \"a b\"\n\t}"), "acr: "},
+		{"require option twice", site("\tauthgate_require {\n\t\tamr mfa\n\t\tamr otp\n\t}"), "authgate_require amr may be given only once"},
+		{"unknown require option", site("\tauthgate_require {\n\t\tmfa\n\t}"), "unrecognized subdirective mfa"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tc.input), map[string]any{"filename": "Caddyfile"})
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tc.input)
+			}
+			if msg := err.Error(); !strings.Contains(msg, tc.want) || !strings.Contains(msg, "Caddyfile:") {
+				t.Errorf("error %q does not say %q with the line", msg, tc.want)
+			}
+		})
+	}
+}

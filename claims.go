@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Limits on claims, which come from the provider and end up in cookies and
@@ -76,6 +77,16 @@ type Identity struct {
 	// sanitised once: identities are cached with their sessions, so the
 	// hot path only copies them.
 	out identityOut
+
+	// memo holds what is derived from this identity once and reused for
+	// as long as it is cached: the signed assertions (an *assertionSet,
+	// assertion.go).
+	memo atomic.Value
+
+	// tokenAuth holds a bearer token's auth_time, acr and amr (Claims
+	// drops them as bookkeeping), for authgate_require; nil for sessions,
+	// which record them themselves.
+	tokenAuth map[string]any
 }
 
 type identityOut struct {

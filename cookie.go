@@ -356,6 +356,9 @@ type sessionCookie struct {
 	kept    [maxKeptCookies]string
 	nKept   int
 	keptLen int
+	// checkedAt is when sessionFor checked the session's lifetime: later
+	// steps of the same request use it rather than read the clock again.
+	checkedAt time.Time
 }
 
 // maxKeptCookies is how many other cookies sessionCookie remembers.

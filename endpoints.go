@@ -91,6 +91,12 @@ func serveAuth(s *site, w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	s.fwd.forward(r, id, sess, &sc)
+	if s.assert != nil {
+		if err := s.assert.attach(r, id, sess, sc.checkedAt); err != nil {
+			return s.pages.fail(w, r, http.StatusInternalServerError, "assertion_failed", "The request could not be signed for the application.")
+		}
+		w.Header()[s.assert.header] = r.Header[s.assert.header]
+	}
 	s.fwd.copyIdentity(w, r)
 	w.WriteHeader(http.StatusOK)
 	return nil

@@ -103,6 +103,16 @@ func newForwarder(names HeaderNames, claimHeaders map[string]string, passAccessT
 	return f, nil
 }
 
+// alsoStrip adds more header names a client must not send (the identity
+// assertion's).
+func (f *forwarder) alsoStrip(names ...string) {
+	for _, n := range names {
+		if n = http.CanonicalHeaderKey(n); n != "" && !slices.Contains(f.strip, n) {
+			f.strip = append(f.strip, n)
+		}
+	}
+}
+
 // stripSpoofed removes the client's copies of the identity headers.
 func (f *forwarder) stripSpoofed(r *http.Request) {
 	for _, n := range f.strip {

@@ -65,12 +65,17 @@ type Settings struct {
 	// are active within a few minutes, and the memory is there. At least
 	// 1 MiB. Default: 33554432 (32 MiB).
 	SessionCacheSize int64 `json:"session_cache_size,omitempty"`
+
+	// AssertionKeys says where the keys that sign identity assertions
+	// (a site's assertion_header) come from. Default: a key generated in
+	// Caddy's storage, rotated every 30 days.
+	AssertionKeys *AssertionKeysConfig `json:"assertion_keys,omitempty"`
 }
 
 func (s Settings) empty() bool {
 	return len(s.SessionKeys) == 0 && s.Cookie == nil && s.SessionLifetime == 0 && s.RefreshSkew == 0 &&
 		s.AuthHost == "" && len(s.AllowedRedirectDomains) == 0 && s.PathPrefix == "" && len(s.Providers) == 0 &&
-		s.SessionStore == nil && s.SessionCacheSize == 0
+		s.SessionStore == nil && s.SessionCacheSize == 0 && s.AssertionKeys == nil
 }
 
 // merge returns s with every field that o sets replaced by o's; providers
@@ -104,6 +109,9 @@ func (s Settings) merge(o Settings) Settings {
 	if o.SessionCacheSize != 0 {
 		out.SessionCacheSize = o.SessionCacheSize
 	}
+	if o.AssertionKeys != nil {
+		out.AssertionKeys = o.AssertionKeys
+	}
 	if len(o.Providers) > 0 {
 		out.Providers = make(map[string]*ProviderConfig, len(s.Providers)+len(o.Providers))
 		for k, v := range s.Providers {
@@ -129,6 +137,8 @@ type gateway struct {
 	redirects redirectPolicy
 	log       eventLog
 	logger    *zap.Logger
+	// keys sign identity assertions, once a site sends them.
+	keys keyRingSlot
 }
 
 // newGateway resolves placeholders, checks the settings and starts
@@ -189,6 +199,7 @@ func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, 
 		log:       eventLog{logger},
 		logger:    logger,
 	}
+	gw.keys.cfg = s.AssertionKeys
 	var store *redisStore
 	if s.SessionStore != nil {
 		if store, err = newRedisStore(*s.SessionStore); err != nil {

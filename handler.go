@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -76,10 +77,36 @@ type Handler struct {
 	// set). Default: builtin.
 	ErrorPages string `json:"error_pages,omitempty"`
 
+	// AssertionHeader, when set, sends every authenticated request to the
+	// backend with a signed identity assertion (a JWT: iss the site's
+	// origin, aud, sub, email, name, preferred_username, groups,
+	// provider, auth_time, acr, amr, iat, exp, jti) in this header. The
+	// keys are published at /.well-known/authgate/jwks.json. The client's
+	// copy of the header, and of X-Authgate-Assertion, is always removed.
+	// Default: off (the Caddyfile's bare assertion_header sets
+	// X-Authgate-Assertion).
+	AssertionHeader string `json:"assertion_header,omitempty"`
+
+	// AssertionAudience is the assertion's aud. authgate runs before
+	// reverse_proxy picks an upstream, so it cannot name that; set the
+	// name your backends check for. Default: the request's host.
+	AssertionAudience string `json:"assertion_audience,omitempty"`
+
+	// AssertionLifetime is how long an assertion is valid; it is signed
+	// again a minute before it expires. Between 2m and 1h. Default: 5m.
+	AssertionLifetime caddy.Duration `json:"assertion_lifetime,omitempty"`
+
+	// SilentLogin adds to the 401 of an API request without a session a
+	// `Link: <.../start?prompt=none&...>; rel="authgate-silent-login"`
+	// header, for apps that renew sessions in a hidden frame. Default:
+	// off.
+	SilentLogin bool `json:"silent_login,omitempty"`
+
 	// Settings for a single-site configuration, merged over the global
 	// authgate block.
 	Settings
 
+	app        *App
 	site       *site
 	ownGateway bool
 	plainHTTP  *sync.Once
@@ -105,6 +132,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading authgate app: %w", err)
 	}
 	app := appIface.(*App)
+	h.app = app
 	var gw *gateway
 	switch {
 	case !h.Settings.empty():
@@ -161,6 +189,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	s.fwd.forwardAuthAccessToken = h.ForwardAuthAccessToken
+	if h.AssertionHeader == "" {
+		s.fwd.alsoStrip(defaultAssertionHeader)
+	} else if !strings.EqualFold(h.AssertionHeader, defaultAssertionHeader) {
+		// The site's own assertion header is not stripped on the way in:
+		// every request that reaches the backend gets it overwritten, and
+		// every other drops it (assertionSigner.drop).
+		s.fwd.alsoStrip(defaultAssertionHeader)
+	}
+	if h.AssertionHeader != "" {
+		kr, err := gw.keys.open(ctx, gw.logger)
+		if err != nil {
+			return err
+		}
+		if s.assert, err = newAssertionSigner(h.AssertionHeader, h.AssertionAudience, time.Duration(h.AssertionLifetime), kr); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -176,8 +221,15 @@ func (h *Handler) Cleanup() error {
 // pass-through, then the unauthenticated answer.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	s := h.site
+	if r.URL.Path == jwksPath {
+		if kr := s.gw.keys.loaded(); kr != nil {
+			return kr.serveJWKS(w, r)
+		}
+	}
 	if rest, ok := strings.CutPrefix(r.URL.Path, s.gw.prefix); ok {
 		switch rest {
+		case "health":
+			return serveHealth(s, w, r)
 		case "start":
 			return serveStart(s, w, r)
 		case "callback":
@@ -203,14 +255,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	sc := scanSessionCookie(r, s.gw.sessions.cookie.Name)
 	id, sess, err := s.identify(w, r, &sc)
 	if err != nil {
+		s.assert.drop(r)
 		s.counts.count(r.Host, decisionUnauthenticated)
 		return h.unauthenticated(w, r, err)
 	}
 	if !allowed(s.rules, id) {
+		s.assert.drop(r)
 		return s.forbidden(w, r, id, sess)
 	}
 	s.counts.count(r.Host, decisionAllowed)
 	s.fwd.forward(r, id, sess, &sc)
+	if s.assert != nil {
+		if err := s.assert.attach(r, id, sess, sc.checkedAt); err != nil {
+			s.assert.drop(r)
+			s.log.write(r, zap.ErrorLevel, "identity assertion failed", zap.String("provider", id.Provider), zap.String("user_id", id.ID), zap.Error(err))
+			return s.pages.fail(w, r, http.StatusInternalServerError, "assertion_failed", "The request could not be signed for the application.")
+		}
+	}
+	if h.app.stepUpRoutes.Load() {
+		keepForStepUp(r, s, id, sess)
+	}
 	return next.ServeHTTP(w, r)
 }
 
@@ -220,6 +284,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, err error) error {
 	s := h.site
 	if errors.Is(err, errStoreDown) || errors.Is(err, errBearerBusy) || errors.Is(err, errBadBearer) || isProviderFailure(err) || forbiddenRefusal(err) || !wantsHTML(r) {
+		if h.SilentLogin && !errors.Is(err, errStoreDown) && !errors.Is(err, errBearerBusy) && !errors.Is(err, errBadBearer) && !isProviderFailure(err) && !forbiddenRefusal(err) {
+			addSilentLoginLinks(s, w, r)
+		}
 		return s.pages.unauthenticatedAPI(w, r, err)
 	}
 	rd := r.URL.RequestURI()

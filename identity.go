@@ -101,6 +101,9 @@ type derived struct {
 	// omitted names a groups claim the provider says it left out of the
 	// token (claimchecks.go: Entra's groups overage); "" when none.
 	omitted string
+	// idClaims are the verified ID token's claims as it has them (auth_time,
+	// acr and amr included, which claims drops); nil without one.
+	idClaims map[string]any
 }
 
 // iatLeeway is how far in the future an ID token's iat may be (clock skew).
@@ -190,7 +193,7 @@ func deriveIdentity(ctx context.Context, p *provider, st *providerState, a provi
 	if err := checkClaimsSize(claims); err != nil {
 		return nil, withReason("claims_too_large", fmt.Errorf("%w: %v", errProviderBadResponse, err))
 	}
-	return &derived{claims: claims, keptGroups: kept, identity: id, binding: b, fresh: true, userinfoRead: read, omitted: omitted}, nil
+	return &derived{claims: claims, keptGroups: kept, identity: id, binding: b, fresh: true, userinfoRead: read, omitted: omitted, idClaims: idClaims}, nil
 }
 
 // verifyIDToken checks an ID token's signature (JWKS), iss, aud, exp and

@@ -22,10 +22,11 @@ import (
 // shows the same map; TestLayout keeps both true.
 var layers = []string{
 	"caddyfile.go", "presets.go",
-	"handler.go", "module.go",
-	"logout.go", "login.go", "endpoints.go", "backchannel.go", "frontchannel.go",
+	"handler.go", "stepup.go", "module.go",
+	"logout.go", "login.go", "endpoints.go", "health.go", "backchannel.go", "frontchannel.go",
 	"site.go", "forward.go", "pages.go", "bearer.go",
-	"gateway.go", "refresh.go", "session.go", "cache.go", "store.go", "cookie.go", "fastjson.go",
+	"gateway.go", "assertion.go", "assertkeys.go", "refresh.go", "authctx.go",
+	"session.go", "cache.go", "store.go", "cookie.go", "fastjson.go",
 	"identity.go", "provider.go", "issuer.go", "jwks.go", "par.go", "apiclaims.go", "clientauth.go", "tokens.go", "claimchecks.go",
 	"dialect.go", "rules.go", "claims.go", "glob.go", "redirect.go", "metrics.go", "expiring.go", "common.go",
 }

@@ -509,6 +509,12 @@ func TestLimitsListed(t *testing.T) {
 		{"jwksMinInterval", "one per second", jwksMinInterval, time.Second},
 		{"jwksAbsentMemory", "10 s", jwksAbsentMemory, 10 * time.Second},
 		{"maxAbsentKIDs", "1,024", maxAbsentKIDs, 1024},
+		{"maxLoginHint", "256 bytes", maxLoginHint, 256},
+		{"maxDomainHint", "253 bytes", maxDomainHint, 253},
+		{"maxAuthValues", "8 values", maxAuthValues, 8},
+		{"maxAMR", "| 16 |", maxAMR, 16},
+		{"maxAssertionsPerIdentity", "| 4 (one per site", maxAssertionsPerIdentity, 4},
+		{"assertionCacheItems", "4,096 per generation", assertionCacheItems, 4096},
 		{"cookieHeaderLimit", "less 3 KiB", nil, nil},
 	} {
 		if fmt.Sprint(l.got) != fmt.Sprint(l.want) {

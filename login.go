@@ -45,31 +45,47 @@ type pendingLogin struct {
 	// RedirectURI is the callback URL sent to the provider; the token
 	// request must repeat it exactly.
 	RedirectURI string `json:"ru"`
+	// Require is a step-up's requirement, which the new session must
+	// meet (authctx.go).
+	Require *authRequirement `json:"rq,omitempty"`
+	// Silent: the login asked for prompt=none.
+	Silent bool `json:"sl,omitempty"`
 }
 
-// serveStart begins a login: /oauth2/start?rd=URL[&provider=NAME].
+// serveStart begins a login: /oauth2/start?rd=URL[&provider=NAME], with
+// login hints, prompt and step-up parameters passed on (authctx.go).
 func serveStart(s *site, w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	rd := s.gw.redirects.safeReturnURL(q.Get("rd"), r.Host)
+	opts, err := parseLoginOptions(q)
+	if err != nil {
+		s.log.write(r, zap.InfoLevel, "login refused", zap.String("reason", "bad_login_parameter"), zap.Error(err))
+		return s.pages.fail(w, r, http.StatusBadRequest, "bad_login_parameter", "The sign-in link carries an invalid parameter ("+strings.TrimPrefix(err.Error(), errLoginParam.Error()+": ")+").")
+	}
 	name := q.Get("provider")
 	if name == "" {
 		if len(s.providers) > 1 {
-			return s.pages.chooser(w, r, rd, s.providers)
+			return s.pages.chooser(w, r, rd, s.providers, opts.startQuery(url.Values{}))
 		}
 		name = s.providers[0].name
 	}
 	for _, p := range s.providers {
 		if p.name == name {
-			return beginLogin(s, w, r, p, rd)
+			return beginLogin(s, w, r, p, rd, opts)
 		}
 	}
 	return s.pages.fail(w, r, http.StatusBadRequest, "unknown_provider", "This site does not sign in with that provider.")
 }
 
 // beginLogin sends the browser to the provider (or to the auth host),
-// after storing the pending login in its own cookie.
-func beginLogin(s *site, w http.ResponseWriter, r *http.Request, p *provider, rd string) error {
+// after storing the pending login in its own cookie. opts, when given
+// (at most one), adds login hints or a step-up to the request.
+func beginLogin(s *site, w http.ResponseWriter, r *http.Request, p *provider, rd string, opts ...loginOptions) error {
 	gw := s.gw
+	var o loginOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	scheme := "http"
 	if isHTTPS(r) {
 		scheme = "https"
@@ -78,7 +94,7 @@ func beginLogin(s *site, w http.ResponseWriter, r *http.Request, p *provider, rd
 		if strings.HasPrefix(rd, "/") {
 			rd = scheme + "://" + r.Host + rd
 		}
-		target := scheme + "://" + gw.authHost + gw.prefix + "start?" + url.Values{"rd": {rd}, "provider": {p.name}}.Encode()
+		target := scheme + "://" + gw.authHost + gw.prefix + "start?" + o.startQuery(url.Values{"rd": {rd}, "provider": {p.name}}).Encode()
 		http.Redirect(w, r, target, http.StatusFound)
 		return nil
 	}
@@ -93,6 +109,8 @@ func beginLogin(s *site, w http.ResponseWriter, r *http.Request, p *provider, rd
 		Issued:      now.Unix(),
 		Started:     now.UnixNano(),
 		RedirectURI: orDefault(p.cfg.RedirectURL, scheme+"://"+r.Host+gw.prefix+"callback"),
+		Require:     o.require,
+		Silent:      o.silent(),
 	}
 	sendState := ""
 	if !p.cfg.Dialect.NoState {
@@ -105,7 +123,8 @@ func beginLogin(s *site, w http.ResponseWriter, r *http.Request, p *provider, rd
 	if st.verifier != nil {
 		login.Nonce = randomString(24)
 	}
-	target := st.client.authCodeURL(login.RedirectURI, sendState, login.Verifier, login.Nonce)
+	// The extra parameters go into the pushed request too.
+	target := st.client.authCodeURL(login.RedirectURI, sendState, login.Verifier, login.Nonce, o.params)
 	if st.parURL != "" {
 		// RFC 9126: the parameters go to the provider, the browser gets a
 		// reference to them. Before any cookie: a refusal starts nothing.
@@ -312,6 +331,9 @@ func serveCallback(s *site, w http.ResponseWriter, r *http.Request) error {
 		return fail(http.StatusBadRequest, "login_expired", "This sign-in took too long. Please start again.", nil)
 	}
 	if e := q.Get(p.cfg.Dialect.Callback.errorParam()); e != "" {
+		if login.Silent && silentLoginRefusals[e] {
+			return silentLoginFailed(s, w, r, p, login, e)
+		}
 		if e == "access_denied" {
 			return fail(http.StatusForbidden, "sign_in_denied", "The sign-in was cancelled or refused at the identity provider.", nil)
 		}
@@ -387,6 +409,7 @@ func serveCallback(s *site, w http.ResponseWriter, r *http.Request) error {
 	if !ts.Issued.IsZero() {
 		sess.TokenIssued = ts.Issued.Unix()
 	}
+	recordLoginAuth(sess, d.idClaims)
 	if err := gw.sessions.writeSession(w, r, sess); err != nil {
 		if errors.Is(err, errStoreDown) {
 			return fail(http.StatusServiceUnavailable, "store_unavailable", "The session store is not available. Please try again in a moment.", err)
@@ -396,8 +419,41 @@ func serveCallback(s *site, w http.ResponseWriter, r *http.Request) error {
 	gw.log.write(r, zap.InfoLevel, "login", zap.String("provider", p.name), zap.String("user_id", d.identity.ID))
 	metricLogin(p.name, "completed", "")
 	w.Header().Set("Cache-Control", "no-store")
+	if login.Require != nil {
+		// A step-up: going back to a route the session still does not
+		// satisfy would send the browser to the provider again, for ever.
+		// The session is kept (it is a valid sign-in); the route is not.
+		if why := login.Require.unmet(sessionAuthContext(sess), timeNow()); why != "" {
+			gw.log.write(r, zap.WarnLevel, "step-up failed", zap.String("provider", p.name), zap.String("user_id", d.identity.ID), zap.String("reason", why))
+			return s.pages.fail(w, r, http.StatusForbidden, "step_up_failed",
+				"This page needs a stronger or more recent sign-in than the identity provider confirmed: "+why+".")
+		}
+	}
 	http.Redirect(w, r, rd, http.StatusFound)
 	return nil
+}
+
+// silentLoginRefusals are the errors a provider answers a prompt=none
+// request with when it would have to show the user something (OpenID
+// Connect Core §3.1.2.6).
+var silentLoginRefusals = map[string]bool{
+	"login_required": true, "interaction_required": true, "consent_required": true, "account_selection_required": true,
+}
+
+// silentLoginFailed answers a prompt=none login the provider could not
+// complete silently: a plain 401, never a page that starts another login,
+// with a Link to sign in interactively.
+func silentLoginFailed(s *site, w http.ResponseWriter, r *http.Request, p *provider, login *pendingLogin, code string) error {
+	s.log.write(r, zap.InfoLevel, "silent login failed", zap.String("provider", p.name), zap.String("reason", code))
+	metricLogin(p.name, "failed", "login_required")
+	rd := login.ReturnURL
+	if _, ok := s.gw.redirects.check(rd, r.Host); !ok {
+		rd = "/"
+	}
+	start := s.gw.prefix + "start?" + url.Values{"rd": {rd}, "provider": {p.name}}.Encode()
+	w.Header().Set("Link", "<"+start+`>; rel="authgate-login"`)
+	return s.pages.fail(w, r, http.StatusUnauthorized, "login_required",
+		"The identity provider needs the user to sign in ("+safeToken(code)+"); a silent sign-in is not possible.")
 }
 
 // safeToken keeps a provider's error code printable and short.

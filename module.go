@@ -12,16 +12,20 @@
 // The files, in the order a request meets them; each uses only the files
 // after it (layout_test.go checks it):
 //
-//	caddyfile.go, presets.go    the Caddyfile: global option and directive; provider presets
-//	handler.go, module.go       the handler (routing, the decision) and the app
+//	caddyfile.go, presets.go    the Caddyfile: global option and directives; provider presets
+//	handler.go, stepup.go       the handler (routing, the decision); authgate_require (step-up per route)
+//	module.go                   the app
 //	logout.go, login.go         /oauth2/logout; /oauth2/start and /oauth2/callback
-//	endpoints.go, backchannel.go  /oauth2/userinfo and /oauth2/auth; back-channel logout
+//	endpoints.go, health.go     /oauth2/userinfo and /oauth2/auth; /oauth2/health
+//	backchannel.go              back-channel logout
 //	frontchannel.go             front-channel logout
 //	site.go                     a protected site: who is asking (session, refresh, bearer)
 //	forward.go, pages.go        identity headers to the backend; error pages and JSON
 //	bearer.go                   Authorization: Bearer tokens
 //	gateway.go                  Settings and the gateway they build
+//	assertion.go, assertkeys.go the signed identity assertion; its keys and JWKS
 //	refresh.go                  when and how a session is refreshed
+//	authctx.go                  login hints, step-up requirements, auth_time/acr/amr
 //	session.go                  reading and writing sessions, over
 //	cache.go, store.go, cookie.go   the session cache, Redis, the cookie format
 //	fastjson.go                 reading session payloads in one pass
@@ -36,6 +40,7 @@ package authgate
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -53,6 +58,9 @@ type App struct {
 	gw     *gateway
 	logger *zap.Logger
 	cancel context.CancelFunc
+	// stepUpRoutes is set when an authgate_require handler is configured:
+	// authgate then hands each request's session on to it.
+	stepUpRoutes *atomic.Bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -66,6 +74,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision builds the shared gateway when the app is configured.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.stepUpRoutes = new(atomic.Bool)
 	registerMetrics(ctx.GetMetricsRegistry())
 	if len(a.Providers) == 0 {
 		// Nothing to run alone; handlers merge these settings with their own.

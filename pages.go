@@ -209,6 +209,8 @@ var pageTitles = map[string]string{
 	"store_unavailable":    "Service temporarily unavailable",
 	"account_not_allowed":  "Access denied",
 	"par_rejected":         "Sign-in refused by the provider",
+	"step_up_failed":       "Stronger sign-in needed",
+	"login_required":       "Sign-in required",
 	"choose":               "Sign in",
 }
 
@@ -245,13 +247,20 @@ func (pg *pages) render(w http.ResponseWriter, r *http.Request, status int, reas
 }
 
 // chooser is the sign-in page of a site with several providers.
-func (pg *pages) chooser(w http.ResponseWriter, r *http.Request, rd string, providers []*provider) error {
+// extra are more /oauth2/start parameters (login hints) for every link.
+func (pg *pages) chooser(w http.ResponseWriter, r *http.Request, rd string, providers []*provider, extra ...url.Values) error {
 	d := pageData{Title: "Sign in", Status: http.StatusOK, Reason: "choose", RequestID: requestID(r),
 		Message: "Choose how to sign in."}
 	for _, p := range providers {
+		q := url.Values{"provider": {p.name}, "rd": {rd}}
+		for _, ex := range extra {
+			for k, v := range ex {
+				q[k] = v
+			}
+		}
 		d.Providers = append(d.Providers, providerLink{
 			Name: p.name,
-			URL:  pg.prefix + "start?" + url.Values{"provider": {p.name}, "rd": {rd}}.Encode(),
+			URL:  pg.prefix + "start?" + q.Encode(),
 		})
 	}
 	return writePage(w, http.StatusOK, d)

@@ -413,6 +413,9 @@ func (rf *refresher) refreshAtProvider(ctx context.Context, p *provider, old *Se
 	}
 	ns.Claims, ns.KeptGroups = d.claims, d.keptGroups
 	ns.bind(d.binding.recorded())
+	// auth_time, acr and amr stay as the login recorded them unless the
+	// new ID token says otherwise.
+	applyAuthClaims(&ns, d.idClaims)
 	if d.userinfoRead && p.cfg.UserinfoRefreshInterval > 0 {
 		ns.UserinfoAt = timeNow().Unix()
 	}

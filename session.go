@@ -68,6 +68,13 @@ type Session struct {
 	// UserinfoAt is when userinfo was last read (unix seconds), kept only
 	// for userinfo_refresh_interval; 0: at Created.
 	UserinfoAt int64 `json:"ua,omitempty"`
+	// AuthTime, ACR and AMR are how the user last authenticated at the
+	// provider (the ID token's auth_time, acr and amr; authctx.go), what
+	// authgate_require checks. AuthTime is the login's time when the
+	// provider sends none.
+	AuthTime int64    `json:"au,omitempty"`
+	ACR      string   `json:"acr,omitempty"`
+	AMR      []string `json:"amr,omitempty"`
 
 	// sealed is the session's cookie, encoded once (sessionManager.seal).
 	sealed *sealedSession
@@ -151,6 +158,12 @@ func (s *Session) decodeJSON(body []byte) bool {
 			bit, num = 1<<14, &out.UserinfoAt
 		case "ti":
 			bit, num = 1<<15, &out.TokenIssued
+		case "au":
+			bit, num = 1<<16, &out.AuthTime
+		case "acr":
+			bit, dst = 1<<17, &out.ACR
+		case "amr":
+			bit = 1 << 18
 		default:
 			return false // unknown, or differently cased
 		}
@@ -176,12 +189,16 @@ func (s *Session) decodeJSON(body []byte) bool {
 				out.IDTokenKind = v
 			}
 			return ok && int64(v) == n
-		case key == "ia":
+		case key == "ia" || key == "amr":
 			if r.peek() != '[' {
 				return false // null, or not a list
 			}
 			list, ok := r.strings()
-			out.IDAudience = list
+			if key == "ia" {
+				out.IDAudience = list
+			} else {
+				out.AMR = list
+			}
 			return ok
 		}
 		if r.peek() != '{' {
@@ -284,7 +301,8 @@ func (m *sessionManager) sessionFor(w http.ResponseWriter, r *http.Request, sc *
 	if !slices.Contains(providers, e.provider) {
 		return nil, errNoSession
 	}
-	if timeNow().After(time.Unix(e.sess.Created, 0).Add(m.lifetime)) {
+	sc.checkedAt = timeNow()
+	if sc.checkedAt.After(time.Unix(e.sess.Created, 0).Add(m.lifetime)) {
 		m.clearCookies(w, r)
 		return nil, errSessionExpired
 	}

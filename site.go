@@ -17,6 +17,7 @@ type site struct {
 	fwd       *forwarder
 	pages     *pages
 	bearer    *bearerValidator // nil: bearer tokens are not accepted
+	assert    *assertionSigner // nil: no identity assertion is sent
 	counts    *siteLabels
 	log       eventLog
 }

@@ -232,8 +232,11 @@ func (c *oauthClient) ctx(ctx context.Context) context.Context {
 }
 
 // authCodeURL builds the authorization request, then applies the
-// dialect's renames, omissions and additions.
-func (c *oauthClient) authCodeURL(redirectURI, state, verifier, nonce string) string {
+// dialect's renames, omissions and additions. extra parameters (login
+// hints, prompt, step-up) are added under their standard names first, so
+// that the dialect's renames apply to them too; a pushed authorization
+// request must carry the same.
+func (c *oauthClient) authCodeURL(redirectURI, state, verifier, nonce string, extra ...url.Values) string {
 	conf := c.config
 	conf.RedirectURL = redirectURI
 	var opts []oauth2.AuthCodeOption
@@ -242,6 +245,11 @@ func (c *oauthClient) authCodeURL(redirectURI, state, verifier, nonce string) st
 	}
 	if nonce != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("nonce", nonce))
+	}
+	for _, ex := range extra {
+		for k := range ex {
+			opts = append(opts, oauth2.SetAuthURLParam(k, ex.Get(k)))
+		}
 	}
 	raw := conf.AuthCodeURL(state, opts...)
 	if c.dialect.AuthorizeParams.empty() {

@@ -25,7 +25,11 @@
 //     path;
 //  9. many-users: -users distinct sessions, a different one (a cache miss)
 //     on every request, against plain and same bytes, RSS before and
-//     after; then a Zipf mix with its hit rate estimated.
+//     after; then a Zipf mix with its hit rate estimated;
+//  10. assertion: the small session on a site with assertion_header
+//     against the authgate site without it, each against its same-bytes
+//     site: what the signed identity assertion costs in all, what its
+//     header's bytes cost any gateway, and what is left for authgate.
 //
 // It ends with a summary and one machine-readable RESULT line per
 // scenario. It exits non-zero when the provider saw any request during the
@@ -84,7 +88,7 @@ type options struct {
 }
 
 // allScenarios are the scenarios, in the order they run.
-var allScenarios = []string{"small", "large", "redis", "redis-large", "logins", "storm", "storm-redis", "large-1conn", "many-users"}
+var allScenarios = []string{"small", "large", "redis", "redis-large", "logins", "storm", "storm-redis", "large-1conn", "many-users", "assertion"}
 
 // quickValues are -quick's settings: a smoke run of every scenario in
 // about a minute. Flags given explicitly win.
@@ -189,6 +193,7 @@ func run(o options) int {
 		storm:       o.scenarios["storm"] || o.scenarios["storm-redis"],
 		users:       o.scenarios["many-users"],
 		largeOne:    o.scenarios["large-1conn"],
+		assertion:   o.scenarios["assertion"],
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -215,6 +220,9 @@ func run(o options) int {
 	}
 	if st.largeOneURL != "" {
 		fmt.Printf("large-1conn:     %s  (authgate like the authgate site, own gateway)\n", st.largeOneURL)
+	}
+	if st.assertionURL != "" {
+		fmt.Printf("assertion site:  %s  (authgate with assertion_header + reverse_proxy %s, the authgate site's gateway)\n", st.assertionURL, st.backendAddr)
 	}
 
 	var fails failures
@@ -318,6 +326,20 @@ func run(o options) int {
 		res.key = "redis-large"
 		results = append(results, res)
 	}
+
+	// Scenario 10: the signed identity assertion's cost, on the small
+	// session (run with the authenticated loads: the provider must see
+	// nothing here either).
+	var assertion *assertionResult
+	if o.scenarios["assertion"] {
+		sess, err := login(loginRT, st.authURL)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: login for the assertion scenario:", err)
+			return 1
+		}
+		r := runAssertion(o, st, sess, &providerDuringLoad, &fails)
+		assertion = &r
+	}
 	stopProfile()
 
 	fmt.Printf("\nprovider requests during authenticated load: %d\n", providerDuringLoad)
@@ -377,10 +399,17 @@ func run(o options) int {
 
 	printSummary(o, results, lr, providerDuringLoad)
 	printNewSummary(storms, large1, users)
+	if r := assertion; r != nil && r.setupErr == "" {
+		fmt.Printf("  %-40s on/off throughput %.3f×, %+.1f µs CPU per request, of which the header's bytes %+.1f µs and authgate's own %+.1f µs [no target: see BenchmarkHandlerAuthenticatedAssertion]\n",
+			"assertion", r.onOff.throughput, r.onOff.cpuAdded, r.bytes.cpuAdded, r.ownAdded)
+	}
 	fmt.Printf("  at the end: %s\n", loadAverage())
 	fmt.Println()
 	for _, l := range resultLines(o, results, lr, storms, large1, users) {
 		fmt.Println(l)
+	}
+	if assertion != nil {
+		fmt.Println(assertion.resultLine())
 	}
 	if len(fails) > 0 {
 		fmt.Println("\nFAILED:")

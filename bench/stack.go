@@ -90,6 +90,18 @@ type stack struct {
 	// there, not here, so that their first request here is a miss. Empty
 	// unless stackConfig.largeOne.
 	largeOneURL string
+
+	// assertionURL is the authgate site with assertion_header, in the
+	// global block's gateway like authURL (so sessions signed in there are
+	// valid here), its keys in storageDir. Empty unless
+	// stackConfig.assertion.
+	assertionURL string
+	storageDir   string
+	// sameAssertionURL is the same-bytes site of the assertion site: the
+	// small session's static identity headers and, from
+	// AUTHGATE_BENCH_ASSERTION (read on every request, set once the real
+	// assertion is known), an X-Authgate-Assertion of the same bytes.
+	sameAssertionURL string
 }
 
 // Cookie names of the new scenarios' sites: browsers' cookies ignore ports.
@@ -107,6 +119,7 @@ type stackConfig struct {
 	storm       bool // the refresh-storm provider and sites
 	users       bool // the many-users provider and sites
 	largeOne    bool // the large session on one connection's site
+	assertion   bool // the site with assertion_header
 }
 
 // startRedis runs redis-server on a loopback port, without persistence,
@@ -283,6 +296,17 @@ func startStack(cfg stackConfig) (*stack, error) {
 			return fail(err)
 		}
 	}
+	if cfg.assertion {
+		if s.assertionURL, err = site(); err != nil {
+			return fail(err)
+		}
+		if s.storageDir, err = os.MkdirTemp("", "authgate-bench-storage-"); err != nil {
+			return fail(err)
+		}
+		if s.sameAssertionURL, err = site(); err != nil {
+			return fail(err)
+		}
+	}
 	sameSites, err := sameBytesSite(s.sameSmallURL, s.backendAddr, benchID)
 	if err != nil {
 		return fail(err)
@@ -295,6 +319,13 @@ func startStack(cfg stackConfig) (*stack, error) {
 			return fail(err)
 		}
 		sameSites += site
+	}
+	if cfg.assertion {
+		site, err := sameBytesSite(s.sameAssertionURL, s.backendAddr, benchID)
+		if err != nil {
+			return fail(err)
+		}
+		sameSites += strings.Replace(site, "\t\theader_up -Cookie\n", "\t\theader_up -Cookie\n\t\theader_up X-Authgate-Assertion {env.AUTHGATE_BENCH_ASSERTION}\n", 1)
 	}
 
 	// The map is complete: from here on the backend only reads it.
@@ -389,6 +420,20 @@ func startStack(cfg stackConfig) (*stack, error) {
 `, s.largeOneURL, cookieName, s.backendAddr)
 	}
 
+	storage := ""
+	if cfg.assertion {
+		// The key that signs assertions, generated on first start.
+		storage = "storage file_system " + s.storageDir
+		ownSites += fmt.Sprintf(`
+%s {
+	authgate {
+		assertion_header
+	}
+	reverse_proxy %s
+}
+`, s.assertionURL, s.backendAddr)
+	}
+
 	// Secrets through placeholders, as in production (and so authgate
 	// does not warn about literal ones).
 	os.Setenv("AUTHGATE_BENCH_KEY", randomHex(32))
@@ -400,10 +445,11 @@ func startStack(cfg stackConfig) (*stack, error) {
 	log {
 		level ERROR
 	}
+	%[5]s
 	authgate {
 		session_keys {env.AUTHGATE_BENCH_KEY}
 		provider local {
-			issuer %s
+			issuer %[1]s
 			client_id bench
 			client_secret {env.AUTHGATE_BENCH_SECRET}
 		}
@@ -418,7 +464,7 @@ func startStack(cfg stackConfig) (*stack, error) {
 	authgate
 	reverse_proxy %[3]s
 }
-`, s.idp.Issuer(), s.plainURL, s.backendAddr, s.authURL) + redisSite + ownSites + sameSites
+`, s.idp.Issuer(), s.plainURL, s.backendAddr, s.authURL, storage) + redisSite + ownSites + sameSites
 	cfgJSON, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(s.caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		s.stop()
@@ -564,6 +610,9 @@ func (s *stack) stop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = s.backend.Shutdown(ctx)
+	}
+	if s.storageDir != "" {
+		_ = os.RemoveAll(s.storageDir)
 	}
 }
 

@@ -33,8 +33,10 @@
 //	provider.go, issuer.go, jwks.go  providers: discovery, multi-tenant issuers, keys
 //	par.go, apiclaims.go        pushed authorization requests; identity from the provider's API
 //	clientauth.go, tokens.go    client assertions and certificates; the OAuth wire
+//	introspect.go, transport.go RFC 7662 answers; the HTTP transport under provider calls
+//	answers.go                  what a provider's answers mean: errors and their classes
 //	claimchecks.go              claim values a provider must vouch for (require_claim_value)
-//	dialect.go, rules.go, claims.go, glob.go, redirect.go, metrics.go
+//	dialect.go, rules.go, claims.go, claimpath.go, glob.go, redirect.go, metrics.go
 //	expiring.go, common.go          bounded tables of expiring entries; clock, randomness, log
 package authgate
 

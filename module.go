@@ -28,6 +28,7 @@
 //	authctx.go                  login hints, step-up requirements, auth_time/acr/amr
 //	session.go                  reading and writing sessions, over
 //	cache.go, store.go, cookie.go   the session cache, Redis, the cookie format
+//	sessiondata.go              the Session, its binding, its decoded entry
 //	fastjson.go                 reading session payloads in one pass
 //	identity.go                 who the user is, from what the provider said
 //	provider.go, issuer.go, jwks.go  providers: discovery, multi-tenant issuers, keys

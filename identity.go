@@ -43,7 +43,7 @@ type providerAnswer struct {
 // identityBinding is who an answer is about and to whom it was issued:
 // what every later answer for a session must repeat exactly.
 type identityBinding struct {
-	Issuer   string // the ID token's iss; without one, providerIssuer
+	Issuer   string // providerIssuer: the ID token's iss was checked against it
 	ClientID string
 	Subject  string   // the ID token's sub, else subjectOf the claims
 	Audience []string // the ID token's aud; nil: no ID token
@@ -129,13 +129,12 @@ func deriveIdentity(ctx context.Context, p *provider, st *providerState, a provi
 			return nil, err
 		}
 		idClaims = claims
-		b.Issuer, b.Subject, b.Audience = tok.Issuer, tok.Subject, tok.Audience
-		if p.cfg.MultiTenantIssuer != "" {
-			// Each token's issuer is its tenant's, checked against the
-			// template by the verifier; the session is bound to the
-			// provider as configured, as sessions resolve against it.
-			b.Issuer = providerIssuer(p)
-		}
+		// The session is bound to the provider as configured, which the
+		// session check compares against: the verifier has matched the
+		// token's iss to it (exactly; for Google also its scheme-less
+		// form accounts.google.com; for a multi-tenant provider its
+		// tenant's issuer by the template).
+		b.Subject, b.Audience = tok.Subject, tok.Audience
 		b.AZP, _ = claims["azp"].(string)
 		if a.session != nil {
 			// Another user's ID token is that, whatever userinfo says.

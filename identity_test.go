@@ -7,6 +7,12 @@ package authgate
 // the session survived.
 
 import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +24,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/coreos/go-oidc/v3/oidc"
+	"go.uber.org/zap"
 
 	"github.com/authgate/caddy-authgate/internal/testidp"
 )
@@ -801,4 +809,60 @@ func TestIdentityBearerClassification(t *testing.T) {
 	resp, body = b.api("GET", s.origin+"/api/bad-signature", "Authorization", "Bearer "+s.idp.SignJWT(map[string]any{
 		"iss": s.idp.Issuer(), "aud": "app", "sub": "svc-robot", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}, testidp.SignWrongKey()))
 	assertJSONError(t, resp, body, http.StatusUnauthorized, "invalid_token")
+}
+
+// Google's ID tokens name their issuer as https://accounts.google.com or,
+// in some flows, accounts.google.com; go-oidc accepts both for that issuer.
+// The session must record the configured issuer whichever form a token
+// has, or the session check refuses the session it just made (a sign-in
+// loop) and a refresh answering in the other form ends it.
+func TestIdentityGoogleLegacyIssuer(t *testing.T) {
+	const issuer, client = "https://accounts.google.com", "google-client"
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(claims map[string]any) string {
+		enc := func(v any) string {
+			b, _ := json.Marshal(v)
+			return base64.RawURLEncoding.EncodeToString(b)
+		}
+		in := enc(map[string]any{"alg": "RS256", "typ": "JWT"}) + "." + enc(claims)
+		sum := sha256.Sum256([]byte(in))
+		sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in + "." + base64.RawURLEncoding.EncodeToString(sig)
+	}
+	p, err := newProvider("google", ProviderConfig{Issuer: issuer, ClientID: client, ClientSecret: "s"}, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := &oidc.StaticKeySet{PublicKeys: []crypto.PublicKey{key.Public()}}
+	st := &providerState{issuer: issuer, verifier: &idVerifier{v: oidc.NewVerifier(issuer, keys, &oidc.Config{ClientID: client})}}
+	now := time.Now().Unix()
+	token := func(iss, nonce string) string {
+		c := map[string]any{"iss": iss, "sub": "1234", "aud": client, "iat": now, "exp": now + 3600, "email": "a@example.com", "email_verified": true}
+		if nonce != "" {
+			c["nonce"] = nonce
+		}
+		return sign(c)
+	}
+	want := bindingPrint(providerIssuer(p))
+	for _, first := range []string{"accounts.google.com", issuer} {
+		d, err := deriveIdentity(context.Background(), p, st, providerAnswer{idToken: token(first, "n"), login: true, nonce: "n"})
+		if err != nil {
+			t.Fatalf("sign-in with iss %q: %v", first, err)
+		}
+		rec := d.binding.recorded()
+		if rec.Issuer != want {
+			t.Fatalf("sign-in with iss %q recorded issuer %q, the session check expects %q", first, rec.Issuer, want)
+		}
+		for _, later := range []string{"accounts.google.com", issuer} {
+			if _, err := deriveIdentity(context.Background(), p, st, providerAnswer{idToken: token(later, ""), session: &rec}); err != nil {
+				t.Fatalf("refresh answering iss %q after sign-in with %q: %v", later, first, err)
+			}
+		}
+	}
 }

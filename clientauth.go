@@ -20,7 +20,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -258,15 +257,10 @@ type assertionTransport struct {
 }
 
 func (t *assertionTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method != http.MethodPost || req.Body == nil || req.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+	if !isFormPost(req) {
 		return t.base.RoundTrip(req)
 	}
-	body, err := io.ReadAll(io.LimitReader(req.Body, 64<<10))
-	req.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	form, err := url.ParseQuery(string(body))
+	form, err := readForm(req)
 	if err != nil {
 		return nil, err
 	}
@@ -278,9 +272,8 @@ func (t *assertionTransport) RoundTrip(req *http.Request) (*http.Response, error
 		}
 		form.Set("client_assertion_type", clientAssertionType)
 		form.Set("client_assertion", a)
-		body = []byte(form.Encode())
 	}
-	setBody(out, body)
+	setBody(out, []byte(form.Encode()))
 	return t.base.RoundTrip(out)
 }
 

@@ -159,17 +159,7 @@ func (rf *refresher) refreshIfDue(w http.ResponseWriter, r *http.Request, e *ses
 	}
 	switch {
 	case err == nil:
-		ne, err := rf.sessions.resolve(ns, false)
-		if err != nil {
-			rf.sessions.clearCookies(w, r)
-			return nil, err
-		}
-		if rf.sessions.store == nil {
-			if err := rf.sessions.writeCookie(w, r, ns); err != nil {
-				return nil, err
-			}
-		}
-		return ne, nil
+		return rf.adopt(w, r, ns)
 	case errors.Is(err, errNoSession):
 		// Signed out while we were refreshing: logout wins.
 		rf.sessions.clearCookies(w, r)
@@ -486,15 +476,9 @@ func (rf *refresher) revalidateIfDue(w http.ResponseWriter, r *http.Request, e *
 	if ns == s {
 		return e, nil // a failure another request met, within its back-off
 	}
-	ne, err := rf.sessions.resolve(ns, false)
+	ne, err := rf.adopt(w, r, ns)
 	if err != nil {
-		rf.sessions.clearCookies(w, r)
 		return nil, err
-	}
-	if rf.sessions.store == nil {
-		if err := rf.sessions.writeCookie(w, r, ns); err != nil {
-			return nil, err
-		}
 	}
 	rf.log.write(r, zap.InfoLevel, "userinfo re-read", zap.String("provider", p.name), zap.String("user_id", ne.identity.ID), zap.String("result", "ok"))
 	return ne, nil
@@ -576,4 +560,22 @@ func (rf *refresher) once(ctx context.Context, key [32]byte, timeout time.Durati
 	case <-ctx.Done():
 		return nil, reusedFlight, fmt.Errorf("waiting for refresh: %w", errors.Join(errProviderTimeout, ctx.Err()))
 	}
+}
+
+// adopt makes ns, a session just refreshed or re-read, the one this
+// response carries: its entry for the request, and its cookie unless the
+// session lives in the store (the cookie, a reference, is unchanged).
+// A session that does not resolve ends here: its cookies are cleared.
+func (rf *refresher) adopt(w http.ResponseWriter, r *http.Request, ns *Session) (*sessionEntry, error) {
+	ne, err := rf.sessions.resolve(ns, false)
+	if err != nil {
+		rf.sessions.clearCookies(w, r)
+		return nil, err
+	}
+	if rf.sessions.store == nil {
+		if err := rf.sessions.writeCookie(w, r, ns); err != nil {
+			return nil, err
+		}
+	}
+	return ne, nil
 }

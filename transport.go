@@ -44,19 +44,14 @@ type dialectTransport struct {
 }
 
 func (t *dialectTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method != http.MethodPost || req.Body == nil || req.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+	if !isFormPost(req) {
 		return t.base.RoundTrip(req)
 	}
 	isToken := req.URL.String() == t.tokenURL
 	if !isToken && t.encoding == "" && t.params.empty() {
 		return t.base.RoundTrip(req)
 	}
-	body, err := io.ReadAll(io.LimitReader(req.Body, 64<<10))
-	req.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	form, err := url.ParseQuery(string(body))
+	form, err := readForm(req)
 	if err != nil {
 		return nil, err
 	}
@@ -88,6 +83,29 @@ func (t *dialectTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		setBody(out, []byte(form.Encode()))
 	}
 	return t.base.RoundTrip(out)
+}
+
+// maxFormBody bounds the form of a request to a provider that a transport
+// rewrites; authgate's own forms are a few hundred bytes.
+const maxFormBody = 64 << 10
+
+// isFormPost reports whether req carries a form a transport may rewrite.
+func isFormPost(req *http.Request) bool {
+	return req.Method == http.MethodPost && req.Body != nil && req.Header.Get("Content-Type") == "application/x-www-form-urlencoded"
+}
+
+// readForm reads and closes req's form body. A body over maxFormBody is
+// an error, not a truncated form.
+func readForm(req *http.Request) (url.Values, error) {
+	body, err := io.ReadAll(io.LimitReader(req.Body, maxFormBody+1))
+	req.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxFormBody {
+		return nil, fmt.Errorf("a form of over %d bytes to the provider", maxFormBody)
+	}
+	return url.ParseQuery(string(body))
 }
 
 func setBody(r *http.Request, b []byte) {

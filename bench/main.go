@@ -369,6 +369,10 @@ func run(o options) int {
 	if o.scenarios["storm-redis"] {
 		if len(st.stormRedisURLs) < 2 {
 			fmt.Println("\nScenario 7 (refresh storm, session_store redis): skipped, redis-server is not installed")
+			fmt.Println("RESULT scenario=storm-redis skipped=redis-server-not-installed")
+			if os.Getenv("AUTHGATE_REQUIRE_REDIS") == "1" {
+				fails = append(fails, "storm-redis: redis-server is not installed (AUTHGATE_REQUIRE_REDIS=1)")
+			}
 		} else {
 			r := runStorm(o, st, stormSpec{
 				name: "storm-redis", cookie: stormRedisCookie, sites: st.stormRedisURLs, redis: true,

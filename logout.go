@@ -185,9 +185,12 @@ func navigation(r *http.Request) bool {
 func confirmLogout(s *site, w http.ResponseWriter, r *http.Request, rd, why string) error {
 	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	w.Header().Set("Cache-Control", "no-store")
-	if get {
+	switch {
+	case get && navigation(r):
 		s.gw.log.write(r, zap.InfoLevel, "logout confirmation asked", zap.String("reason", why))
-	} else {
+	case get:
+		s.gw.log.write(r, zap.InfoLevel, "logout refused", zap.String("reason", why+", not a navigation"))
+	default:
 		s.gw.log.write(r, zap.WarnLevel, "logout refused", zap.String("reason", why))
 	}
 	if !navigation(r) {

@@ -1,6 +1,7 @@
 package authgate
 
 import (
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -262,12 +263,36 @@ func TestLogoutCrossSitePostRefused(t *testing.T) {
 			assertSignedIn(t, s, b, "after the cross-site POST")
 		})
 	}
-	t.Run("a body over the limit is refused", func(t *testing.T) {
-		b := newBrowser(t)
-		s.login(t, b)
-		form := url.Values{"rd": {"/bye"}, "pad": {strings.Repeat("x", maxLogoutBody)}}
-		resp, body := postLogout(t, b, s.origin+"/oauth2/logout", form, "Sec-Fetch-Site", "same-origin", "Sec-Fetch-Mode", "navigate")
-		assertHTMLError(t, resp, body, http.StatusBadRequest, "invalid_request")
+	t.Run("the form at its size limit and one past it", func(t *testing.T) {
+		for _, tc := range []struct {
+			size   int
+			status int
+		}{{maxLogoutBody, http.StatusFound}, {maxLogoutBody + 1, http.StatusBadRequest}} {
+			b := newBrowser(t)
+			s.login(t, b)
+			form := "rd=%2Fbye&pad="
+			form += strings.Repeat("p", tc.size-len(form))
+			req, _ := http.NewRequest(http.MethodPost, s.origin+"/oauth2/logout", strings.NewReader(form))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Accept", "text/html")
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+			c := *b.client
+			c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if tc.status == http.StatusBadRequest {
+				assertHTMLError(t, resp, string(body), tc.status, "invalid_request")
+				if resp, _ := b.api("GET", s.origin+"/api/still"); resp.StatusCode != http.StatusOK {
+					t.Errorf("a refused oversized form signed out: /api answered %d", resp.StatusCode)
+				}
+				continue
+			}
+			assertSignedOut(t, s, b, resp, string(body), fmt.Sprintf("a %d-byte form", tc.size))
+		}
 	})
 }
 

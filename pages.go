@@ -368,7 +368,7 @@ small{color:#5b616b}
 <input type="hidden" name="rd" value="{{.RD}}">
 <button type="submit" id="confirm-logout">Sign out</button>
 </form>
-<p><a class="button secondary" id="stay-signed-in" href="/">Stay signed in</a></p>
+<a class="button secondary" id="stay-signed-in" href="/">Stay signed in</a>
 {{- if .RequestID}}
 <p><small>Reference: <code id="request-id">{{.RequestID}}</code> ({{.Reason}})</small></p>
 {{- end}}

@@ -13,9 +13,28 @@ import (
 // serveLogout clears every session cookie and pending login, revokes the
 // tokens where the provider can, and ends the provider session where it
 // offers an end-session endpoint.
+//
+// A sign-out that another site asked for is not done: a cross-site GET
+// gets a page that asks the user to confirm by a POST to this site, and a
+// cross-site POST (or any other method) is refused (see crossSiteLogout).
 func serveLogout(s *site, w http.ResponseWriter, r *http.Request) error {
 	gw := s.gw
-	rd := gw.redirects.safeReturnURL(r.URL.Query().Get("rd"), r.Host)
+	rawRD := r.URL.Query().Get("rd")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// The confirmation form carries rd in its body.
+		r.Body = http.MaxBytesReader(w, r.Body, maxLogoutBody)
+		if err := r.ParseForm(); err != nil {
+			gw.log.write(r, zap.WarnLevel, "logout refused", zap.String("reason", "the body is not a form of at most 64 KiB"))
+			return s.pages.failAs(w, r, http.StatusBadRequest, "invalid_request", "The sign-out request is not a form.", navigation(r))
+		}
+		if v := r.PostForm.Get("rd"); v != "" {
+			rawRD = v
+		}
+	}
+	rd := gw.redirects.safeReturnURL(rawRD, r.Host)
+	if foreign, why := crossSiteLogout(r); foreign {
+		return confirmLogout(s, w, r, rd, why)
+	}
 	sc, present := readSessionCookie(r, gw.sessions.cookie.Name, true)
 	gw.sessions.clearCookies(w, r)
 	if len(present) == 0 {
@@ -94,4 +113,98 @@ func serveLogout(s *site, w http.ResponseWriter, r *http.Request) error {
 	}
 	http.Redirect(w, r, rd, http.StatusFound)
 	return nil
+}
+
+// crossSiteLogout reports whether another site started this sign-out
+// request, and why it looks so. Sec-Fetch-Site decides when the browser
+// sends it: same-origin and none (the user typed the URL or used a
+// bookmark) are this site; cross-site is not, and neither is same-site: a
+// sibling subdomain is another application, which may be anyone's,
+// unless its Origin or Referer names this very host (the same host by
+// another scheme or from a redirect). Without Sec-Fetch-Site (plain http
+// sites other than localhost, older browsers) a foreign Origin, then a
+// foreign Referer, says so. A request with none of the three (curl, old
+// clients, a page that hides its Referer from a browser that sends no
+// Sec-Fetch-Site) is taken as this site's: that residual risk is in the
+// README.
+func crossSiteLogout(r *http.Request) (bool, string) {
+	switch sfs := r.Header.Get("Sec-Fetch-Site"); sfs {
+	case "same-origin", "none":
+		return false, ""
+	case "":
+	case "same-site":
+		if sameHost(r.Header.Get("Origin"), r.Host) || sameHost(r.Header.Get("Referer"), r.Host) {
+			return false, ""
+		}
+		return true, "Sec-Fetch-Site: same-site (another host of this site)"
+	default:
+		return true, "Sec-Fetch-Site: " + safeHeader(sfs)
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		if sameHost(o, r.Host) {
+			return false, ""
+		}
+		return true, "Origin of another host"
+	}
+	if ref := r.Header.Get("Referer"); ref != "" && !sameHost(ref, r.Host) {
+		return true, "Referer of another host"
+	}
+	return false, ""
+}
+
+// sameHost reports whether the absolute URL raw (an Origin or a Referer)
+// names host (the request's Host, port included). The scheme is not
+// compared: behind a proxy that ends TLS the request does not know its
+// own. "null" and anything unparsable are another host.
+func sameHost(raw, host string) bool {
+	if raw == "" || raw == "null" {
+		return false
+	}
+	u, err := url.Parse(raw)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
+}
+
+// navigation reports whether the request is a person's browser loading a
+// page (a link, a typed URL, a form): it gets pages, others JSON. Unlike
+// wantsHTML it admits POST, the confirmation form's own method.
+func navigation(r *http.Request) bool {
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// confirmLogout answers a sign-out another site started, leaving the
+// session as it is. A GET navigation gets the confirmation page, whose
+// POST form (same-origin, carrying rd) signs out; a foreign POST gets the
+// same page with 403, since it may be a forged form; a program (an image,
+// fetch, an API client) gets a JSON 403 it can read as "not done".
+func confirmLogout(s *site, w http.ResponseWriter, r *http.Request, rd, why string) error {
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	w.Header().Set("Cache-Control", "no-store")
+	switch {
+	case get && navigation(r):
+		s.gw.log.write(r, zap.InfoLevel, "logout confirmation asked", zap.String("reason", why))
+	case get:
+		s.gw.log.write(r, zap.InfoLevel, "logout refused", zap.String("reason", why+", not a navigation"))
+	default:
+		s.gw.log.write(r, zap.WarnLevel, "logout refused", zap.String("reason", why))
+	}
+	if !navigation(r) {
+		return s.pages.json(w, r, http.StatusForbidden, "logout_cross_site",
+			"Sign-out was asked for by another site and was not done; sign out from this site itself.")
+	}
+	if get {
+		return s.pages.logoutConfirm(w, r, http.StatusOK, "logout_confirm", rd,
+			"Another site sent you here to sign out. You are still signed in.")
+	}
+	if s.pages.mode == "caddy" {
+		return s.pages.failAs(w, r, http.StatusForbidden, "logout_cross_site",
+			"A sign-out sent from another site was refused. You are still signed in.", true)
+	}
+	return s.pages.logoutConfirm(w, r, http.StatusForbidden, "logout_cross_site", rd,
+		"A sign-out sent from another site was refused. You are still signed in; sign out here if you meant to.")
 }

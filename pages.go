@@ -317,6 +317,66 @@ small{color:#5b616b}
 </html>
 `))
 
+// logoutConfirm is the page that asks before signing out when another
+// site sent the user to /oauth2/logout: a button that POSTs to it from
+// this origin, with the return URL rd (already checked) and nothing else,
+// no token. status is 200 (reason logout_confirm), or 403 for a refused
+// cross-site POST (logout_cross_site).
+func (pg *pages) logoutConfirm(w http.ResponseWriter, r *http.Request, status int, reason, rd, msg string) error {
+	setReason(r, reason)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// Never framed: a hidden frame must not get the click.
+	w.Header().Set("X-Frame-Options", "DENY")
+	// No Referer with rd to other sites; and not no-referrer, under which
+	// the form's POST would carry "Origin: null" and be refused where the
+	// browser sends no Sec-Fetch-Site.
+	w.Header().Set("Referrer-Policy", "same-origin")
+	// form-action stays open: Chromium applies it to the redirects after
+	// the POST too, to the provider's end-session endpoint or to rd.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action *; frame-ancestors 'none'")
+	w.WriteHeader(status)
+	return logoutConfirmTemplate.Execute(w, map[string]any{
+		"Message": msg, "Action": pg.prefix + "logout", "RD": rd,
+		"RequestID": requestID(r), "Reason": reason,
+	})
+}
+
+var logoutConfirmTemplate = template.Must(template.New("logout-confirm").Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign out?</title>
+<style>
+body{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1d1f23;margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}
+main{background:#fff;border-radius:8px;box-shadow:0 1px 4px rgba(0,0,0,.15);padding:2rem 2.5rem;max-width:32rem;width:100%}
+h1{font-size:1.4rem;margin:0 0 1rem}
+p{line-height:1.5}
+button,a.button{display:block;box-sizing:border-box;width:100%;text-align:center;background:#1f5fbf;color:#fff;border:0;text-decoration:none;padding:.7rem 1rem;border-radius:6px;margin:.6rem 0;font:inherit;font-weight:600;cursor:pointer}
+a.button.secondary{background:#e6e8ec;color:#1d1f23}
+button:focus,button:hover,a.button:focus,a.button:hover{background:#174a96;color:#fff;outline:3px solid #9bc1ff}
+small{color:#5b616b}
+</style>
+</head>
+<body>
+<main>
+<h1 id="title">Sign out?</h1>
+<p id="message">{{.Message}}</p>
+<form id="logout-form" method="post" action="{{.Action}}">
+<input type="hidden" name="rd" value="{{.RD}}">
+<button type="submit" id="confirm-logout">Sign out</button>
+</form>
+<a class="button secondary" id="stay-signed-in" href="/">Stay signed in</a>
+{{- if .RequestID}}
+<p><small>Reference: <code id="request-id">{{.RequestID}}</code> ({{.Reason}})</small></p>
+{{- end}}
+</main>
+</body>
+</html>
+`))
+
 // autoPostScript submits the page's form at once; the page allows exactly
 // this script by its hash, nothing else.
 const autoPostScript = `document.forms[0].submit();`

@@ -25,6 +25,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/authgate/caddy-authgate/internal/testidp"
 )
@@ -213,25 +214,31 @@ func TestClientAuthStorageShared(t *testing.T) {
 
 // TestClientAuthStorageStartedTogether: gateways starting at the same
 // moment on one storage, none finding a key, make one key between them
-// (the storage's lock), and every one signs with it.
+// (the storage's lock), every one signs with it, and the one that made it
+// logs its public key once, for the operator to register.
 func TestClientAuthStorageStartedTogether(t *testing.T) {
 	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	core, logs := observer.New(zap.InfoLevel)
 	const n = 4
 	kids := make([]string, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
+	start := make(chan struct{})
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			<-start
 			gw, err := newGateway(context.Background(), storage, Settings{
 				SessionKeys: []string{testKey},
 				Providers: map[string]*ProviderConfig{"corp": {
 					ClientID: "app", AuthorizeURL: "http://127.0.0.1:9/authorize", TokenURL: "http://127.0.0.1:9/token",
-					Dialect:           Dialect{ClientAuth: authPrivateKeyJWT},
-					ClientCredentials: &ClientCredentials{KeyStorage: true, Algorithm: "ES256"},
+					Dialect: Dialect{ClientAuth: authPrivateKeyJWT},
+					// RSA: making the key takes long enough for every
+					// gateway to find none.
+					ClientCredentials: &ClientCredentials{KeyStorage: true},
 				}},
-			}, zap.NewNop())
+			}, zap.New(core))
 			if errs[i] = err; err != nil {
 				return
 			}
@@ -241,11 +248,20 @@ func TestClientAuthStorageStartedTogether(t *testing.T) {
 			}
 		}()
 	}
+	close(start)
 	wg.Wait()
 	for i := range n {
 		if errs[i] != nil || kids[i] == "" || kids[i] != kids[0] {
 			t.Fatalf("gateway %d: kid %q, error %v; gateway 0: kid %q (want one shared key)", i, kids[i], errs[i], kids[0])
 		}
+	}
+	made := logs.FilterMessageSnippet("private_key_jwt key made in storage").All()
+	if len(made) != 1 {
+		t.Fatalf("%d log lines about a key made, want 1", len(made))
+	}
+	var jwk jose.JSONWebKey
+	if err := json.Unmarshal([]byte(made[0].ContextMap()["jwk"].(string)), &jwk); err != nil || jwk.KeyID != kids[0] || !jwk.IsPublic() {
+		t.Errorf("logged jwk %v (%v): want the public key %s", made[0].ContextMap()["jwk"], err, kids[0])
 	}
 }
 

@@ -44,7 +44,7 @@ const benchLargeGroups = 360
 // nothing is discovered and nothing touches the network.
 func benchGateway(tb testing.TB) *gateway {
 	tb.Helper()
-	gw, err := newGateway(context.Background(), Settings{
+	gw, err := newGateway(context.Background(), nil, Settings{
 		SessionKeys: []string{benchSessionKey},
 		Providers: map[string]*ProviderConfig{"corp": {
 			ClientID:     "app",

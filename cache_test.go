@@ -213,7 +213,7 @@ func TestSessionCacheSizeOption(t *testing.T) {
 		{100, 0, "session_cache_size 100 is out of range"},
 		{-1, 0, "out of range"},
 	} {
-		gw, err := newGateway(context.Background(), settings(tc.size), zap.NewNop())
+		gw, err := newGateway(context.Background(), nil, settings(tc.size), zap.NewNop())
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("size %d: %v, want %q", tc.size, err, tc.err)

@@ -8,26 +8,36 @@ package authgate
 // no secret), and the transport here adds the assertion to every request
 // that authenticates the client (token, revocation, introspection, PAR),
 // or presents the client certificate on every connection to the provider.
+// A private_key_jwt key is read from a PEM file or kept in Caddy's
+// storage (generated on first start, shared by every instance on that
+// storage); the public keys are published as the client JWKS.
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"go.uber.org/zap"
 )
 
 // The client authentication methods beyond basic and body, with their
@@ -53,6 +63,24 @@ type ClientCredentials struct {
 	// or SEC 1). Read at start; a key that does not parse, or does not
 	// fit Algorithm, is an error naming the file.
 	Key string `json:"key,omitempty"`
+
+	// KeyStorage keeps the private_key_jwt key in Caddy's storage instead
+	// of a file (Key is then empty): made on first start, of the type
+	// Algorithm needs (RSA 2048 bits for RS and PS algorithms, the
+	// matching EC curve for ES ones), under
+	// authgate/client_keys/<provider>.pem, and read from there by every
+	// instance and configuration using that storage. Its public key is
+	// logged when it is made and published, with every other
+	// private_key_jwt key, at /.well-known/authgate/client-jwks.json: the
+	// JWKS URL to register at the provider. A stored key that does not
+	// parse, or does not fit Algorithm, fails the start naming its place
+	// in the storage, and is never replaced. Default: false.
+	KeyStorage bool `json:"key_storage,omitempty"`
+
+	// storedKey is the key read from Caddy's storage (withStoredKey),
+	// storedAt its place there for messages.
+	storedKey crypto.Signer
+	storedAt  string
 
 	// KeyID is the kid of the assertions' header, as the key is
 	// registered at the provider. Default: the key's JWK thumbprint
@@ -86,6 +114,9 @@ type clientAuth struct {
 	method   string
 	clientID string
 	signer   jose.Signer // nil for tls_client_auth
+	// public is the private_key_jwt key's public half, for the client
+	// JWKS; nil for client_secret_jwt.
+	public *jose.JSONWebKey
 	// audience returns the assertion's aud for a request to u.
 	audience func() string
 }
@@ -134,26 +165,34 @@ func newClientAuth(method, clientID, secret string, creds *ClientCredentials, to
 		}
 		key = jose.SigningKey{Algorithm: jose.SignatureAlgorithm(alg), Key: []byte(secret)}
 	} else {
-		if c.Key == "" {
-			return nil, errors.New("client_auth private_key_jwt needs a key (a PEM file of the private key)")
-		}
-		priv, err := loadPrivateKey(c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("client_auth private_key_jwt: %w", err)
+		var priv crypto.Signer
+		where := c.Key
+		switch {
+		case c.KeyStorage && c.Key != "":
+			return nil, errors.New("client_auth private_key_jwt: the key is a file or kept in storage, not both")
+		case c.KeyStorage:
+			if c.storedKey == nil {
+				return nil, errors.New("client_auth private_key_jwt: the key kept in storage was not loaded")
+			}
+			priv, where = c.storedKey, c.storedAt
+		case c.Key == "":
+			return nil, errors.New("client_auth private_key_jwt needs a key (a PEM file of the private key, or storage)")
+		default:
+			var err error
+			if priv, err = loadPrivateKey(c.Key); err != nil {
+				return nil, fmt.Errorf("client_auth private_key_jwt: %w", err)
+			}
 		}
 		alg, err := keyAlgorithm(priv, c.Algorithm)
 		if err != nil {
-			return nil, fmt.Errorf("client_auth private_key_jwt: key %s: %w", c.Key, err)
+			return nil, fmt.Errorf("client_auth private_key_jwt: key %s: %w", where, err)
 		}
-		kid := c.KeyID
-		if kid == "" {
-			tp, err := (&jose.JSONWebKey{Key: priv.Public()}).Thumbprint(crypto.SHA256)
-			if err != nil {
-				return nil, fmt.Errorf("client_auth private_key_jwt: key %s: %w", c.Key, err)
-			}
-			kid = base64.RawURLEncoding.EncodeToString(tp)
+		pub, err := clientPublicKey(priv, alg, c.KeyID)
+		if err != nil {
+			return nil, fmt.Errorf("client_auth private_key_jwt: key %s: %w", where, err)
 		}
-		key = jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: priv, KeyID: kid}}
+		ca.public = &pub
+		key = jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: priv, KeyID: pub.KeyID}}
 	}
 	signer, err := jose.NewSigner(key, (&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
@@ -163,12 +202,32 @@ func newClientAuth(method, clientID, secret string, creds *ClientCredentials, to
 	return ca, nil
 }
 
+// clientPublicKey is the JWK of priv's public half as the provider
+// registers it: kid the configured one, else the RFC 7638 thumbprint.
+func clientPublicKey(priv crypto.Signer, alg jose.SignatureAlgorithm, kid string) (jose.JSONWebKey, error) {
+	pub := jose.JSONWebKey{Key: priv.Public(), KeyID: kid, Algorithm: string(alg), Use: "sig"}
+	if kid == "" {
+		tp, err := pub.Thumbprint(crypto.SHA256)
+		if err != nil {
+			return pub, err
+		}
+		pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	}
+	return pub, nil
+}
+
 // loadPrivateKey reads a PEM private key; its errors name the file.
 func loadPrivateKey(path string) (crypto.Signer, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading key %s: %w", path, err)
 	}
+	return parseClientKey(raw, path)
+}
+
+// parseClientKey reads the private key of a PEM document; where names
+// it in errors (a file, or a place in Caddy's storage).
+func parseClientKey(raw []byte, where string) (crypto.Signer, error) {
 	var block *pem.Block
 	for rest := raw; ; {
 		block, rest = pem.Decode(rest)
@@ -177,9 +236,10 @@ func loadPrivateKey(path string) (crypto.Signer, error) {
 		}
 	}
 	if block == nil {
-		return nil, fmt.Errorf("key %s: no PEM private key in the file", path)
+		return nil, fmt.Errorf("key %s: no PEM private key in the file", where)
 	}
 	var key any
+	var err error
 	switch block.Type {
 	case "RSA PRIVATE KEY":
 		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
@@ -189,18 +249,18 @@ func loadPrivateKey(path string) (crypto.Signer, error) {
 		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("key %s: %s does not parse: %w", path, block.Type, err)
+		return nil, fmt.Errorf("key %s: %s does not parse: %w", where, block.Type, err)
 	}
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
 		if k.N.BitLen() < 2048 {
-			return nil, fmt.Errorf("key %s: RSA keys must have 2048 bits or more, this one has %d", path, k.N.BitLen())
+			return nil, fmt.Errorf("key %s: RSA keys must have 2048 bits or more, this one has %d", where, k.N.BitLen())
 		}
 		return k, nil
 	case *ecdsa.PrivateKey:
 		return k, nil
 	}
-	return nil, fmt.Errorf("key %s: a %T; only RSA and EC keys sign client assertions", path, key)
+	return nil, fmt.Errorf("key %s: a %T; only RSA and EC keys sign client assertions", where, key)
 }
 
 // keyAlgorithm checks alg against the key, or picks the key's default.
@@ -307,4 +367,154 @@ func providerTLS(method string, creds *ClientCredentials, trustedCA string) (*tl
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+const (
+	// clientKeysStorageDir holds the private_key_jwt keys kept in Caddy's
+	// storage, <provider>.pem each.
+	clientKeysStorageDir = "authgate/client_keys/"
+	// clientKeyLockPrefix, with the provider's name, serialises making
+	// its key across instances.
+	clientKeyLockPrefix = "authgate_client_key_"
+	// clientJWKSPath is where every authgate site publishes the public
+	// keys of private_key_jwt: the JWKS URL to register at providers.
+	clientJWKSPath = "/.well-known/authgate/client-jwks.json"
+	// clientJWKSMaxAge is how long providers may cache it.
+	clientJWKSMaxAge = 5 * time.Minute
+)
+
+// withStoredKey returns creds with the private_key_jwt key kept in
+// Caddy's storage for provider (ClientCredentials.KeyStorage) loaded,
+// made first when the storage has none: under the storage's lock, so two
+// instances starting together make one key, not two. Other credentials
+// come back as they are. Errors name the key's place in the storage.
+func withStoredKey(ctx context.Context, storage certmagic.Storage, provider, method string, creds *ClientCredentials, logger *zap.Logger) (*ClientCredentials, error) {
+	if method != authPrivateKeyJWT || creds == nil || !creds.KeyStorage || creds.Key != "" {
+		return creds, nil // newClientAuth refuses a key that is both
+	}
+	const errPrefix = "client_auth private_key_jwt"
+	if provider == "" || strings.HasPrefix(provider, ".") || strings.Trim(provider, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
+		return nil, fmt.Errorf("%s: key storage: the provider name %q cannot name a storage key (letters, digits, '.', '_' and '-')", errPrefix, provider)
+	}
+	if storage == nil {
+		return nil, fmt.Errorf("%s: key storage: Caddy has no storage to keep the key in", errPrefix)
+	}
+	name := clientKeysStorageDir + provider + ".pem"
+	where := storageWhere(storage, name)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	raw, err := storage.Load(ctx, name)
+	made := false
+	if errors.Is(err, fs.ErrNotExist) {
+		if raw, made, err = makeStoredKey(ctx, storage, name, clientKeyLockPrefix+provider, creds.Algorithm); err != nil {
+			return nil, fmt.Errorf("%s: key %s: %w", errPrefix, where, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("%s: reading key %s: %w", errPrefix, where, err)
+	}
+	priv, err := parseClientKey(raw, where)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", errPrefix, err)
+	}
+	alg, err := keyAlgorithm(priv, creds.Algorithm)
+	if err != nil {
+		return nil, fmt.Errorf("%s: key %s: %w", errPrefix, where, err)
+	}
+	if made {
+		pub, err := clientPublicKey(priv, alg, creds.KeyID)
+		if err != nil {
+			return nil, fmt.Errorf("%s: key %s: %w", errPrefix, where, err)
+		}
+		jwk, _ := json.Marshal(pub)
+		logger.Info("private_key_jwt key made in storage; register its public key at the provider, or the JWKS URL "+clientJWKSPath+" of any authgate site",
+			zap.String("provider", provider), zap.String("storage", where), zap.String("kid", pub.KeyID), zap.String("jwk", string(jwk)))
+	}
+	out := *creds
+	out.storedKey, out.storedAt = priv, where
+	return &out, nil
+}
+
+// makeStoredKey stores a new key of the type alg needs at name, unless
+// another instance did while this one waited for the lock; made says
+// whether this one did.
+func makeStoredKey(ctx context.Context, storage certmagic.Storage, name, lock, alg string) (raw []byte, made bool, err error) {
+	var gen func() (crypto.Signer, error)
+	switch alg {
+	case "", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
+		gen = func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 2048) }
+	case "ES256", "ES384", "ES512":
+		curve := map[string]elliptic.Curve{"ES256": elliptic.P256(), "ES384": elliptic.P384(), "ES512": elliptic.P521()}[alg]
+		gen = func() (crypto.Signer, error) { return ecdsa.GenerateKey(curve, rand.Reader) }
+	default:
+		return nil, false, fmt.Errorf("alg must be RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or ES512 to make a key, not %q", alg)
+	}
+	if err := storage.Lock(ctx, lock); err != nil {
+		return nil, false, fmt.Errorf("locking: %w", err)
+	}
+	defer func() { _ = storage.Unlock(context.WithoutCancel(ctx), lock) }()
+	if raw, err := storage.Load(ctx, name); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return raw, false, err
+	}
+	priv, err := gen()
+	if err != nil {
+		return nil, false, fmt.Errorf("generating: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, false, fmt.Errorf("encoding: %w", err)
+	}
+	raw = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err := storage.Store(ctx, name, raw); err != nil {
+		return nil, false, fmt.Errorf("writing: %w", err)
+	}
+	return raw, true, nil
+}
+
+// storageWhere names a storage key for messages: the file, for file
+// storage.
+func storageWhere(storage certmagic.Storage, name string) string {
+	if fsys, ok := storage.(*certmagic.FileStorage); ok {
+		return fsys.Filename(name)
+	}
+	return fmt.Sprintf("%s in storage %v", name, storage)
+}
+
+// encodeClientJWKS is the client JWKS document of keys, those with the
+// same kid once.
+func encodeClientJWKS(keys []jose.JSONWebKey) ([]byte, error) {
+	doc := jose.JSONWebKeySet{}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if !seen[k.KeyID] {
+			seen[k.KeyID] = true
+			doc.Keys = append(doc.Keys, k)
+		}
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the client key set: %w", err)
+	}
+	return b, nil
+}
+
+// serveClientJWKS publishes the client JWKS document, for providers that
+// fetch the client's keys from a JWKS URL and for operators registering
+// them.
+func serveClientJWKS(w http.ResponseWriter, r *http.Request, doc []byte) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return nil
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(clientJWKSMaxAge/time.Second)))
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(doc)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	_, err := w.Write(doc)
+	return err
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
+	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 )
 
@@ -139,11 +141,15 @@ type gateway struct {
 	logger    *zap.Logger
 	// keys sign identity assertions, once a site sends them.
 	keys keyRingSlot
+	// clientJWKS publishes the providers' private_key_jwt public keys;
+	// nil when none has one.
+	clientJWKS []byte
 }
 
 // newGateway resolves placeholders, checks the settings and starts
-// discovery of OpenID Connect providers in the background.
-func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, error) {
+// discovery of OpenID Connect providers in the background. storage is
+// Caddy's, for private_key_jwt keys kept there.
+func newGateway(ctx context.Context, storage certmagic.Storage, s Settings, logger *zap.Logger) (*gateway, error) {
 	repl := caddy.NewReplacer()
 	keys := make([]string, 0, len(s.SessionKeys))
 	for i, k := range s.SessionKeys {
@@ -223,6 +229,9 @@ func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, 
 		}
 		cfg.ClientID = repl.ReplaceKnown(cfg.ClientID, "")
 		cfg.ClientSecret = repl.ReplaceKnown(cfg.ClientSecret, "")
+		if cfg.ClientCredentials, err = withStoredKey(ctx, storage, name, cfg.Dialect.ClientAuth, cfg.ClientCredentials, logger); err != nil {
+			return nil, fmt.Errorf("provider %s: %w", name, err)
+		}
 		p, err := newProvider(name, cfg, logger, transport)
 		if err != nil {
 			return nil, err
@@ -231,6 +240,17 @@ func newGateway(ctx context.Context, s Settings, logger *zap.Logger) (*gateway, 
 		gw.names = append(gw.names, name)
 	}
 	slices.Sort(gw.names)
+	var clientKeys []jose.JSONWebKey
+	for _, name := range gw.names {
+		if k := gw.providers[name].clientKey; k != nil {
+			clientKeys = append(clientKeys, *k)
+		}
+	}
+	if len(clientKeys) > 0 {
+		if gw.clientJWKS, err = encodeClientJWKS(clientKeys); err != nil {
+			return nil, err
+		}
+	}
 	gw.sessions = newSessionManager(codec, cs, lifetime, gw.providers, store, cacheSize)
 	gw.refresher = newRefresher(gw.sessions, skew, gw.log)
 	for _, name := range gw.names {

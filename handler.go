@@ -136,7 +136,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	var gw *gateway
 	switch {
 	case !h.Settings.empty():
-		if gw, err = newGateway(ctx, app.Settings.merge(h.Settings), h.logger); err != nil {
+		if gw, err = newGateway(ctx, ctx.Storage(), app.Settings.merge(h.Settings), h.logger); err != nil {
 			return err
 		}
 		h.ownGateway = true
@@ -225,6 +225,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if kr := s.gw.keys.loaded(); kr != nil {
 			return kr.serveJWKS(w, r)
 		}
+	}
+	if r.URL.Path == clientJWKSPath && s.gw.clientJWKS != nil {
+		return serveClientJWKS(w, r, s.gw.clientJWKS)
 	}
 	if rest, ok := strings.CutPrefix(r.URL.Path, s.gw.prefix); ok {
 		switch rest {

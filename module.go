@@ -85,7 +85,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	gw, err := newGateway(bg, a.Settings, a.logger)
+	gw, err := newGateway(bg, ctx.Storage(), a.Settings, a.logger)
 	if err != nil {
 		return err
 	}

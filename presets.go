@@ -518,7 +518,7 @@ func parseProviderMore(d *caddyfile.Dispenser, pc *ProviderConfig, name string) 
 // parseClientAuth parses
 //
 //	client_auth basic|body|client_secret_jwt|private_key_jwt|tls_client_auth [{
-//		key             <PEM file>   # private_key_jwt
+//		key             <PEM file>|storage   # private_key_jwt; storage: made and kept in Caddy's storage
 //		key_id          <kid>
 //		alg             <algorithm>
 //		audience        token_endpoint|issuer|<url>
@@ -558,9 +558,13 @@ func parseClientAuth(d *caddyfile.Dispenser, pc *ProviderConfig) error {
 			return err
 		}
 	}
+	if creds.Key == "storage" {
+		// A file of that name is ./storage.
+		creds.Key, creds.KeyStorage = "", true
+	}
 	switch {
-	case method == authPrivateKeyJWT && creds.Key == "":
-		return d.Err("client_auth private_key_jwt needs key <PEM file of the private key>")
+	case method == authPrivateKeyJWT && creds.Key == "" && !creds.KeyStorage:
+		return d.Err("client_auth private_key_jwt needs key <PEM file of the private key>|storage")
 	case method == authTLSClientAuth && (creds.Certificate == "" || creds.CertificateKey == ""):
 		return d.Err("client_auth tls_client_auth needs certificate <PEM file> and certificate_key <PEM file>")
 	case (method == "basic" || method == "body") && len(seen) > 0:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 )
 
@@ -201,6 +202,8 @@ type provider struct {
 	claims   *compiledClaimMap
 	required []compiledRequirement // require_claim_value
 	logger   *zap.Logger
+	// clientKey is the public private_key_jwt key, for the client JWKS.
+	clientKey *jose.JSONWebKey
 
 	transport http.RoundTripper
 	ready     atomic.Pointer[providerState]
@@ -266,6 +269,7 @@ func newProvider(name string, cfg ProviderConfig, logger *zap.Logger, transport 
 	}
 	if auth != nil {
 		transport = &assertionTransport{base: transport, auth: auth}
+		p.clientKey = auth.public
 	}
 	p.transport = &timedTransport{base: limitedTransport{base: transport}, provider: name, endpoints: p.endpointName}
 	if cfg.AuthorizeURL != "" && cfg.TokenURL != "" {

@@ -443,7 +443,7 @@ func TestRefreshGraceHoldsABigMorning(t *testing.T) {
 	const sessions = 20_000
 	te := &rotatingTokenEndpoint{spent: map[string]bool{}}
 	cfg := &ProviderConfig{AuthorizeURL: "https://idp.test/authorize", TokenURL: "https://idp.test/token", ClientID: "app", ClientSecret: "app-secret"}
-	gw, err := newGateway(context.Background(), Settings{SessionKeys: []string{testKey}, Providers: map[string]*ProviderConfig{"corp": cfg}}, zap.NewNop())
+	gw, err := newGateway(context.Background(), nil, Settings{SessionKeys: []string{testKey}, Providers: map[string]*ProviderConfig{"corp": cfg}}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

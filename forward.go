@@ -48,7 +48,10 @@ type forwarder struct {
 	claimHeaders []claimHeader
 	// strip names every header a client must not send: the identity
 	// headers under their configured and default names, claim headers.
-	strip           []string
+	strip []string
+	// guard names the headers a client must not list in its Connection
+	// header: those in strip and the site's assertion header.
+	guard           []string
 	passAccessToken bool
 	// forwardAuthAccessToken lets copyIdentity put the access token in
 	// forward-auth answers.
@@ -100,6 +103,7 @@ func newForwarder(names HeaderNames, claimHeaders map[string]string, passAccessT
 		}
 	}
 	f.strip = slices.DeleteFunc(f.strip, func(n string) bool { return n == "Off" })
+	f.guard = slices.Clone(f.strip)
 	return f, nil
 }
 
@@ -111,14 +115,83 @@ func (f *forwarder) alsoStrip(names ...string) {
 			f.strip = append(f.strip, n)
 		}
 	}
+	f.guardConnection(names...)
 }
 
-// stripSpoofed removes the client's copies of the identity headers.
+// guardConnection adds header names a client must not list in its
+// Connection header, though they are not stripped (the site's own
+// assertion header, replaced or dropped later).
+func (f *forwarder) guardConnection(names ...string) {
+	for _, n := range names {
+		if n = http.CanonicalHeaderKey(n); n != "" && !slices.Contains(f.guard, n) {
+			f.guard = append(f.guard, n)
+		}
+	}
+}
+
+// stripSpoofed removes the client's copies of the identity headers, and
+// their names from the client's Connection header.
 func (f *forwarder) stripSpoofed(r *http.Request) {
 	for _, n := range f.strip {
 		delete(r.Header, n)
 	}
+	if conn, ok := r.Header["Connection"]; ok {
+		f.unlistIdentity(r.Header, conn)
+	}
 }
+
+// unlistIdentity removes the identity header names from the Connection
+// header lines conn of hd, keeping the other tokens, and the header when
+// none is left. A proxy removes every header the Connection header names
+// (RFC 9110 section 7.6.1; Caddy's reverse_proxy after the handlers ran), so
+// `Connection: X-Forwarded-Groups` would take the groups authgate set away
+// from the backend, and a backend's deny rule on them with it. Tokens are
+// separated by commas (and, to be safe, spaces) and compared ignoring case.
+func (f *forwarder) unlistIdentity(hd http.Header, conn []string) {
+	found := false
+	for _, line := range conn {
+		if f.listsIdentity(line) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	var kept []string
+	for _, line := range conn {
+		for tok := range strings.FieldsFuncSeq(line, isConnectionSep) {
+			if !f.guarded(tok) {
+				kept = append(kept, tok)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		delete(hd, "Connection")
+		return
+	}
+	hd["Connection"] = []string{strings.Join(kept, ", ")}
+}
+
+func (f *forwarder) listsIdentity(line string) bool {
+	for tok := range strings.FieldsFuncSeq(line, isConnectionSep) {
+		if f.guarded(tok) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *forwarder) guarded(tok string) bool {
+	for _, n := range f.guard {
+		if strings.EqualFold(tok, n) {
+			return true
+		}
+	}
+	return false
+}
+
+func isConnectionSep(r rune) bool { return r == ',' || r == ' ' || r == '\t' }
 
 // copyIdentity copies the identity headers forward set on r to w, for a
 // forward-auth answer. The access token is not among them unless

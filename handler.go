@@ -205,6 +205,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if s.assert, err = newAssertionSigner(h.AssertionHeader, h.AssertionAudience, time.Duration(h.AssertionLifetime), kr); err != nil {
 			return err
 		}
+		s.fwd.guardConnection(h.AssertionHeader)
 	}
 	return nil
 }

@@ -20,7 +20,9 @@ type HeaderNames struct {
 	Email string `json:"email,omitempty"`
 	// PreferredUsername. Default: X-Forwarded-Preferred-Username.
 	PreferredUsername string `json:"preferred_username,omitempty"`
-	// Groups, comma-separated. Default: X-Forwarded-Groups.
+	// Groups, comma-separated, each percent-encoded where it holds a
+	// comma, a percent sign, a control character or an outer space
+	// (headerlist.go). Default: X-Forwarded-Groups.
 	Groups string `json:"groups,omitempty"`
 	// AccessToken, sent only with pass_access_token. Default:
 	// X-Forwarded-Access-Token.
@@ -230,7 +232,7 @@ func (f *forwarder) forward(r *http.Request, id *Identity, sess *Session, sc *se
 	}
 	for _, ch := range f.claimHeaders {
 		if vals := ch.path.strings(id.Claims); len(vals) > 0 {
-			hd[ch.name] = []string{sanitizeHeaderValue(strings.Join(vals, ","))}
+			hd[ch.name] = []string{sanitizeHeaderValue(joinHeaderList(vals))}
 		}
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {

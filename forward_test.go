@@ -43,6 +43,7 @@ func TestHopByHopIdentityHeaders(t *testing.T) {
 		"X-Forwarded-Preferred-Username": "alice",
 		"X-Forwarded-Groups":             "admins,staff",
 		"X-Forwarded-Name":               "Alice Example",
+		"X-Placeholder-User":             "alice-sub", // header_up: set after the drop
 	}
 	for _, tc := range []struct {
 		name string
@@ -54,6 +55,7 @@ func TestHopByHopIdentityHeaders(t *testing.T) {
 		{"among other tokens", []string{"keep-alive, X-Forwarded-Groups, X-Hop"}},
 		{"separated by spaces", []string{"X-Forwarded-Groups X-Forwarded-User\tX-Hop"}},
 		{"in several lines", []string{"X-Hop", "X-Forwarded-Groups"}},
+		{"a header_up header", []string{"X-Placeholder-User, X-Forwarded-Groups"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			headers := []string{"X-Hop", "hop-by-hop", "X-Forwarded-Groups", "forged"}

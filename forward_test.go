@@ -3,6 +3,7 @@ package authgate
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -167,3 +168,37 @@ func TestHopByHopThroughForwardAuth(t *testing.T) {
 // forwardAuthConnectionGuard is the README's line for an app site behind
 // forward_auth.
 const forwardAuthConnectionGuard = `request_header Connection "(?i)x-(forwarded|authgate)-[^,]*" ""`
+
+// TestHopByHopCostsNothing: on the hot path a request without a
+// Connection header, or with one naming no identity header, is left alone
+// without allocating.
+func TestHopByHopCostsNothing(t *testing.T) {
+	f, err := newForwarder(HeaderNames{}, map[string]string{"X-Dept": "department"}, false, false, "_authgate", "/oauth2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, conn := range [][]string{nil, {"keep-alive"}, {"Upgrade", "X-Hop, close"}} {
+		r, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+		if conn != nil {
+			r.Header["Connection"] = conn
+		}
+		before := slices.Clone(conn)
+		if n := testing.AllocsPerRun(100, func() { f.stripSpoofed(r) }); n != 0 {
+			t.Errorf("Connection %q: %v allocations, want 0", conn, n)
+		}
+		if !slices.Equal(r.Header["Connection"], before) {
+			t.Errorf("Connection %q became %q", before, r.Header["Connection"])
+		}
+	}
+	r, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+	r.Header["Connection"] = []string{"Upgrade, x-dept", "X-Forwarded-Groups"}
+	f.stripSpoofed(r)
+	if got := r.Header["Connection"]; !slices.Equal(got, []string{"Upgrade"}) {
+		t.Errorf("Connection became %q, want [Upgrade]", got)
+	}
+	r.Header["Connection"] = []string{"X-Forwarded-User"}
+	f.stripSpoofed(r)
+	if got, ok := r.Header["Connection"]; ok {
+		t.Errorf("Connection %q left with no token", got)
+	}
+}

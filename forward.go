@@ -149,12 +149,18 @@ func (f *forwarder) stripSpoofed(r *http.Request) {
 // `Connection: X-Forwarded-Groups` would take the groups authgate set away
 // from the backend, and a backend's deny rule on them with it. Tokens are
 // separated by commas (and, to be safe, spaces) and compared ignoring case.
+// Browsers send `Connection: keep-alive` on every HTTP/1.1 request: that
+// costs a scan and a length comparison per name.
 func (f *forwarder) unlistIdentity(hd http.Header, conn []string) {
 	found := false
 	for _, line := range conn {
-		if f.listsIdentity(line) {
-			found = true
+		if found {
 			break
+		}
+		for rest := line; rest != "" && !found; {
+			var tok string
+			tok, rest = nextConnectionToken(rest)
+			found = f.guarded(tok)
 		}
 	}
 	if !found {
@@ -162,8 +168,9 @@ func (f *forwarder) unlistIdentity(hd http.Header, conn []string) {
 	}
 	var kept []string
 	for _, line := range conn {
-		for tok := range strings.FieldsFuncSeq(line, isConnectionSep) {
-			if !f.guarded(tok) {
+		for rest := line; rest != ""; {
+			var tok string
+			if tok, rest = nextConnectionToken(rest); tok != "" && !f.guarded(tok) {
 				kept = append(kept, tok)
 			}
 		}
@@ -175,25 +182,30 @@ func (f *forwarder) unlistIdentity(hd http.Header, conn []string) {
 	hd["Connection"] = []string{strings.Join(kept, ", ")}
 }
 
-func (f *forwarder) listsIdentity(line string) bool {
-	for tok := range strings.FieldsFuncSeq(line, isConnectionSep) {
-		if f.guarded(tok) {
-			return true
-		}
+// nextConnectionToken returns the first token of s ("" when s starts with
+// separators only) and what follows it.
+func nextConnectionToken(s string) (tok, rest string) {
+	i := 0
+	for i < len(s) && isConnectionSep(s[i]) {
+		i++
 	}
-	return false
+	j := i
+	for j < len(s) && !isConnectionSep(s[j]) {
+		j++
+	}
+	return s[i:j], s[j:]
 }
+
+func isConnectionSep(c byte) bool { return c == ',' || c == ' ' || c == '\t' }
 
 func (f *forwarder) guarded(tok string) bool {
 	for _, n := range f.guard {
-		if strings.EqualFold(tok, n) {
+		if len(n) == len(tok) && strings.EqualFold(tok, n) {
 			return true
 		}
 	}
 	return false
 }
-
-func isConnectionSep(r rune) bool { return r == ',' || r == ' ' || r == '\t' }
 
 // copyIdentity copies the identity headers forward set on r to w, for a
 // forward-auth answer. The access token is not among them unless

@@ -21,8 +21,8 @@ type HeaderNames struct {
 	// PreferredUsername. Default: X-Forwarded-Preferred-Username.
 	PreferredUsername string `json:"preferred_username,omitempty"`
 	// Groups, comma-separated, each percent-encoded where it holds a
-	// comma, a percent sign, a control character or an outer space
-	// (headerlist.go). Default: X-Forwarded-Groups.
+	// comma, a percent sign, a control character or whitespace at either
+	// end (headerlist.go). Default: X-Forwarded-Groups.
 	Groups string `json:"groups,omitempty"`
 	// AccessToken, sent only with pass_access_token. Default:
 	// X-Forwarded-Access-Token.

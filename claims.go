@@ -135,7 +135,7 @@ func (id *Identity) prepare() *Identity {
 		email:    sanitizeHeaderValue(id.Email),
 		username: sanitizeHeaderValue(id.PreferredUsername),
 		name:     sanitizeHeaderValue(id.Name),
-		groups:   sanitizeHeaderValue(strings.Join(id.Groups, ",")),
+		groups:   sanitizeHeaderValue(joinHeaderList(id.Groups)),
 	}
 	id.out.placeholders = id.placeholder
 	return id

@@ -20,7 +20,9 @@ type HeaderNames struct {
 	Email string `json:"email,omitempty"`
 	// PreferredUsername. Default: X-Forwarded-Preferred-Username.
 	PreferredUsername string `json:"preferred_username,omitempty"`
-	// Groups, comma-separated. Default: X-Forwarded-Groups.
+	// Groups, comma-separated, each percent-encoded where it holds a
+	// comma, a percent sign, a control character or whitespace at either
+	// end (headerlist.go). Default: X-Forwarded-Groups.
 	Groups string `json:"groups,omitempty"`
 	// AccessToken, sent only with pass_access_token. Default:
 	// X-Forwarded-Access-Token.
@@ -48,7 +50,10 @@ type forwarder struct {
 	claimHeaders []claimHeader
 	// strip names every header a client must not send: the identity
 	// headers under their configured and default names, claim headers.
-	strip           []string
+	strip []string
+	// guard names the headers a client must not list in its Connection
+	// header: those in strip and the site's assertion header.
+	guard           []string
 	passAccessToken bool
 	// forwardAuthAccessToken lets copyIdentity put the access token in
 	// forward-auth answers.
@@ -100,6 +105,7 @@ func newForwarder(names HeaderNames, claimHeaders map[string]string, passAccessT
 		}
 	}
 	f.strip = slices.DeleteFunc(f.strip, func(n string) bool { return n == "Off" })
+	f.guard = slices.Clone(f.strip)
 	return f, nil
 }
 
@@ -111,13 +117,94 @@ func (f *forwarder) alsoStrip(names ...string) {
 			f.strip = append(f.strip, n)
 		}
 	}
+	f.guardConnection(names...)
 }
 
-// stripSpoofed removes the client's copies of the identity headers.
+// guardConnection adds header names a client must not list in its
+// Connection header, though they are not stripped (the site's own
+// assertion header, replaced or dropped later).
+func (f *forwarder) guardConnection(names ...string) {
+	for _, n := range names {
+		if n = http.CanonicalHeaderKey(n); n != "" && !slices.Contains(f.guard, n) {
+			f.guard = append(f.guard, n)
+		}
+	}
+}
+
+// stripSpoofed removes the client's copies of the identity headers, and
+// their names from the client's Connection header.
 func (f *forwarder) stripSpoofed(r *http.Request) {
 	for _, n := range f.strip {
 		delete(r.Header, n)
 	}
+	if conn, ok := r.Header["Connection"]; ok {
+		f.unlistIdentity(r.Header, conn)
+	}
+}
+
+// unlistIdentity removes the identity header names from the Connection
+// header lines conn of hd, keeping the other tokens, and the header when
+// none is left. A proxy removes every header the Connection header names
+// (RFC 9110 section 7.6.1; Caddy's reverse_proxy after the handlers ran), so
+// `Connection: X-Forwarded-Groups` would take the groups authgate set away
+// from the backend, and a backend's deny rule on them with it. Tokens are
+// separated by commas (and, to be safe, spaces) and compared ignoring case.
+// Browsers send `Connection: keep-alive` on every HTTP/1.1 request: that
+// costs a scan and a length comparison per name.
+func (f *forwarder) unlistIdentity(hd http.Header, conn []string) {
+	found := false
+	for _, line := range conn {
+		if found {
+			break
+		}
+		for rest := line; rest != "" && !found; {
+			var tok string
+			tok, rest = nextConnectionToken(rest)
+			found = f.guarded(tok)
+		}
+	}
+	if !found {
+		return
+	}
+	var kept []string
+	for _, line := range conn {
+		for rest := line; rest != ""; {
+			var tok string
+			if tok, rest = nextConnectionToken(rest); tok != "" && !f.guarded(tok) {
+				kept = append(kept, tok)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		delete(hd, "Connection")
+		return
+	}
+	hd["Connection"] = []string{strings.Join(kept, ", ")}
+}
+
+// nextConnectionToken returns the first token of s ("" when s starts with
+// separators only) and what follows it.
+func nextConnectionToken(s string) (tok, rest string) {
+	i := 0
+	for i < len(s) && isConnectionSep(s[i]) {
+		i++
+	}
+	j := i
+	for j < len(s) && !isConnectionSep(s[j]) {
+		j++
+	}
+	return s[i:j], s[j:]
+}
+
+func isConnectionSep(c byte) bool { return c == ',' || c == ' ' || c == '\t' }
+
+func (f *forwarder) guarded(tok string) bool {
+	for _, n := range f.guard {
+		if len(n) == len(tok) && strings.EqualFold(tok, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // copyIdentity copies the identity headers forward set on r to w, for a
@@ -157,7 +244,7 @@ func (f *forwarder) forward(r *http.Request, id *Identity, sess *Session, sc *se
 	}
 	for _, ch := range f.claimHeaders {
 		if vals := ch.path.strings(id.Claims); len(vals) > 0 {
-			hd[ch.name] = []string{sanitizeHeaderValue(strings.Join(vals, ","))}
+			hd[ch.name] = []string{sanitizeHeaderValue(joinHeaderList(vals))}
 		}
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {

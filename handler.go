@@ -29,7 +29,7 @@ func init() {
 //	{http.auth.user.email}               email
 //	{http.auth.user.preferred_username}  login name
 //	{http.auth.user.name}                display name
-//	{http.auth.user.groups}              groups, comma-separated
+//	{http.auth.user.groups}              groups, a list (headerlist.go)
 //	{http.auth.user.provider}            provider name
 //	{http.auth.user.<claim>}             any top-level claim of the session
 //	{http.auth.authgate.reason}          on error responses, the reason code
@@ -205,6 +205,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if s.assert, err = newAssertionSigner(h.AssertionHeader, h.AssertionAudience, time.Duration(h.AssertionLifetime), kr); err != nil {
 			return err
 		}
+		s.fwd.guardConnection(h.AssertionHeader)
 	}
 	return nil
 }

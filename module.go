@@ -37,7 +37,7 @@
 //	introspect.go, transport.go RFC 7662 answers; the HTTP transport under provider calls
 //	answers.go                  what a provider's answers mean: errors and their classes
 //	claimchecks.go              claim values a provider must vouch for (require_claim_value)
-//	dialect.go, rules.go, claims.go, claimpath.go, glob.go, redirect.go, metrics.go
+//	dialect.go, rules.go, claims.go, claimpath.go, headerlist.go, glob.go, redirect.go, metrics.go
 //	expiring.go, common.go          bounded tables of expiring entries; clock, randomness, log
 package authgate
 

@@ -91,6 +91,8 @@ func (r *compiledRule) matches(id *Identity) bool {
 	case "user":
 		subjects = []string{id.ID}
 	case "group":
+		// Each group as the provider sent it, never the joined header:
+		// "x,admins" is not admins.
 		subjects = id.Groups
 	case "claim":
 		subjects = r.claim.strings(id.Claims)

@@ -173,3 +173,42 @@ func TestWithinKept(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupValueRules: group rules match the user's groups one by one,
+// exactly (or by glob), never a substring of the joined header: a group
+// named "x,admins" is not admins.
+func TestGroupValueRules(t *testing.T) {
+	rules, err := compileRules([]Rule{{Action: "allow", Field: "group", Values: []string{"admins"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		groups []string
+		want   bool
+	}{
+		{[]string{"admins"}, true},
+		{[]string{"x", "admins"}, true},
+		{[]string{"x,admins"}, false},
+		{[]string{"admins,x"}, false},
+		{[]string{"x%2Cadmins"}, false},
+		{[]string{" admins"}, false},
+		{[]string{"admins "}, false},
+		{[]string{"ad\nmins"}, false},
+		{[]string{"Admins"}, false},
+	} {
+		id := (&Identity{ID: "u", Groups: tc.groups}).prepare()
+		if got := allowed(rules, id); got != tc.want {
+			t.Errorf("groups %q: allowed %v, want %v", tc.groups, got, tc.want)
+		}
+	}
+	deny, err := compileRules([]Rule{{Action: "deny", Field: "group", Values: []string{"x,admins"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allowed(deny, &Identity{ID: "u", Groups: []string{"x", "admins"}}) != true {
+		t.Error("deny group x,admins refused a user in x and admins")
+	}
+	if allowed(deny, &Identity{ID: "u", Groups: []string{"x,admins"}}) != false {
+		t.Error("deny group x,admins let the user in x,admins through")
+	}
+}

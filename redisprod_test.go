@@ -10,9 +10,11 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -716,4 +718,120 @@ func TestRedisProdCluster(t *testing.T) {
 	if n := sessionKeys(t, check, "authgate:"); n != 0 {
 		t.Errorf("%d stored sessions left after the back-channel logout", n)
 	}
+}
+
+// slowRefreshIDP is the test provider behind a handler that, when armed,
+// lets a refresh grant be processed (the provider rotates the refresh
+// token) and then holds its answer until released: a provider answer in
+// flight while Redis goes away.
+type slowRefreshIDP struct {
+	*testidp.Server
+	mu       sync.Mutex
+	answered chan struct{} // closed when a held refresh was processed
+	release  chan struct{} // closed to send it
+}
+
+func newSlowRefreshIDP(t *testing.T, origin string) *slowRefreshIDP {
+	t.Helper()
+	idp, err := testidp.New(testidp.Options{
+		Users: []testidp.User{{Username: "alice", Password: "alice", Claims: map[string]any{
+			"sub": "alice-sub", "email": "alice@example.test", "name": "Alice Example"}}},
+		Clients:             []testidp.Client{{ID: "app", Secret: "app-secret", RedirectURIs: []string{origin + "/oauth2/callback"}}},
+		AutoLogin:           "alice",
+		Now:                 testNow,
+		RotateRefreshTokens: true,
+		RevokeFamilyOnReuse: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := &slowRefreshIDP{Server: idp}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sp.mu.Lock()
+		answered, release := sp.answered, sp.release
+		sp.mu.Unlock()
+		if r.URL.Path != testidp.PathToken || answered == nil {
+			idp.ServeHTTP(w, r)
+			return
+		}
+		_ = r.ParseForm()
+		if r.PostForm.Get("grant_type") != "refresh_token" {
+			idp.ServeHTTP(w, r)
+			return
+		}
+		r.Body = io.NopCloser(strings.NewReader(r.PostForm.Encode()))
+		rec := httptest.NewRecorder()
+		idp.ServeHTTP(rec, r)
+		sp.mu.Lock()
+		sp.answered, sp.release = nil, nil
+		sp.mu.Unlock()
+		close(answered)
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second): // bounded, whatever the test does
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(srv.Close)
+	idp.SetIssuer(srv.URL)
+	return sp
+}
+
+// hold arms the next refresh grant: it returns a channel closed once the
+// provider has processed it, and the function that sends the answer.
+func (sp *slowRefreshIDP) hold() (answered <-chan struct{}, release func()) {
+	a, r := make(chan struct{}), make(chan struct{})
+	sp.mu.Lock()
+	sp.answered, sp.release = a, r
+	sp.mu.Unlock()
+	return a, func() { close(r) }
+}
+
+// TestRedisProdRefreshSpentDuringOutage: a rotating provider answers a
+// refresh (spending the old refresh token) just as Redis goes away, so
+// the new tokens cannot be stored. The request gets 503; when Redis is
+// back, the instance writes the refreshed session it kept instead of
+// spending the old, now refused, refresh token again: the user stays
+// signed in, with one refresh at the provider in all.
+func TestRedisProdRefreshSpentDuringOutage(t *testing.T) {
+	rs := startRedis(t)
+	port := freePort(t)
+	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
+	idp := newSlowRefreshIDP(t, origin)
+	s := &configuredSite{
+		testSite: &testSite{port: port, origin: origin, backend: newBackend(t), idp: idp.Server},
+		cfg:      siteConfig{global: fmt.Sprintf("session_store redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t\ttimeout 300ms\n\t\t}", rs.port)},
+	}
+	s.start(t, testKey)
+	u := loginUsers(t, s, 1)[0]
+
+	advanceClock(t, 6*time.Minute) // the access token is due
+	idp.ResetCounts()
+	answered, release := idp.hold()
+	done := make(chan storeAnswer, 1)
+	go func() { done <- loadUsers(t, s.origin, []*storeUser{u}, 1, 0)[0] }()
+	select {
+	case <-answered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the due session was not refreshed")
+	}
+	rs.proc.stop() // the provider has rotated the token; Redis is gone
+	release()
+	checkAnswers(t, "refresh answered with Redis gone", []storeAnswer{<-done}, http.StatusServiceUnavailable)
+
+	rs.start()
+	var last storeAnswer
+	waitFor(t, 10*time.Second, "the user is served again", func() bool {
+		last = loadUsers(t, s.origin, []*storeUser{u}, 1, 0)[0]
+		checkAnswers(t, "Redis back", []storeAnswer{last}, http.StatusOK, http.StatusServiceUnavailable)
+		return last.status == http.StatusOK || t.Failed()
+	})
+	if n := idp.Count("token:refresh_token"); n != 1 {
+		t.Errorf("%d refreshes at the provider, want 1 (the kept answer written, not the spent token used again)", n)
+	}
+	checkAnswers(t, "afterwards", loadUsers(t, s.origin, []*storeUser{u}, 3, 0), http.StatusOK)
 }

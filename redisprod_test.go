@@ -835,3 +835,44 @@ func TestRedisProdRefreshSpentDuringOutage(t *testing.T) {
 	}
 	checkAnswers(t, "afterwards", loadUsers(t, s.origin, []*storeUser{u}, 3, 0), http.StatusOK)
 }
+
+// TestRedisProdBackchannelLogoutRetried: a back-channel logout that fails
+// part-way in Redis (here its ACL user may not delete: a failure after the
+// token's jti could be recorded) answers 503, and the provider's retry of
+// the same token, once Redis is whole again, ends the sessions: a failed
+// attempt does not make the retry a "replay".
+func TestRedisProdBackchannelLogoutRetried(t *testing.T) {
+	port, _ := startRedisConf(t, "redis-server (ACL)", "port PORT", "user default off",
+		"user authgate on >full-pw ~* &* +@all",
+		"user nodelete on >nodelete-pw ~* &* +@all -del -srem -unlink -eval -evalsha")
+	store := func(user, pw string) string {
+		return fmt.Sprintf("session_store redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t\tusername %s\n\t\t\tpassword %s\n\t\t\ttimeout 500ms\n\t\t}", port, user, pw)
+	}
+	s := setupSiteWith(t, siteConfig{global: store("authgate", "full-pw")})
+	users := loginUsers(t, s, 3)
+	lt := s.idp.SignJWT(s.idp.LogoutTokenClaims("app", "alice-sub", ""), testidp.SignHeader("typ", "logout+jwt"))
+	post := func() int {
+		resp, err := http.PostForm(s.origin+"/oauth2/backchannel-logout", map[string][]string{"logout_token": {lt}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	s.cfg.global = store("nodelete", "nodelete-pw")
+	s.start(t, testKey)
+	if st := post(); st != http.StatusServiceUnavailable {
+		t.Fatalf("back-channel logout that cannot delete: %d, want 503", st)
+	}
+	checkAnswers(t, "after the failed logout", loadUsers(t, s.origin, users, 1, 0), http.StatusOK)
+	s.cfg.global = store("authgate", "full-pw")
+	s.start(t, testKey)
+	if st := post(); st != http.StatusOK {
+		t.Fatalf("the provider's retry of the logout token: %d, want 200", st)
+	}
+	time.Sleep(1100 * time.Millisecond) // local copies expire after 1 s
+	signedOut(t, loadUsers(t, s.origin, users, 1, 0))
+	if st := post(); st != http.StatusBadRequest {
+		t.Errorf("the same token a third time: %d, want 400 (a replay)", st)
+	}
+}

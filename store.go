@@ -462,17 +462,34 @@ func (s *redisStore) unlock(ctx context.Context, id, token string) {
 	_ = unlockScript.Run(ctx, s.client, []string{s.key("lock", id)}, token).Err()
 }
 
-// seen records a back-channel logout token id; it reports false when the
-// id was seen before (a replay).
-func (s *redisStore) seen(ctx context.Context, jti string, ttl time.Duration) (bool, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+// endLoggedOut ends the sessions a back-channel logout token names
+// (deleteLoggedOut), once per token id: fresh is false, and nothing is
+// ended, when jti was recorded before (a replay). The id is recorded only
+// once the sessions are deleted, so that a failure part-way (503) leaves
+// the provider's retry of the same token free to finish the logout, not
+// refused as a replay. Two deliveries of one token at the same moment may
+// both end its sessions; a later replay is refused.
+func (s *redisStore) endLoggedOut(ctx context.Context, jti string, ttl time.Duration, provider, sid, sub string) (n int, fresh bool, err error) {
 	h := sha256.Sum256([]byte(jti))
-	ok, err := s.client.SetNX(ctx, s.key("jti", hex.EncodeToString(h[:16])), 1, ttl).Result()
+	key := s.key("jti", hex.EncodeToString(h[:16]))
+	cctx, cancel := s.ctx(ctx)
+	seen, err := s.client.Exists(cctx, key).Result()
+	cancel()
 	if err != nil {
-		return false, storeErr("recording logout token", err)
+		return 0, false, storeErr("reading logout token ids", err)
 	}
-	return ok, nil
+	if seen > 0 {
+		return 0, false, nil
+	}
+	if n, err = s.deleteLoggedOut(ctx, provider, sid, sub); err != nil {
+		return 0, false, err
+	}
+	cctx, cancel = s.ctx(ctx)
+	defer cancel()
+	if err := s.client.SetNX(cctx, key, 1, ttl).Err(); err != nil {
+		return 0, false, storeErr("recording logout token", err)
+	}
+	return n, true, nil
 }
 
 func (s *redisStore) close() error { return s.client.Close() }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -91,10 +92,25 @@ type redisStore struct {
 	timeout time.Duration
 }
 
+// redisLog takes go-redis's own messages (a dial that failed, a Sentinel
+// that announced a new master) into Caddy's log at debug level: a request
+// that fails logs its one line with the reason, and an outage does not
+// also flood stderr with the pool's retries.
+// go-redis has one logger per process, so this one asks Caddy for its
+// current default logger at each message (a reload may replace it).
+type redisLog struct{}
+
+func (redisLog) Printf(_ context.Context, format string, v ...any) {
+	caddy.Log().Named("authgate.redis").Debug(fmt.Sprintf(format, v...))
+}
+
+var redisLogOnce sync.Once
+
 func newRedisStore(cfg StoreConfig, logger *zap.Logger) (*redisStore, error) {
 	if cfg.Type != "" && cfg.Type != "redis" {
 		return nil, fmt.Errorf("session_store: unknown type %q (redis)", cfg.Type)
 	}
+	redisLogOnce.Do(func() { redis.SetLogger(redisLog{}) })
 	opts, err := redisOptions(cfg, logger)
 	if err != nil {
 		return nil, err

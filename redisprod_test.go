@@ -876,3 +876,46 @@ func TestRedisProdBackchannelLogoutRetried(t *testing.T) {
 		t.Errorf("the same token a third time: %d, want 400 (a replay)", st)
 	}
 }
+
+// TestRedisProdLogoutDuringOutage: signing out while Redis is down cannot
+// end the stored session, so it answers 503 with the store's page and
+// keeps the cookie (clearing it would leave the session alive for any
+// copy of the cookie, with no way left to end it); once Redis is back the
+// same sign-out works and ends the session everywhere.
+func TestRedisProdLogoutDuringOutage(t *testing.T) {
+	rs := startRedis(t)
+	s := redisSite(t, testidp.Options{}, fmt.Sprintf("\t\t\taddress 127.0.0.1:%d\n\t\t\ttimeout 300ms", rs.port))
+	u := loginUsers(t, s, 1)[0]
+	rs.proc.stop()
+	time.Sleep(1100 * time.Millisecond) // local copies expire after 1 s
+	resp, body := rawRequest(t, s.origin+"/oauth2/logout", u.cookie, true)
+	assertHTMLError(t, resp, body, http.StatusServiceUnavailable, "store_unavailable")
+	if !strings.Contains(body, "not signed out yet") {
+		t.Errorf("the logout page does not say the user is still signed in: %.300s", body)
+	}
+	for _, c := range resp.Cookies() {
+		if isSessionCookieName(c.Name) {
+			t.Errorf("logout with Redis down touched session cookie %s (Max-Age %d)", c.Name, c.MaxAge)
+		}
+	}
+	rs.start()
+	waitFor(t, 10*time.Second, "authgate uses Redis again", func() bool {
+		resp, _ := rawRequest(t, s.origin+"/probe", u.cookie, false)
+		return resp.StatusCode == http.StatusOK
+	})
+	resp, _ = rawRequest(t, s.origin+"/oauth2/logout", u.cookie, true)
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusFound {
+		t.Fatalf("logout with Redis back: %d", resp.StatusCode)
+	}
+	if !expiredCookieNames(resp)["_authgate"] {
+		t.Errorf("logout with Redis back did not clear the session cookie")
+	}
+	check := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", rs.port)})
+	defer check.Close()
+	if n := sessionKeys(t, check, "authgate:"); n != 0 {
+		t.Errorf("%d stored sessions after the logout", n)
+	}
+	if resp, body := rawRequest(t, s.origin+"/api", u.cookie, false); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a copy of the cookie after the logout: %d %.200s", resp.StatusCode, body)
+	}
+}

@@ -185,6 +185,35 @@ func checkAnswers(t *testing.T, phase string, answers []storeAnswer, allowed ...
 	return counts
 }
 
+// servedAll sends every user's cookie twice, in passes, until one pass is
+// all 200 (at most 5 passes); any answer other than 200 or a 503 of the
+// store, or one that touches a cookie, fails the test.
+func servedAll(t *testing.T, phase, origin string, users []*storeUser, count func(map[int]int)) {
+	t.Helper()
+	for pass := 1; pass <= 5; pass++ {
+		c := checkAnswers(t, fmt.Sprintf("%s, pass %d", phase, pass), loadUsers(t, origin, users, 2, 0), http.StatusOK, http.StatusServiceUnavailable)
+		count(c)
+		if c[http.StatusOK] == 2*len(users) || t.Failed() {
+			return
+		}
+	}
+	t.Errorf("%s: users still got 503 after 5 passes", phase)
+}
+
+// postLogoutToken posts a back-channel logout token as a provider does,
+// on a new connection (a kept-alive one may belong to a Caddy config that
+// a test has just replaced), and returns the status.
+func postLogoutToken(t *testing.T, origin, token string) int {
+	t.Helper()
+	c := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.PostForm(origin+"/oauth2/backchannel-logout", map[string][]string{"logout_token": {token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // signedOut checks that every answer is a sign-in (401 to APIs, the
 // redirect to the provider for browsers).
 func signedOut(t *testing.T, answers []storeAnswer) {
@@ -243,7 +272,7 @@ func (rs *redisServer) signal(sig syscall.Signal) {
 func TestRedisProdOutageUnderLoad(t *testing.T) {
 	const users, perUser = 50, 4
 	rs := startRedis(t)
-	s, logPath := redisSiteLogged(t, testidp.Options{}, fmt.Sprintf("\t\t\taddress 127.0.0.1:%d\n\t\t\ttimeout 300ms", rs.port))
+	s, logPath := redisSiteLogged(t, testidp.Options{}, fmt.Sprintf("\t\t\taddress 127.0.0.1:%d\n\t\t\ttimeout 1s", rs.port))
 	failures := 0 // 503s answered, each of which logs one line
 	count := func(c map[int]int) { failures += c[http.StatusServiceUnavailable] }
 	all := loginUsers(t, s, users)
@@ -252,7 +281,7 @@ func TestRedisProdOutageUnderLoad(t *testing.T) {
 	if n := sessionKeys(t, check, "authgate:"); n != users {
 		t.Fatalf("%d stored sessions after %d logins", n, users)
 	}
-	checkAnswers(t, "before", loadUsers(t, s.origin, all, 2, 0), http.StatusOK)
+	count(checkAnswers(t, "before", loadUsers(t, s.origin, all, 2, 0), http.StatusOK))
 
 	// Redis hangs while the load runs: answers are 200 (the instance's
 	// one-second local copy) or 503, never a sign-out.
@@ -274,8 +303,8 @@ func TestRedisProdOutageUnderLoad(t *testing.T) {
 	if counts[http.StatusServiceUnavailable] != 2*users {
 		t.Errorf("with Redis hanging, %d of %d answers were 503", counts[http.StatusServiceUnavailable], 2*users)
 	}
-	// 100 requests with a 300 ms command timeout: bounded, not piled up.
-	if d := time.Since(start); d > 8*time.Second {
+	// 100 requests with a 1 s command timeout: bounded, not piled up.
+	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("100 requests against a hanging Redis took %v", d)
 	}
 	// Tokens come due meanwhile: the refresh needs the store, and waits
@@ -284,7 +313,11 @@ func TestRedisProdOutageUnderLoad(t *testing.T) {
 	count(checkAnswers(t, "Redis hanging, refresh due", loadUsers(t, s.origin, all, 1, 0), http.StatusServiceUnavailable))
 	s.idp.ResetCounts()
 	rs.signal(syscall.SIGCONT)
-	checkAnswers(t, "Redis back from hanging", loadUsers(t, s.origin, all, 2, 0), http.StatusOK)
+	// Every due session refreshes at once now, 50 on two cores: under the
+	// race detector a command may wait past its timeout for one of the
+	// pool's connections (a 503, never a sign-out); a pass later everyone
+	// is served.
+	servedAll(t, "Redis back from hanging", s.origin, all, count)
 	if n := s.idp.Count("token:refresh_token"); n != users {
 		t.Errorf("%d refreshes after the hang for %d due sessions", n, users)
 	}
@@ -312,14 +345,7 @@ func TestRedisProdOutageUnderLoad(t *testing.T) {
 	// A provider's back-channel logout cannot be done now: 503, so that
 	// the provider retries, and nothing recorded.
 	lt := s.idp.SignJWT(s.idp.LogoutTokenClaims("app", "alice-sub", ""), testidp.SignHeader("typ", "logout+jwt"))
-	post := func() int {
-		resp, err := http.PostForm(s.origin+"/oauth2/backchannel-logout", map[string][]string{"logout_token": {lt}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	post := func() int { return postLogoutToken(t, s.origin, lt) }
 	if st := post(); st != http.StatusServiceUnavailable {
 		t.Errorf("back-channel logout with Redis down: %d, want 503", st)
 	}
@@ -336,7 +362,7 @@ func TestRedisProdOutageUnderLoad(t *testing.T) {
 		return resp.StatusCode == http.StatusOK
 	})
 	t.Logf("Redis answered authgate again %v after its restart", time.Since(back).Round(10*time.Millisecond))
-	checkAnswers(t, "Redis restarted", loadUsers(t, s.origin, all, 2, 0), http.StatusOK)
+	servedAll(t, "Redis restarted", s.origin, all, count)
 	if n := sessionKeys(t, check, "authgate:"); n != users {
 		t.Errorf("%d stored sessions after the restart, want %d", n, users)
 	}
@@ -347,6 +373,12 @@ func TestRedisProdOutageUnderLoad(t *testing.T) {
 	}
 	// One log line for each 503, with the reason.
 	lines := logged(t, logPath, "session store failure")
+	reasons := map[string]int{}
+	for _, l := range lines {
+		e, _ := l["error"].(string)
+		reasons[e[:strings.Index(e+":", ":")]]++
+	}
+	t.Logf("store failures by operation: %v", reasons)
 	if len(lines) != failures {
 		t.Errorf("%d log lines \"session store failure\" for %d answers 503", len(lines), failures)
 	}
@@ -705,13 +737,8 @@ func TestRedisProdCluster(t *testing.T) {
 		t.Errorf("%d refreshes for %d due sessions", n, len(users))
 	}
 	lt := s.idp.SignJWT(s.idp.LogoutTokenClaims("app", "alice-sub", ""), testidp.SignHeader("typ", "logout+jwt"))
-	resp, err := http.PostForm(s.origin+"/oauth2/backchannel-logout", map[string][]string{"logout_token": {lt}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("back-channel logout in a cluster: %d", resp.StatusCode)
+	if st := postLogoutToken(t, s.origin, lt); st != http.StatusOK {
+		t.Fatalf("back-channel logout in a cluster: %d", st)
 	}
 	time.Sleep(1100 * time.Millisecond) // local copies expire after 1 s
 	signedOut(t, loadUsers(t, s.origin, users, 1, 0))
@@ -804,7 +831,7 @@ func TestRedisProdRefreshSpentDuringOutage(t *testing.T) {
 	idp := newSlowRefreshIDP(t, origin)
 	s := &configuredSite{
 		testSite: &testSite{port: port, origin: origin, backend: newBackend(t), idp: idp.Server},
-		cfg:      siteConfig{global: fmt.Sprintf("session_store redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t\ttimeout 300ms\n\t\t}", rs.port)},
+		cfg:      siteConfig{global: fmt.Sprintf("session_store redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t\ttimeout 1s\n\t\t}", rs.port)},
 	}
 	s.start(t, testKey)
 	u := loginUsers(t, s, 1)[0]
@@ -851,14 +878,7 @@ func TestRedisProdBackchannelLogoutRetried(t *testing.T) {
 	s := setupSiteWith(t, siteConfig{global: store("authgate", "full-pw")})
 	users := loginUsers(t, s, 3)
 	lt := s.idp.SignJWT(s.idp.LogoutTokenClaims("app", "alice-sub", ""), testidp.SignHeader("typ", "logout+jwt"))
-	post := func() int {
-		resp, err := http.PostForm(s.origin+"/oauth2/backchannel-logout", map[string][]string{"logout_token": {lt}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	post := func() int { return postLogoutToken(t, s.origin, lt) }
 	s.cfg.global = store("nodelete", "nodelete-pw")
 	s.start(t, testKey)
 	if st := post(); st != http.StatusServiceUnavailable {
@@ -884,7 +904,7 @@ func TestRedisProdBackchannelLogoutRetried(t *testing.T) {
 // same sign-out works and ends the session everywhere.
 func TestRedisProdLogoutDuringOutage(t *testing.T) {
 	rs := startRedis(t)
-	s := redisSite(t, testidp.Options{}, fmt.Sprintf("\t\t\taddress 127.0.0.1:%d\n\t\t\ttimeout 300ms", rs.port))
+	s := redisSite(t, testidp.Options{}, fmt.Sprintf("\t\t\taddress 127.0.0.1:%d\n\t\t\ttimeout 1s", rs.port))
 	u := loginUsers(t, s, 1)[0]
 	rs.proc.stop()
 	time.Sleep(1100 * time.Millisecond) // local copies expire after 1 s

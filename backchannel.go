@@ -102,19 +102,16 @@ func serveBackchannelLogout(s *site, w http.ResponseWriter, r *http.Request) err
 var errLogoutReplayed = errors.New("logout token replayed (its jti was seen before)")
 
 // endByLogoutToken verifies raw's signature, issuer, audience and expiry
-// with p, records its jti, and ends the sessions it names.
+// with p, ends the sessions it names and records its jti.
 func endByLogoutToken(s *site, r *http.Request, p *provider, st *providerState, raw string, lt *logoutToken) (int, error) {
 	if _, err := st.verifier.Verify(r.Context(), raw); err != nil {
 		return 0, fmt.Errorf("verifying logout token with %s: %w", p.name, err)
 	}
-	fresh, err := s.gw.sessions.store.seen(r.Context(), p.name+"\x00"+lt.JTI, logoutReplayWindow)
-	if err != nil {
-		return 0, err
-	}
-	if !fresh {
+	n, fresh, err := s.gw.sessions.store.endLoggedOut(r.Context(), p.name+"\x00"+lt.JTI, logoutReplayWindow, p.name, lt.SID, lt.Sub)
+	if err == nil && !fresh {
 		return 0, errLogoutReplayed
 	}
-	return s.gw.sessions.store.deleteLoggedOut(r.Context(), p.name, lt.SID, lt.Sub)
+	return n, err
 }
 
 // logoutToken is what a logout token says, once its form is checked.

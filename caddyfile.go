@@ -46,11 +46,20 @@ func init() {
 //			allowed_redirect_domains <domain>...
 //			path_prefix      <path>
 //			session_store redis {
-//				address    <host:port>
+//				address    <host:port>                   # one server, or:
+//				sentinel   <master name> <host:port>...  # a master found through Sentinels, or:
+//				cluster    <host:port>...                # seed nodes of a Redis Cluster
+//				sentinel_username <user>
+//				sentinel_password <password>
 //				username   <user>
 //				password   <password>
 //				db         <n>
-//				tls
+//				tls [{
+//					ca_file     <pem file>
+//					cert_file   <pem file>
+//					key_file    <pem file>
+//					server_name <name>
+//				}]
 //				key_prefix <prefix>
 //				timeout    <duration>
 //			}
@@ -250,14 +259,53 @@ func parseSetting(d *caddyfile.Dispenser, s *Settings, seen map[string]bool) (bo
 					return true, d.Errf("session_store timeout: %q is not a positive duration", raw)
 				}
 				sc.Timeout = caddy.Duration(dur)
+			case "sentinel":
+				args := d.RemainingArgs()
+				if len(args) < 2 {
+					return true, d.Err("session_store sentinel takes the master's name and one or more Sentinel addresses")
+				}
+				if sc.Sentinel == nil {
+					sc.Sentinel = &StoreSentinel{}
+				}
+				sc.Sentinel.MasterName, sc.Sentinel.Addresses = args[0], args[1:]
+			case "sentinel_username", "sentinel_password":
+				if sc.Sentinel == nil {
+					sc.Sentinel = &StoreSentinel{}
+				}
+				field := &sc.Sentinel.Username
+				if sub == "sentinel_password" {
+					field = &sc.Sentinel.Password
+				}
+				if err := oneArg(d, field); err != nil {
+					return true, err
+				}
+			case "cluster":
+				if sc.Cluster = d.RemainingArgs(); len(sc.Cluster) == 0 {
+					return true, d.Err("session_store cluster takes one or more node addresses")
+				}
 			case "tls":
 				if d.NextArg() {
 					return true, d.ArgErr()
 				}
 				sc.TLS = true
+				if err := parseStoreTLS(d, sc); err != nil {
+					return true, err
+				}
 			default:
 				return true, d.Errf("unrecognized session_store subdirective %s", sub)
 			}
+		}
+		if sc.Sentinel != nil && sc.Sentinel.MasterName == "" {
+			return true, d.Err("session_store sentinel_username and sentinel_password need sentinel <master name> <address>...")
+		}
+		n := 0
+		for _, given := range []bool{sc.Address != "", sc.Sentinel != nil, len(sc.Cluster) > 0} {
+			if given {
+				n++
+			}
+		}
+		if n > 1 {
+			return true, d.Err("session_store takes one of address, sentinel and cluster")
 		}
 		s.SessionStore = sc
 	case "assertion_keys":
@@ -933,3 +981,35 @@ func parseRequireDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 
 // Interface guard
 var _ httpcaddyfile.UnmarshalGlobalFunc = parseGlobalOption
+
+// parseStoreTLS parses the optional block of session_store's tls.
+func parseStoreTLS(d *caddyfile.Dispenser, sc *StoreConfig) error {
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("session_store tls %s may be given only once", sub)
+		}
+		seen[sub] = true
+		var field *string
+		switch sub {
+		case "ca_file":
+			field = &sc.TLSCAFile
+		case "cert_file":
+			field = &sc.TLSCertFile
+		case "key_file":
+			field = &sc.TLSKeyFile
+		case "server_name":
+			field = &sc.TLSServerName
+		default:
+			return d.Errf("unrecognized session_store tls subdirective %s", sub)
+		}
+		if err := oneArg(d, field); err != nil {
+			return err
+		}
+	}
+	if (sc.TLSCertFile == "") != (sc.TLSKeyFile == "") {
+		return d.Err("session_store tls: cert_file and key_file go together")
+	}
+	return nil
+}

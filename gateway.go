@@ -208,7 +208,7 @@ func newGateway(ctx context.Context, storage certmagic.Storage, s Settings, logg
 	gw.keys.cfg = s.AssertionKeys
 	var store *redisStore
 	if s.SessionStore != nil {
-		if store, err = newRedisStore(*s.SessionStore); err != nil {
+		if store, err = newRedisStore(*s.SessionStore, logger); err != nil {
 			return nil, err
 		}
 	}

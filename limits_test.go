@@ -504,6 +504,8 @@ func TestLimitsListed(t *testing.T) {
 		{"maxBackoffEntries", "100,000 sessions", maxBackoffEntries, 100000},
 		{"loggedOutMemory", "5 min", loggedOutMemory, 5 * time.Minute},
 		{"maxLoggedOut", "100,000 logouts", maxLoggedOut, 100000},
+		{"unsavedMemory", "1 h each", unsavedMemory, time.Hour},
+		{"maxUnsaved", "10,000 sessions", maxUnsaved, 10000},
 		{"sessionCacheSize", "32 MiB", sessionCacheSize, 32 << 20},
 		{"maxSiteLabels", "| 100 |", maxSiteLabels, 100},
 		{"jwksMinInterval", "one per second", jwksMinInterval, time.Second},

@@ -36,13 +36,15 @@ func serveLogout(s *site, w http.ResponseWriter, r *http.Request) error {
 		return confirmLogout(s, w, r, rd, why)
 	}
 	sc, present := readSessionCookie(r, gw.sessions.cookie.Name, true)
-	gw.sessions.clearCookies(w, r)
-	if len(present) == 0 {
-		gw.sessions.cookie.expire(w, gw.sessions.cookie.Name, isHTTPS(r))
-	}
-	_, pendingNames := pendingLogins(gw, r)
-	for _, n := range pendingNames {
-		expirePending(gw, w, r, n)
+	clear := func() {
+		gw.sessions.clearCookies(w, r)
+		if len(present) == 0 {
+			gw.sessions.cookie.expire(w, gw.sessions.cookie.Name, isHTTPS(r))
+		}
+		_, pendingNames := pendingLogins(gw, r)
+		for _, n := range pendingNames {
+			expirePending(gw, w, r, n)
+		}
 	}
 	// No Clear-Site-Data: it would wipe every cookie of the site, the
 	// application's own included, and Chromium refuses the Set-Cookie
@@ -50,14 +52,26 @@ func serveLogout(s *site, w http.ResponseWriter, r *http.Request) error {
 	// too), which left users signed in.
 	w.Header().Set("Cache-Control", "no-store")
 	if sc.n == 0 {
+		clear()
 		http.Redirect(w, r, rd, http.StatusFound)
 		return nil
 	}
+	// With the session store away the stored session cannot be ended:
+	// a 503, and the cookie kept, so that the user can sign out when it
+	// is back (clearing it would leave the session alive for a copy of
+	// the cookie, with no way left to end it).
+	notYet := func(err error) error {
+		gw.log.write(r, zap.ErrorLevel, "session store failure", zap.String("during", "logout"), zap.String("result", "not signed out; cookies kept"), zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		return s.pages.fail(w, r, http.StatusServiceUnavailable, "store_unavailable",
+			"You are not signed out yet: sessions are temporarily unavailable. Please try again in a moment.")
+	}
 	e, err := gw.sessions.lookup(r, &sc)
+	if errors.Is(err, errStoreDown) {
+		return notYet(err)
+	}
 	if err != nil {
-		if errors.Is(err, errStoreDown) {
-			gw.log.write(r, zap.WarnLevel, "logout", zap.String("result", "cookies cleared; session store unavailable, stored session kept until it expires"), zap.Error(err))
-		}
+		clear()
 		http.Redirect(w, r, rd, http.StatusFound)
 		return nil
 	}
@@ -67,8 +81,9 @@ func serveLogout(s *site, w http.ResponseWriter, r *http.Request) error {
 	// back.
 	gw.refresher.forgetSession(e.sess)
 	if err := gw.sessions.forget(r.Context(), &sc, e.sess); err != nil {
-		gw.log.write(r, zap.WarnLevel, "logout", zap.String("result", "session store unavailable; stored session kept until it expires"), zap.Error(err))
+		return notYet(err)
 	}
+	clear()
 	st, err := p.state(r.Context())
 	if err != nil {
 		gw.log.write(r, zap.WarnLevel, "logout", zap.String("provider", p.name), zap.String("user_id", e.identity.ID), zap.String("result", "provider unreachable; cookies cleared"), zap.Error(err))

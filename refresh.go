@@ -43,6 +43,16 @@ const (
 	maxLoggedOut    = 100_000
 )
 
+// unsavedMemory is how long this process keeps a refreshed session that
+// the store could not take (it went away while the provider answered),
+// to write it when the store is back instead of spending the old refresh
+// token again, which a rotating provider refuses; maxUnsaved bounds how
+// many it keeps.
+const (
+	unsavedMemory = time.Hour
+	maxUnsaved    = 10_000
+)
+
 // errSessionEnded: the provider refused the refresh token for good.
 var errSessionEnded = errors.New("session ended by the provider")
 
@@ -63,7 +73,18 @@ type refresher struct {
 	backoff *expiringTable[[32]byte, error]
 	// loggedOut holds sessions signed out here, by sessionKey.
 	loggedOut *expiringTable[[32]byte, struct{}]
+	// unsaved holds refreshes the store could not take, by unsavedKey.
+	unsaved *expiringTable[[32]byte, unsavedRefresh]
 }
+
+// unsavedRefresh is a refreshed session that the store did not take, and
+// the stored value it replaces.
+type unsavedRefresh struct {
+	sess *Session
+	prev string
+}
+
+func unsavedKey(id string) [32]byte { return sha256.Sum256([]byte("unsaved\x00" + id)) }
 
 func newRefresher(sessions *sessionManager, skew time.Duration, log eventLog) *refresher {
 	return &refresher{
@@ -73,6 +94,7 @@ func newRefresher(sessions *sessionManager, skew time.Duration, log eventLog) *r
 		grace:     newExpiringTable[[32]byte, *Session](refreshGrace, maxGraceEntries),
 		backoff:   newExpiringTable[[32]byte, error](refreshBackoff, maxBackoffEntries),
 		loggedOut: newExpiringTable[[32]byte, struct{}](loggedOutMemory, maxLoggedOut),
+		unsaved:   newExpiringTable[[32]byte, unsavedRefresh](unsavedMemory, maxUnsaved),
 	}
 }
 
@@ -272,9 +294,12 @@ func (rf *refresher) refreshStored(r *http.Request, e *sessionEntry) (*Session, 
 	return rf.once(r.Context(), key, p.timeout(), func(ctx context.Context) (*Session, refreshSource, error) {
 		deadline := timeNow().Add(p.timeout())
 		for {
-			cur, _, err := m.loadStoredRaw(ctx, old.ID)
+			cur, raw, err := m.loadStoredRaw(ctx, old.ID)
 			if err != nil {
 				return nil, reusedStore, err
+			}
+			if ns, ok, err := rf.saveUnsaved(ctx, old.ID, raw); ok || err != nil {
+				return ns, refreshedHere, err
 			}
 			if cur.RefreshToken != old.RefreshToken || !rf.due(cur) {
 				m.cache.forget(kindStored, old.ID)
@@ -293,6 +318,33 @@ func (rf *refresher) refreshStored(r *http.Request, e *sessionEntry) (*Session, 
 			}
 		}
 	})
+}
+
+// saveUnsaved writes the refresh of session id that the store could not
+// take before, if the store still holds the value it replaces (raw): no
+// lock is needed, the write is conditional on that value. ok is false when
+// there is none to write (or it no longer applies: the session was
+// replaced or deleted meanwhile, and that stands).
+func (rf *refresher) saveUnsaved(ctx context.Context, id, raw string) (s *Session, ok bool, err error) {
+	k := unsavedKey(id)
+	u, found := rf.unsaved.get(k)
+	if !found {
+		return nil, false, nil
+	}
+	if u.prev != raw || rf.signedOut(u.sess) {
+		rf.unsaved.delete(k)
+		return nil, false, nil
+	}
+	switch err := rf.sessions.replaceStored(ctx, u.sess, raw); {
+	case errors.Is(err, errStoreDown):
+		return nil, false, err // kept for the next try
+	case err != nil:
+		rf.unsaved.delete(k)
+		return nil, false, nil
+	}
+	rf.unsaved.delete(k)
+	rf.sessions.cache.forget(kindStored, id)
+	return u.sess, true, nil
 }
 
 // awaitUnlock waits until no instance holds the refresh lock of session
@@ -341,6 +393,11 @@ func (rf *refresher) refreshLocked(ctx context.Context, r *http.Request, e *sess
 		return nil, refreshedHere, err
 	}
 	if err := m.replaceStored(ctx, ns, raw); err != nil {
+		if errors.Is(err, errStoreDown) {
+			// The provider has spent the old refresh token: keep its
+			// answer for when the store is back.
+			rf.unsaved.put(unsavedKey(id), unsavedRefresh{sess: ns, prev: raw})
+		}
 		if errors.Is(err, errSessionChanged) {
 			// Another writer came first (a lock that outlived its
 			// holder); its session is the one to use, ours is dropped.

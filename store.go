@@ -4,15 +4,20 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // StoreConfig moves sessions server-side. The cookie then holds only an
@@ -20,23 +25,56 @@ import (
 // encrypted with the session keys, with TTLs matching the session lifetime.
 // Logout deletes the session everywhere at once, refreshes are de-duplicated
 // across instances, and OpenID Connect back-channel logout works.
+//
+// One of Address (one server), Sentinel (a master that Sentinels watch
+// and fail over) and Cluster (a Redis Cluster) says where Redis is. Every
+// string may be an {env.*} or {file.*} placeholder, resolved at start.
 type StoreConfig struct {
 	// Type of store. Only "redis".
 	Type string `json:"type"`
-	// Address of the Redis server, host:port. Default: 127.0.0.1:6379.
+	// Address of one Redis server, host:port. Default: 127.0.0.1:6379.
 	Address string `json:"address,omitempty"`
-	// Username for Redis ACLs. Default: none.
+	// Sentinel finds the master through Redis Sentinel and follows its
+	// failovers.
+	Sentinel *StoreSentinel `json:"sentinel,omitempty"`
+	// Cluster lists seed nodes (host:port) of a Redis Cluster.
+	Cluster []string `json:"cluster,omitempty"`
+	// Username for Redis ACLs. Default: none (the default user).
 	Username string `json:"username,omitempty"`
 	// Password; use an {env.*} or {file.*} placeholder.
 	Password string `json:"password,omitempty"`
-	// DB is the Redis database number. Default: 0.
+	// DB is the Redis database number (0 with Cluster). Default: 0.
 	DB int `json:"db,omitempty"`
-	// TLS connects with TLS. Default: off.
+	// TLS connects with TLS, verifying the server against the system's
+	// roots or TLSCAFile. Any TLS* setting below turns it on. Default: off.
 	TLS bool `json:"tls,omitempty"`
+	// TLSCAFile is a PEM file of the CAs that sign the servers'
+	// certificates. Default: the system's roots.
+	TLSCAFile string `json:"tls_ca_file,omitempty"`
+	// TLSCertFile and TLSKeyFile are a client certificate and its key
+	// (PEM), for servers that require one (tls-auth-clients).
+	TLSCertFile string `json:"tls_cert_file,omitempty"`
+	TLSKeyFile  string `json:"tls_key_file,omitempty"`
+	// TLSServerName is the name the servers' certificates must carry.
+	// Default: the host of the address dialled.
+	TLSServerName string `json:"tls_server_name,omitempty"`
 	// KeyPrefix starts every key authgate writes. Default: "authgate:".
 	KeyPrefix string `json:"key_prefix,omitempty"`
 	// Timeout bounds each Redis command. Default: 2s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// StoreSentinel is a master that Redis Sentinels watch.
+type StoreSentinel struct {
+	// MasterName is the name the Sentinels know the master by.
+	MasterName string `json:"master_name"`
+	// Addresses of Sentinels, host:port.
+	Addresses []string `json:"addresses"`
+	// Username and Password authenticate to the Sentinels (Sentinel's
+	// own requirepass or ACL), when they need it. The master and its
+	// replicas take Username and Password of the store.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
 }
 
 // errStoreDown: the session store could not be reached. Requests get 503;
@@ -48,39 +86,175 @@ var errStoreDown = errors.New("session store unavailable")
 // Redis never sees a token in clear and a value cannot be moved to another
 // key.
 type redisStore struct {
-	client  *redis.Client
+	client  redis.UniversalClient
+	cluster bool // keys of one command set may sit on different nodes
 	prefix  string
 	timeout time.Duration
 }
 
-func newRedisStore(cfg StoreConfig) (*redisStore, error) {
+// redisLog takes go-redis's own messages (a dial that failed, a Sentinel
+// that announced a new master) into Caddy's log at debug level: a request
+// that fails logs its one line with the reason, and an outage does not
+// also flood stderr with the pool's retries.
+// go-redis has one logger per process, so this one asks Caddy for its
+// current default logger at each message (a reload may replace it).
+type redisLog struct{}
+
+func (redisLog) Printf(_ context.Context, format string, v ...any) {
+	caddy.Log().Named("authgate.redis").Debug(fmt.Sprintf(format, v...))
+}
+
+var redisLogOnce sync.Once
+
+func newRedisStore(cfg StoreConfig, logger *zap.Logger) (*redisStore, error) {
 	if cfg.Type != "" && cfg.Type != "redis" {
 		return nil, fmt.Errorf("session_store: unknown type %q (redis)", cfg.Type)
 	}
+	redisLogOnce.Do(func() { redis.SetLogger(redisLog{}) })
+	opts, err := redisOptions(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	return &redisStore{
+		client:  redis.NewUniversalClient(opts),
+		cluster: opts.IsClusterMode,
+		prefix:  orDefault(cfg.KeyPrefix, "authgate:"),
+		timeout: opts.ReadTimeout,
+	}, nil
+}
+
+// redisOptions resolves cfg's placeholders and checks it: one place to
+// find Redis, secrets that are set, TLS files that load.
+func redisOptions(cfg StoreConfig, logger *zap.Logger) (*redis.UniversalOptions, error) {
 	repl := caddy.NewReplacer()
+	// secret resolves a password: a placeholder that resolves to nothing
+	// is an error (an unset variable would otherwise connect without
+	// one), a literal one works with a warning.
+	secret := func(name, v string) (string, error) {
+		if v == "" {
+			return "", nil
+		}
+		if !strings.Contains(v, "{") {
+			logger.Warn("session_store: a password is written literally in the configuration; prefer {env.*} or {file.*}", zap.String("option", name))
+			return v, nil
+		}
+		out := repl.ReplaceKnown(v, "")
+		if out == "" {
+			return "", fmt.Errorf("session_store %s: %q is empty (is its environment variable or file set?)", name, v)
+		}
+		return out, nil
+	}
+	addrs := func(name string, in []string) ([]string, error) {
+		out := make([]string, 0, len(in))
+		for _, a := range in {
+			a = repl.ReplaceKnown(a, "")
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return nil, fmt.Errorf("session_store %s: %q is not host:port", name, a)
+			}
+			out = append(out, a)
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("session_store %s: at least one host:port is required", name)
+		}
+		return out, nil
+	}
 	timeout := time.Duration(cfg.Timeout)
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
-	opts := &redis.Options{
-		Addr:         orDefault(repl.ReplaceKnown(cfg.Address, ""), "127.0.0.1:6379"),
+	opts := &redis.UniversalOptions{
 		Username:     repl.ReplaceKnown(cfg.Username, ""),
-		Password:     repl.ReplaceKnown(cfg.Password, ""),
 		DB:           cfg.DB,
 		DialTimeout:  timeout,
 		ReadTimeout:  timeout,
 		WriteTimeout: timeout,
 		PoolTimeout:  timeout,
-		MaxRetries:   1,
+		// The command's context deadline bounds the network reads too:
+		// a Redis that stopped answering costs a request at most the
+		// timeout, then a 503.
+		ContextTimeoutEnabled: true,
+		MaxRetries:            1,
 	}
-	if cfg.TLS {
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	var err error
+	if opts.Password, err = secret("password", cfg.Password); err != nil {
+		return nil, err
 	}
-	return &redisStore{
-		client:  redis.NewClient(opts),
-		prefix:  orDefault(cfg.KeyPrefix, "authgate:"),
-		timeout: timeout,
-	}, nil
+	where := 0
+	if cfg.Address != "" {
+		where++
+	}
+	if cfg.Sentinel != nil {
+		where++
+	}
+	if len(cfg.Cluster) > 0 {
+		where++
+	}
+	switch {
+	case where > 1:
+		return nil, errors.New("session_store: give one of address, sentinel and cluster")
+	case cfg.Sentinel != nil:
+		sn := cfg.Sentinel
+		if opts.MasterName = repl.ReplaceKnown(sn.MasterName, ""); opts.MasterName == "" {
+			return nil, errors.New("session_store sentinel: the master's name is required")
+		}
+		if opts.Addrs, err = addrs("sentinel", sn.Addresses); err != nil {
+			return nil, err
+		}
+		opts.SentinelUsername = repl.ReplaceKnown(sn.Username, "")
+		if opts.SentinelPassword, err = secret("sentinel_password", sn.Password); err != nil {
+			return nil, err
+		}
+	case len(cfg.Cluster) > 0:
+		if cfg.DB != 0 {
+			return nil, errors.New("session_store: a Redis Cluster has only database 0")
+		}
+		if opts.Addrs, err = addrs("cluster", cfg.Cluster); err != nil {
+			return nil, err
+		}
+		opts.IsClusterMode = true
+		opts.MaxRedirects = 3
+	default:
+		if opts.Addrs, err = addrs("address", []string{orDefault(cfg.Address, "127.0.0.1:6379")}); err != nil {
+			return nil, err
+		}
+	}
+	if opts.TLSConfig, err = storeTLS(cfg, repl); err != nil {
+		return nil, err
+	}
+	return opts, nil
+}
+
+// storeTLS is the TLS configuration for Redis, or nil without TLS.
+func storeTLS(cfg StoreConfig, repl *caddy.Replacer) (*tls.Config, error) {
+	caFile := repl.ReplaceKnown(cfg.TLSCAFile, "")
+	certFile := repl.ReplaceKnown(cfg.TLSCertFile, "")
+	keyFile := repl.ReplaceKnown(cfg.TLSKeyFile, "")
+	serverName := repl.ReplaceKnown(cfg.TLSServerName, "")
+	if !cfg.TLS && caFile == "" && certFile == "" && keyFile == "" && serverName == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("session_store tls ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("session_store tls ca_file %s: no PEM certificate in it", caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("session_store tls: cert_file and key_file go together")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("session_store tls client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 func (s *redisStore) key(parts ...string) string { return s.prefix + strings.Join(parts, ":") }
@@ -109,17 +283,39 @@ type storeIndex struct{ kind, provider, value string }
 func (s *redisStore) save(ctx context.Context, id, value string, indexes []storeIndex, ttl time.Duration) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	if s.cluster {
+		// The session and its indexes hash to different slots, where a
+		// transaction is refused: indexes first, then the session, so
+		// a failure leaves at most an index naming no session (which
+		// back-channel logout passes over), never a session that it
+		// cannot find.
+		if len(indexes) > 0 {
+			pipe := s.client.Pipeline()
+			s.addIndexes(ctx, pipe, id, indexes, ttl)
+			if _, err := pipe.Exec(ctx); err != nil {
+				return storeErr("saving session index", err)
+			}
+		}
+		if err := s.client.Set(ctx, s.key("session", id), value, ttl).Err(); err != nil {
+			return storeErr("saving session", err)
+		}
+		return nil
+	}
 	pipe := s.client.TxPipeline()
 	pipe.Set(ctx, s.key("session", id), value, ttl)
+	s.addIndexes(ctx, pipe, id, indexes, ttl)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return storeErr("saving session", err)
+	}
+	return nil
+}
+
+func (s *redisStore) addIndexes(ctx context.Context, pipe redis.Pipeliner, id string, indexes []storeIndex, ttl time.Duration) {
 	for _, ix := range indexes {
 		k := s.indexKey(ix.kind, ix.provider, ix.value)
 		pipe.SAdd(ctx, k, id)
 		pipe.Expire(ctx, k, ttl+time.Minute)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return storeErr("saving session", err)
-	}
-	return nil
 }
 
 // load reads a session's value; found is false when there is none.
@@ -282,17 +478,34 @@ func (s *redisStore) unlock(ctx context.Context, id, token string) {
 	_ = unlockScript.Run(ctx, s.client, []string{s.key("lock", id)}, token).Err()
 }
 
-// seen records a back-channel logout token id; it reports false when the
-// id was seen before (a replay).
-func (s *redisStore) seen(ctx context.Context, jti string, ttl time.Duration) (bool, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+// endLoggedOut ends the sessions a back-channel logout token names
+// (deleteLoggedOut), once per token id: fresh is false, and nothing is
+// ended, when jti was recorded before (a replay). The id is recorded only
+// once the sessions are deleted, so that a failure part-way (503) leaves
+// the provider's retry of the same token free to finish the logout, not
+// refused as a replay. Two deliveries of one token at the same moment may
+// both end its sessions; a later replay is refused.
+func (s *redisStore) endLoggedOut(ctx context.Context, jti string, ttl time.Duration, provider, sid, sub string) (n int, fresh bool, err error) {
 	h := sha256.Sum256([]byte(jti))
-	ok, err := s.client.SetNX(ctx, s.key("jti", hex.EncodeToString(h[:16])), 1, ttl).Result()
+	key := s.key("jti", hex.EncodeToString(h[:16]))
+	cctx, cancel := s.ctx(ctx)
+	seen, err := s.client.Exists(cctx, key).Result()
+	cancel()
 	if err != nil {
-		return false, storeErr("recording logout token", err)
+		return 0, false, storeErr("reading logout token ids", err)
 	}
-	return ok, nil
+	if seen > 0 {
+		return 0, false, nil
+	}
+	if n, err = s.deleteLoggedOut(ctx, provider, sid, sub); err != nil {
+		return 0, false, err
+	}
+	cctx, cancel = s.ctx(ctx)
+	defer cancel()
+	if err := s.client.SetNX(cctx, key, 1, ttl).Err(); err != nil {
+		return 0, false, storeErr("recording logout token", err)
+	}
+	return n, true, nil
 }
 
 func (s *redisStore) close() error { return s.client.Close() }

@@ -134,11 +134,13 @@ type gateway struct {
 	names     []string // provider names, sorted
 	sessions  *sessionManager
 	refresher *refresher
-	authHost  string
-	prefix    string
-	redirects redirectPolicy
-	log       eventLog
-	logger    *zap.Logger
+	// revalidator re-reads userinfo for providers without refresh.
+	revalidator revalidator
+	authHost    string
+	prefix      string
+	redirects   redirectPolicy
+	log         eventLog
+	logger      *zap.Logger
 	// keys sign identity assertions, once a site sends them.
 	keys keyRingSlot
 	// clientJWKS publishes the providers' private_key_jwt public keys;
@@ -253,6 +255,7 @@ func newGateway(ctx context.Context, storage certmagic.Storage, s Settings, logg
 	}
 	gw.sessions = newSessionManager(codec, cs, lifetime, gw.providers, store, cacheSize)
 	gw.refresher = newRefresher(gw.sessions, skew, gw.log)
+	gw.revalidator = revalidator{rf: gw.refresher}
 	for _, name := range gw.names {
 		p := gw.providers[name]
 		if p.ready.Load() != nil {

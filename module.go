@@ -24,6 +24,7 @@
 //	bearer.go                   Authorization: Bearer tokens
 //	gateway.go                  Settings and the gateway they build
 //	assertion.go, assertkeys.go the signed identity assertion; its keys and JWKS
+//	revalidate.go               userinfo read again for providers without refresh
 //	refresh.go                  when and how a session is refreshed
 //	authctx.go                  login hints, step-up requirements, auth_time/acr/amr
 //	session.go                  reading and writing sessions, over

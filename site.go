@@ -49,7 +49,7 @@ func (s *site) identify(w http.ResponseWriter, r *http.Request, sc *sessionCooki
 func (s *site) renew(w http.ResponseWriter, r *http.Request, e *sessionEntry) (*sessionEntry, error) {
 	ne, err := s.gw.refresher.refreshIfDue(w, r, e)
 	if err == nil {
-		ne, err = s.gw.refresher.revalidateIfDue(w, r, ne)
+		ne, err = s.gw.revalidator.revalidateIfDue(w, r, ne)
 	}
 	if err != nil {
 		return nil, err

@@ -1,5 +1,9 @@
 package authgate
 
+// Re-validation for providers without refresh (userinfo_refresh_interval):
+// userinfo is read again with the stored access token, and the session
+// follows what it says, or ends.
+
 import (
 	"context"
 	"crypto/sha256"
@@ -10,10 +14,6 @@ import (
 
 	"go.uber.org/zap"
 )
-
-// Re-validation for providers without refresh (userinfo_refresh_interval):
-// userinfo is read again with the stored access token, and the session
-// follows what it says, or ends.
 
 // revalidator re-reads userinfo for sessions through the refresher's
 // machinery: one read per session at a time, its result shared, failures

@@ -274,10 +274,11 @@ func (c *cookieCodec) decode(name, value string, dst any) (oldKey bool, err erro
 
 // newCookieSettings checks a cookie configuration and fills in defaults.
 func newCookieSettings(c *CookieConfig) (cookieSettings, error) {
-	cs := cookieSettings{Name: "_authgate", Path: "/", SameSite: http.SameSiteLaxMode}
+	cs := cookieSettings{Name: "_authgate", Path: "/", SameSite: http.SameSiteLaxMode, hostName: hostPrefix + "_authgate"}
 	if c == nil {
 		return cs, nil
 	}
+	cs.hostName = ""
 	cs.Name = orDefault(c.Name, cs.Name)
 	cs.Domain = strings.TrimPrefix(c.Domain, ".")
 	cs.Path = orDefault(c.Path, cs.Path)
@@ -293,7 +294,27 @@ func newCookieSettings(c *CookieConfig) (cookieSettings, error) {
 	if !validCookieName(cs.Name) {
 		return cs, fmt.Errorf("cookie name %q is not a valid cookie name", cs.Name)
 	}
+	switch {
+	case hasPrefixFold(cs.Name, hostPrefix):
+		if cs.Domain != "" || cs.Path != "/" {
+			return cs, fmt.Errorf("cookie name %q: a %s cookie has no domain and path /, which browsers check", cs.Name, hostPrefix)
+		}
+	case hasPrefixFold(cs.Name, "__Secure-"):
+	case cs.Domain == "" && cs.Path == "/":
+		cs.hostName = hostPrefix + cs.Name
+	}
 	return cs, nil
+}
+
+// hostPrefix marks a cookie that only its host can set (RFC 6265bis): the
+// browser takes it only with Secure, Path=/ and no Domain, so a sibling
+// subdomain cannot plant one of its name (cookie tossing).
+const hostPrefix = "__Host-"
+
+// hasPrefixFold is strings.HasPrefix ignoring case, as browsers compare
+// cookie prefixes.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // cookieSettings are the attributes every cookie authgate writes carries.
@@ -303,9 +324,38 @@ type cookieSettings struct {
 	Path     string
 	SameSite http.SameSite
 	// Secure is decided per request: off only for plain-http sites.
+
+	// hostName is Name with the __Host- prefix, the name of the cookies
+	// on https requests; "" where the prefix cannot apply (a domain, a
+	// path other than /, a name with a prefix of its own).
+	hostName string
+	// legacy, in the settings of an https request (forRequest), is the
+	// name before the prefix: a session under it is read, once, and
+	// rewritten under Name.
+	legacy string
+}
+
+func isHTTPS(r *http.Request) bool { return r.TLS != nil }
+
+// forRequest is cs with the names of r's cookies: prefixed on https.
+func (cs cookieSettings) forRequest(r *http.Request) cookieSettings {
+	if cs.hostName != "" && isHTTPS(r) {
+		cs.Name, cs.legacy, cs.hostName = cs.hostName, cs.Name, ""
+	}
+	return cs
 }
 
 func (cs cookieSettings) pendingPrefix() string { return cs.Name + "_login_" }
+
+// pendingRest is what follows the pending-login prefix in name, with or
+// without the __Host- prefix; "" for another name.
+func (cs cookieSettings) pendingRest(name string) string {
+	if cs.hostName != "" {
+		name = strings.TrimPrefix(name, hostPrefix)
+	}
+	rest, _ := strings.CutPrefix(name, cs.pendingPrefix())
+	return rest
+}
 
 // attrOverhead is the most bytes that attributes add to a Set-Cookie. It
 // counts the longest SameSite value: with "Lax" here, strict cookies came
@@ -338,11 +388,20 @@ func chunkName(base string, i int) string { return base + "_" + strconv.Itoa(i) 
 // sessionCookie is the session a request's Cookie headers carry: one
 // cookie, or numbered chunks that joined make the value.
 type sessionCookie struct {
-	base  string // the session cookie's name
+	base  string // the configured name, by which cookies are ours
+	name  string // the name the session was read under
 	parts [maxCookieChunks]string
 	n     int // parts in use; 0: no session
 	// seen: some session cookie or chunk was present, usable or not.
 	seen bool
+	// legacy: the session was read under the name before the __Host-
+	// prefix, there being none under the prefixed name: rewrite it.
+	legacy bool
+	// dup: two different values arrived for one session cookie name, or
+	// a whole cookie beside chunks (a cookie planted by a sibling
+	// subdomain, with a longer Path or a Domain): parts is one of them,
+	// and sessionCandidates has them all.
+	dup bool
 	// others: the headers also carry cookies that are not authgate's, so
 	// stripping ours means rewriting the header rather than dropping it.
 	others bool
@@ -410,8 +469,17 @@ func (sc *sessionCookie) othersHeader() (h string, ok bool) {
 }
 
 // isOurCookie reports whether a cookie name is authgate's: the session,
-// a chunk, a pending login.
+// a chunk, a pending login, under base or base with the __Host- prefix.
 func isOurCookie(name, base string) bool {
+	if sessionRest(name, base) {
+		return true
+	}
+	rest, ok := strings.CutPrefix(name, hostPrefix)
+	return ok && sessionRest(rest, base)
+}
+
+// sessionRest reports whether name is base or base_something.
+func sessionRest(name, base string) bool {
 	return strings.HasPrefix(name, base) && (len(name) == len(base) || name[len(base)] == '_')
 }
 
@@ -441,23 +509,31 @@ func scanSessionCookie(r *http.Request, base string) sessionCookie {
 	return sc
 }
 
-// readSessionCookie scans the Cookie headers itself rather than through
+// readSessionCookie reads the session cookie named base (readCookies).
+func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCookie, present []string) {
+	return readCookies(r, cookieSettings{Name: base}, strict)
+}
+
+// readCookies scans the Cookie headers itself rather than through
 // r.Cookies(), which parses and validates every cookie of the site on
 // every request: only authgate's own cookies are looked at, and values are
 // not copied. Values are checked by the MAC, not here; strict checks that
 // they are cookie-octets, and collects the names of the session cookies.
-func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCookie, present []string) {
-	sc.base = base
+// cs is as forRequest makes it: its Name is the session's, and a session
+// under its legacy name is taken only when there is none under Name.
+func readCookies(r *http.Request, cs cookieSettings, strict bool) (sc sessionCookie, present []string) {
+	sc.base, sc.name = orDefault(cs.legacy, cs.Name), cs.Name
 	var single string
 	var chunks [maxCookieChunks]string
 	nChunks := 0
+	legacySeen := false
 	for _, line := range r.Header["Cookie"] {
 		for len(line) > 0 {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
 			part = strings.TrimLeft(part, " ")
 			name, val, ok := strings.Cut(part, "=")
-			if !isOurCookie(name, base) {
+			if !isOurCookie(name, sc.base) {
 				sc.keep(part)
 				continue
 			}
@@ -472,34 +548,44 @@ func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCoo
 			if strict && !cookieOctets(val) {
 				continue // as net/http would: not a cookie
 			}
-			if name == base {
-				sc.seen = true
-				single = val
-				if strict {
-					present = append(present, name)
+			i := chunkIndex(name, cs.Name)
+			if i == notSession {
+				if cs.legacy != "" && chunkIndex(name, cs.legacy) != notSession {
+					legacySeen = true
+					if strict {
+						present = append(present, name)
+					}
 				}
-				continue
-			}
-			rest := name[len(base)+1:]
-			i, err := strconv.Atoi(rest)
-			if err != nil || i < 0 || i >= maxCookieChunks || strconv.Itoa(i) != rest {
 				continue // a pending login, or not a chunk
 			}
 			sc.seen = true
-			if chunks[i] == "" {
-				nChunks++
-			}
-			chunks[i] = val
 			if strict {
 				present = append(present, name)
 			}
+			if i == wholeCookie {
+				sc.dup = sc.dup || single != "" && single != val
+				single = val
+				continue
+			}
+			if chunks[i] == "" {
+				nChunks++
+			} else if chunks[i] != val {
+				sc.dup = true
+			}
+			chunks[i] = val
 		}
 	}
 	if single != "" {
 		sc.parts[0], sc.n = single, 1
+		sc.dup = sc.dup || chunks[0] != ""
 		return sc, present
 	}
 	if nChunks == 0 || chunks[0] == "" {
+		if legacySeen {
+			old, _ := readCookies(r, cookieSettings{Name: cs.legacy}, strict)
+			sc.parts, sc.n, sc.dup, sc.name = old.parts, old.n, old.dup, old.name
+			sc.seen, sc.legacy = true, true
+		}
 		return sc, present
 	}
 	for sc.n < maxCookieChunks && chunks[sc.n] != "" {
@@ -507,6 +593,70 @@ func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCoo
 	}
 	sc.parts = chunks
 	return sc, present
+}
+
+// What chunkIndex finds besides a chunk's number.
+const (
+	wholeCookie = -1 // the session in one cookie
+	notSession  = -2 // another cookie: a pending login, an odd number
+)
+
+// chunkIndex says whether name is the session cookie base, one of its
+// chunks (which), or neither.
+func chunkIndex(name, base string) int {
+	if !sessionRest(name, base) {
+		return notSession
+	}
+	if len(name) == len(base) {
+		return wholeCookie
+	}
+	rest := name[len(base)+1:]
+	i, err := strconv.Atoi(rest)
+	if err != nil || i < 0 || i >= maxCookieChunks || strconv.Itoa(i) != rest {
+		return notSession
+	}
+	return i
+}
+
+// maxSessionCandidates bounds how many sessions one request's duplicated
+// cookies are tried as.
+const maxSessionCandidates = 4
+
+// sessionCandidates reads the sessions sc's name stands for in r, as
+// net/http would read the cookies, when they arrived more than once
+// (sc.dup): each whole cookie and each run of chunks, in the order the
+// browser sent them (longest Path first, then oldest first: a planted set
+// comes before or after ours, each in chunk order). A run is a chunk 0 and
+// the chunks 1, 2, ... that follow it in that order; a chunk that does not
+// continue the run it follows belongs to none. Chunks of two sessions are
+// never taken apart and put together again differently (and a run that
+// did join two would fail the MAC).
+func sessionCandidates(r *http.Request, sc *sessionCookie) []sessionCookie {
+	out := make([]sessionCookie, 0, maxSessionCandidates)
+	run := -1 // the candidate being continued, or -1
+	for _, c := range r.Cookies() {
+		i := chunkIndex(c.Name, sc.name)
+		switch {
+		case i == notSession || c.Value == "":
+			continue
+		case i == wholeCookie || i == 0:
+			run = -1
+			if len(out) == maxSessionCandidates {
+				continue
+			}
+			out = append(out, sessionCookie{base: sc.base, name: sc.name, legacy: sc.legacy, seen: true, n: 1})
+			out[len(out)-1].parts[0] = c.Value
+			if i == 0 {
+				run = len(out) - 1
+			}
+		case run >= 0 && out[run].n == i:
+			out[run].parts[i] = c.Value
+			out[run].n++
+		default:
+			run = -1 // out of order: of no run
+		}
+	}
+	return out
 }
 
 // cookieOctets reports whether v holds only RFC 6265 cookie-octets, as

@@ -252,6 +252,7 @@ func newGateway(ctx context.Context, storage certmagic.Storage, s Settings, logg
 		}
 	}
 	gw.sessions = newSessionManager(codec, cs, lifetime, gw.providers, store, cacheSize)
+	gw.sessions.log = gw.log
 	gw.refresher = newRefresher(gw.sessions, skew, gw.log)
 	for _, name := range gw.names {
 		p := gw.providers[name]

@@ -269,7 +269,7 @@ func (rf *refresher) refreshCookie(r *http.Request, e *sessionEntry) (*Session, 
 			// go nowhere.
 			return nil, refreshedHere, errNoSession
 		}
-		rf.sessions.seal(ns) // encoded once for every request sharing this refresh
+		rf.sessions.seal(ns, r) // encoded once for every request sharing this refresh
 		rf.grace.put(key, ns)
 		return ns, refreshedHere, nil
 	})
@@ -509,7 +509,7 @@ func (rf *refresher) revalidateIfDue(w http.ResponseWriter, r *http.Request, e *
 				}
 				m.cache.forget(kindStored, s.ID)
 			}
-			rf.sessions.seal(ns) // encoded once for every request sharing this re-read
+			rf.sessions.seal(ns, r) // encoded once for every request sharing this re-read
 			rf.grace.put(key, ns)
 			return ns, refreshedHere, nil
 		})

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/authgate/caddy-authgate/internal/testidp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // tossSite is a protected site served by Caddy over https (internal
@@ -404,5 +405,41 @@ func TestCookieTossNames(t *testing.T) {
 	}
 	if isOurCookie("__Host-_authgatex", "_authgate") || isOurCookie("x__Host-_authgate", "_authgate") {
 		t.Error("isOurCookie took another cookie")
+	}
+}
+
+// BenchmarkHandlerAuthenticatedHTTPS is BenchmarkHandlerAuthenticated on
+// https, where the cookies carry the __Host- prefix: the same work.
+func BenchmarkHandlerAuthenticatedHTTPS(b *testing.B) {
+	h := benchHandler(b)
+	gw := h.site.gw
+	request := func(cookie string) *http.Request {
+		r := benchRequest(cookie)
+		r.TLS = &tls.ConnectionState{}
+		return r
+	}
+	rec := httptest.NewRecorder()
+	if err := gw.sessions.writeCookie(rec, request(""), benchSession("alice", 2)); err != nil {
+		b.Fatal(err)
+	}
+	parts := []string{"theme=dark"}
+	for _, c := range rec.Result().Cookies() {
+		parts = append(parts, c.Name+"="+c.Value)
+	}
+	header := strings.Join(append(parts, "lang=en"), "; ")
+	w := &benchWriter{h: http.Header{}}
+	var seen *http.Request
+	check := caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error { seen = r; return nil })
+	if err := h.ServeHTTP(w, request(header), check); err != nil {
+		b.Fatal(err)
+	}
+	if seen == nil || seen.Header.Get("X-Forwarded-User") != "alice" || strings.Contains(seen.Header.Get("Cookie"), "_authgate") {
+		b.Fatalf("the request did not pass authenticated: %v", seen)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.ServeHTTP(w, request(header), benchNext); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

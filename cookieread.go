@@ -184,6 +184,9 @@ func readCookies(r *http.Request, cs cookieSettings, strict bool) (sc sessionCoo
 			if strict {
 				present = append(present, name)
 			}
+			if val == "" {
+				continue // an empty copy hides no other
+			}
 			if i == wholeCookie {
 				sc.dup = sc.dup || single != "" && single != val
 				single = val
@@ -259,8 +262,8 @@ func sessionCandidates(r *http.Request, sc *sessionCookie) []sessionCookie {
 	for _, c := range r.Cookies() {
 		i := chunkIndex(c.Name, sc.name)
 		switch {
-		case i == notSession || c.Value == "":
-			continue
+		case i == notSession || c.Value == "" || !cookieOctets(c.Value):
+			continue // net/http takes some bytes the strict read does not
 		case i == wholeCookie || i == 0:
 			run = -1
 			if len(out) == maxSessionCandidates {

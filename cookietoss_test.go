@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -442,4 +443,75 @@ func BenchmarkHandlerAuthenticatedHTTPS(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzCookieTossRead: reading the cookies of an https request (the
+// __Host- names, the old names, duplicates) never panics; an old-name
+// session is taken only when no __Host- one came; and every candidate of
+// duplicated cookies is one whole cookie, or pieces each of which came as
+// the chunk of its number: nothing else is ever joined.
+func FuzzCookieTossRead(f *testing.F) {
+	for _, seed := range []string{
+		"",
+		"__Host-_authgate=a; _authgate=b",
+		"_authgate=b; _authgate_0=c; _authgate_1=d",
+		"__Host-_authgate=a; __Host-_authgate=b",
+		"__Host-_authgate_0=a; __Host-_authgate_1=b; __Host-_authgate_0=c; __Host-_authgate_1=d; __Host-_authgate_2=e",
+		"__Host-_authgate_0=a; __Host-_authgate_0=c; __Host-_authgate_1=b; __Host-_authgate=z; x=1",
+		`__Host-_authgate_login_0=p; __Host-_authgate_1=q; __Host-_authgate_0="r"; _authgate_0=s`,
+	} {
+		f.Add(seed)
+	}
+	cs, err := newCookieSettings(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	r0 := httptest.NewRequest(http.MethodGet, "https://app.self.test/", nil)
+	r0.TLS = &tls.ConnectionState{}
+	names := cs.forRequest(r0)
+	f.Fuzz(func(t *testing.T, header string) {
+		r := r0.Clone(r0.Context())
+		r.Header.Set("Cookie", header)
+		primary := false
+		sent := map[string][]string{}
+		for _, c := range r.Cookies() {
+			sent[c.Name] = append(sent[c.Name], c.Value)
+			if (c.Name == names.Name || c.Name == chunkName(names.Name, 0)) && c.Value != "" && cookieOctets(c.Value) {
+				primary = true
+			}
+		}
+		for _, strict := range []bool{false, true} {
+			sc, present := readCookies(r, names, strict)
+			if strict && len(present) > len(r.Cookies()) {
+				t.Fatalf("present %v from %d cookies", present, len(r.Cookies()))
+			}
+			if primary && sc.legacy {
+				t.Fatalf("the old name was read beside a __Host- session: %q", header)
+			}
+			if sc.legacy && sc.name != names.legacy || !sc.legacy && sc.name != names.Name {
+				t.Fatalf("read under %q (legacy %v)", sc.name, sc.legacy)
+			}
+			if !sc.dup {
+				continue
+			}
+			cands := sessionCandidates(r, &sc)
+			if len(cands) > maxSessionCandidates {
+				t.Fatalf("%d candidates", len(cands))
+			}
+			for _, c := range cands {
+				if c.n < 1 || c.name != sc.name || c.legacy != sc.legacy || !c.valid() {
+					t.Fatalf("candidate %+v", c)
+				}
+				for i, p := range c.pieces() {
+					name := chunkName(c.name, i)
+					if c.n == 1 && slices.Contains(sent[c.name], p) {
+						continue
+					}
+					if !slices.Contains(sent[name], p) {
+						t.Fatalf("candidate piece %d %q came under no %s", i, p, name)
+					}
+				}
+			}
+		}
+	})
 }

@@ -375,7 +375,7 @@ func BenchmarkRefreshedCookieWrites(b *testing.B) {
 			refreshed := func() *Session {
 				ns := *base
 				ns.RefreshToken = randomString(32)
-				m.seal(&ns)
+				m.seal(&ns, r)
 				return &ns
 			}
 			b.ReportAllocs()

@@ -274,10 +274,11 @@ func (c *cookieCodec) decode(name, value string, dst any) (oldKey bool, err erro
 
 // newCookieSettings checks a cookie configuration and fills in defaults.
 func newCookieSettings(c *CookieConfig) (cookieSettings, error) {
-	cs := cookieSettings{Name: "_authgate", Path: "/", SameSite: http.SameSiteLaxMode}
+	cs := cookieSettings{Name: "_authgate", Path: "/", SameSite: http.SameSiteLaxMode, hostName: hostPrefix + "_authgate"}
 	if c == nil {
 		return cs, nil
 	}
+	cs.hostName = ""
 	cs.Name = orDefault(c.Name, cs.Name)
 	cs.Domain = strings.TrimPrefix(c.Domain, ".")
 	cs.Path = orDefault(c.Path, cs.Path)
@@ -293,7 +294,27 @@ func newCookieSettings(c *CookieConfig) (cookieSettings, error) {
 	if !validCookieName(cs.Name) {
 		return cs, fmt.Errorf("cookie name %q is not a valid cookie name", cs.Name)
 	}
+	switch {
+	case hasPrefixFold(cs.Name, hostPrefix):
+		if cs.Domain != "" || cs.Path != "/" {
+			return cs, fmt.Errorf("cookie name %q: a %s cookie has no domain and path /, which browsers check", cs.Name, hostPrefix)
+		}
+	case hasPrefixFold(cs.Name, "__Secure-"):
+	case cs.Domain == "" && cs.Path == "/":
+		cs.hostName = hostPrefix + cs.Name
+	}
 	return cs, nil
+}
+
+// hostPrefix marks a cookie that only its host can set (RFC 6265bis): the
+// browser takes it only with Secure, Path=/ and no Domain, so a sibling
+// subdomain cannot plant one of its name (cookie tossing).
+const hostPrefix = "__Host-"
+
+// hasPrefixFold is strings.HasPrefix ignoring case, as browsers compare
+// cookie prefixes.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // cookieSettings are the attributes every cookie authgate writes carries.
@@ -303,9 +324,38 @@ type cookieSettings struct {
 	Path     string
 	SameSite http.SameSite
 	// Secure is decided per request: off only for plain-http sites.
+
+	// hostName is Name with the __Host- prefix, the name of the cookies
+	// on https requests; "" where the prefix cannot apply (a domain, a
+	// path other than /, a name with a prefix of its own).
+	hostName string
+	// legacy, in the settings of an https request (forRequest), is the
+	// name before the prefix: a session under it is read, once, and
+	// rewritten under Name.
+	legacy string
+}
+
+func isHTTPS(r *http.Request) bool { return r.TLS != nil }
+
+// forRequest is cs with the names of r's cookies: prefixed on https.
+func (cs cookieSettings) forRequest(r *http.Request) cookieSettings {
+	if cs.hostName != "" && isHTTPS(r) {
+		cs.Name, cs.legacy, cs.hostName = cs.hostName, cs.Name, ""
+	}
+	return cs
 }
 
 func (cs cookieSettings) pendingPrefix() string { return cs.Name + "_login_" }
+
+// pendingRest is what follows the pending-login prefix in name, with or
+// without the __Host- prefix; "" for another name.
+func (cs cookieSettings) pendingRest(name string) string {
+	if cs.hostName != "" {
+		name = strings.TrimPrefix(name, hostPrefix)
+	}
+	rest, _ := strings.CutPrefix(name, cs.pendingPrefix())
+	return rest
+}
 
 // attrOverhead is the most bytes that attributes add to a Set-Cookie. It
 // counts the longest SameSite value: with "Lax" here, strict cookies came
@@ -334,200 +384,6 @@ func (cs cookieSettings) expire(w http.ResponseWriter, name string, secure bool)
 }
 
 func chunkName(base string, i int) string { return base + "_" + strconv.Itoa(i) }
-
-// sessionCookie is the session a request's Cookie headers carry: one
-// cookie, or numbered chunks that joined make the value.
-type sessionCookie struct {
-	base  string // the session cookie's name
-	parts [maxCookieChunks]string
-	n     int // parts in use; 0: no session
-	// seen: some session cookie or chunk was present, usable or not.
-	seen bool
-	// others: the headers also carry cookies that are not authgate's, so
-	// stripping ours means rewriting the header rather than dropping it.
-	others bool
-	// ours: some cookie in the headers is authgate's (by stripCookies'
-	// rule).
-	ours bool
-	// kept are those other cookies as stripCookies keeps them, nKept of
-	// them (-1: more than maxKeptCookies), keptLen their length joined:
-	// the Cookie header for the backend, without scanning the session's
-	// kilobytes a second time.
-	kept    [maxKeptCookies]string
-	nKept   int
-	keptLen int
-	// checkedAt is when sessionFor checked the session's lifetime: later
-	// steps of the same request use it rather than read the clock again.
-	checkedAt time.Time
-}
-
-// maxKeptCookies is how many other cookies sessionCookie remembers.
-const maxKeptCookies = 16
-
-// keep notes a part of the Cookie header that is not authgate's by the
-// scan's rule; stripCookies trims it and drops it if it is ours by its
-// rule, and so does keep.
-func (sc *sessionCookie) keep(part string) {
-	p := strings.TrimSpace(part)
-	if p == "" {
-		return
-	}
-	sc.others = true
-	if name, _, _ := strings.Cut(p, "="); isOurCookie(name, sc.base) {
-		sc.ours = true
-		return
-	}
-	if sc.nKept < 0 {
-		return
-	}
-	if sc.nKept == maxKeptCookies {
-		sc.nKept = -1
-		return
-	}
-	if sc.nKept > 0 {
-		sc.keptLen += len("; ")
-	}
-	sc.kept[sc.nKept] = p
-	sc.nKept++
-	sc.keptLen += len(p)
-}
-
-// othersHeader is the Cookie header without authgate's cookies, as
-// stripCookies makes it; ok is false when there were too many to keep.
-func (sc *sessionCookie) othersHeader() (h string, ok bool) {
-	if sc.nKept < 0 {
-		return "", false
-	}
-	var b strings.Builder
-	b.Grow(sc.keptLen)
-	for i, p := range sc.kept[:sc.nKept] {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(p)
-	}
-	return b.String(), true
-}
-
-// isOurCookie reports whether a cookie name is authgate's: the session,
-// a chunk, a pending login.
-func isOurCookie(name, base string) bool {
-	return strings.HasPrefix(name, base) && (len(name) == len(base) || name[len(base)] == '_')
-}
-
-func (sc *sessionCookie) pieces() []string { return sc.parts[:sc.n] }
-
-// value joins the parts.
-func (sc *sessionCookie) value() string { return strings.Join(sc.pieces(), "") }
-
-// valid reports whether every part holds only cookie-octets.
-func (sc *sessionCookie) valid() bool {
-	for _, p := range sc.pieces() {
-		if !cookieOctets(p) {
-			return false
-		}
-	}
-	return true
-}
-
-// scanSessionCookie finds the session cookie in r's Cookie headers, for
-// the hot path: values are taken in place and not checked, byte by byte,
-// to be cookie-octets. That is sound only for looking them up among
-// values that were checked and decoded before (the session cache), which
-// an unchecked value can only equal if it is valid; anything else must go
-// through readSessionCookie strictly, as net/http would read it.
-func scanSessionCookie(r *http.Request, base string) sessionCookie {
-	sc, _ := readSessionCookie(r, base, false)
-	return sc
-}
-
-// readSessionCookie scans the Cookie headers itself rather than through
-// r.Cookies(), which parses and validates every cookie of the site on
-// every request: only authgate's own cookies are looked at, and values are
-// not copied. Values are checked by the MAC, not here; strict checks that
-// they are cookie-octets, and collects the names of the session cookies.
-func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCookie, present []string) {
-	sc.base = base
-	var single string
-	var chunks [maxCookieChunks]string
-	nChunks := 0
-	for _, line := range r.Header["Cookie"] {
-		for len(line) > 0 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			part = strings.TrimLeft(part, " ")
-			name, val, ok := strings.Cut(part, "=")
-			if !isOurCookie(name, base) {
-				sc.keep(part)
-				continue
-			}
-			sc.ours = true
-			if !ok {
-				continue
-			}
-			val = strings.TrimRight(val, " ")
-			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
-				val = val[1 : len(val)-1]
-			}
-			if strict && !cookieOctets(val) {
-				continue // as net/http would: not a cookie
-			}
-			if name == base {
-				sc.seen = true
-				single = val
-				if strict {
-					present = append(present, name)
-				}
-				continue
-			}
-			rest := name[len(base)+1:]
-			i, err := strconv.Atoi(rest)
-			if err != nil || i < 0 || i >= maxCookieChunks || strconv.Itoa(i) != rest {
-				continue // a pending login, or not a chunk
-			}
-			sc.seen = true
-			if chunks[i] == "" {
-				nChunks++
-			}
-			chunks[i] = val
-			if strict {
-				present = append(present, name)
-			}
-		}
-	}
-	if single != "" {
-		sc.parts[0], sc.n = single, 1
-		return sc, present
-	}
-	if nChunks == 0 || chunks[0] == "" {
-		return sc, present
-	}
-	for sc.n < maxCookieChunks && chunks[sc.n] != "" {
-		sc.n++
-	}
-	sc.parts = chunks
-	return sc, present
-}
-
-// cookieOctets reports whether v holds only RFC 6265 cookie-octets, as
-// net/http requires of a cookie value.
-func cookieOctets(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if !cookieOctet[v[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// cookieOctet says which bytes are cookie-octets: a table, since a cache
-// miss checks every byte of the cookie.
-var cookieOctet = func() (t [256]bool) {
-	for c := 0x21; c <= 0x7e; c++ {
-		t[c] = c != '"' && c != ',' && c != ';' && c != '\\'
-	}
-	return t
-}()
 
 // splitValue cuts an encoded value into pieces that each fit a Set-Cookie
 // header within cookieBudget.

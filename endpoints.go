@@ -25,7 +25,7 @@ type userinfoJSON struct {
 }
 
 func serveUserinfo(s *site, w http.ResponseWriter, r *http.Request) error {
-	sc := scanSessionCookie(r, s.gw.sessions.cookie.Name)
+	sc := s.gw.sessions.scan(r)
 	id, _, err := s.identify(w, r, &sc)
 	if err != nil {
 		return s.pages.unauthenticatedAPI(w, r, err)
@@ -56,7 +56,7 @@ func serveUserinfo(s *site, w http.ResponseWriter, r *http.Request) error {
 // 401 and 403) get the Set-Cookie on the 200, to pass on themselves.
 func serveAuth(s *site, w http.ResponseWriter, r *http.Request) error {
 	s.fwd.stripSpoofed(r)
-	sc := scanSessionCookie(r, s.gw.sessions.cookie.Name)
+	sc := s.gw.sessions.scan(r)
 	cookieKey := sha256.Sum256([]byte(strings.Join(r.Header.Values("Cookie"), "\x00")))
 	id, sess, err := s.identify(w, r, &sc)
 	if err != nil {

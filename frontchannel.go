@@ -60,7 +60,7 @@ func serveFrontchannelLogout(s *site, w http.ResponseWriter, r *http.Request) er
 	}
 	ended := 0
 	// This browser's session, when it is that provider session.
-	sc, _ := readSessionCookie(r, gw.sessions.cookie.Name, true)
+	sc, _ := gw.sessions.read(r)
 	if sc.n > 0 {
 		if e, err := gw.sessions.lookup(r, &sc); err == nil {
 			for _, m := range matched {

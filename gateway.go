@@ -254,6 +254,7 @@ func newGateway(ctx context.Context, storage certmagic.Storage, s Settings, logg
 		}
 	}
 	gw.sessions = newSessionManager(codec, cs, lifetime, gw.providers, store, cacheSize)
+	gw.sessions.log = gw.log
 	gw.refresher = newRefresher(gw.sessions, skew, gw.log)
 	gw.revalidator = revalidator{rf: gw.refresher}
 	for _, name := range gw.names {

@@ -256,7 +256,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			h.logger.Warn("serving plain http: session cookies are sent without Secure and can be read on the network; use https", zap.String("host", r.Host))
 		})
 	}
-	sc := scanSessionCookie(r, s.gw.sessions.cookie.Name)
+	sc := s.gw.sessions.scan(r)
 	id, sess, err := s.identify(w, r, &sc)
 	if err != nil {
 		s.assert.drop(r)

@@ -26,7 +26,7 @@ var layers = []string{
 	"logout.go", "login.go", "endpoints.go", "health.go", "backchannel.go", "frontchannel.go",
 	"site.go", "forward.go", "pages.go", "bearer.go",
 	"gateway.go", "assertion.go", "assertkeys.go", "revalidate.go", "refresh.go", "authctx.go",
-	"session.go", "cache.go", "store.go", "cookie.go", "sessiondata.go", "fastjson.go",
+	"session.go", "cache.go", "store.go", "cookieread.go", "cookie.go", "sessiondata.go", "fastjson.go",
 	"identity.go", "provider.go", "issuer.go", "jwks.go", "par.go", "apiclaims.go", "clientauth.go", "tokens.go", "introspect.go", "transport.go", "answers.go", "claimchecks.go",
 	"dialect.go", "rules.go", "claims.go", "claimpath.go", "headerlist.go", "glob.go", "redirect.go", "metrics.go", "expiring.go", "common.go",
 }

@@ -172,7 +172,7 @@ type pendingCookie struct {
 // slots, and at most maxLegacyPending of earlier versions' cookies) and
 // the names of all its pending-login cookies.
 func pendingLogins(gw *gateway, r *http.Request) (found []pendingCookie, names []string) {
-	prefix := gw.sessions.cookie.pendingPrefix()
+	prefix := gw.sessions.cookie.forRequest(r).pendingPrefix()
 	legacy := 0
 	for _, c := range r.Cookies() {
 		if !strings.HasPrefix(c.Name, prefix) || slices.Contains(names, c.Name) {
@@ -196,7 +196,7 @@ func pendingLogins(gw *gateway, r *http.Request) (found []pendingCookie, names [
 // pendingSlotIndex returns which slot a pending-login cookie name is, or
 // -1 for another name (an earlier version's).
 func pendingSlotIndex(gw *gateway, name string) int {
-	rest, _ := strings.CutPrefix(name, gw.sessions.cookie.pendingPrefix())
+	rest := gw.sessions.cookie.pendingRest(name)
 	if len(rest) == 1 && rest[0] >= '0' && int(rest[0]-'0') < maxPendingLogins {
 		return int(rest[0] - '0')
 	}
@@ -227,7 +227,7 @@ func pendingSlot(gw *gateway, r *http.Request) (slot string, stale []string) {
 			best = i
 		}
 	}
-	return gw.sessions.cookie.pendingPrefix() + strconv.Itoa(best), stale
+	return gw.sessions.cookie.forRequest(r).pendingPrefix() + strconv.Itoa(best), stale
 }
 
 // expirePending deletes a pending-login cookie, with the path it was set

@@ -35,11 +35,11 @@ func serveLogout(s *site, w http.ResponseWriter, r *http.Request) error {
 	if foreign, why := crossSiteLogout(r); foreign {
 		return confirmLogout(s, w, r, rd, why)
 	}
-	sc, present := readSessionCookie(r, gw.sessions.cookie.Name, true)
+	sc, present := gw.sessions.read(r)
 	clear := func() {
 		gw.sessions.clearCookies(w, r)
 		if len(present) == 0 {
-			gw.sessions.cookie.expire(w, gw.sessions.cookie.Name, isHTTPS(r))
+			gw.sessions.cookie.expire(w, gw.sessions.cookie.forRequest(r).Name, isHTTPS(r))
 		}
 		_, pendingNames := pendingLogins(gw, r)
 		for _, n := range pendingNames {

@@ -28,7 +28,8 @@
 //	refresh.go                  when and how a session is refreshed
 //	authctx.go                  login hints, step-up requirements, auth_time/acr/amr
 //	session.go                  reading and writing sessions, over
-//	cache.go, store.go, cookie.go   the session cache, Redis, the cookie format
+//	cache.go, store.go          the session cache, Redis
+//	cookieread.go, cookie.go    reading session cookies (names, chunks, duplicates); the cookie format
 //	sessiondata.go              the Session, its binding, its decoded entry
 //	fastjson.go                 reading session payloads in one pass
 //	identity.go                 who the user is, from what the provider said

@@ -269,7 +269,7 @@ func (rf *refresher) refreshCookie(r *http.Request, e *sessionEntry) (*Session, 
 			// go nowhere.
 			return nil, refreshedHere, errNoSession
 		}
-		rf.sessions.seal(ns) // encoded once for every request sharing this refresh
+		rf.sessions.seal(ns, r) // encoded once for every request sharing this refresh
 		rf.grace.put(key, ns)
 		return ns, refreshedHere, nil
 	})

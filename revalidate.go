@@ -58,7 +58,7 @@ func (v revalidator) revalidateIfDue(w http.ResponseWriter, r *http.Request, e *
 				}
 				m.cache.forget(kindStored, s.ID)
 			}
-			rf.sessions.seal(ns) // encoded once for every request sharing this re-read
+			rf.sessions.seal(ns, r) // encoded once for every request sharing this re-read
 			rf.grace.put(key, ns)
 			return ns, refreshedHere, nil
 		})

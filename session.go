@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
 // storeCacheTTL is how long an instance trusts its copy of a stored session.
@@ -34,6 +35,7 @@ type sessionManager struct {
 	// (bindingPrint), which every decoded session is checked against:
 	// worked out once, not on every cache miss.
 	prints map[*provider][2]string
+	log    eventLog // the gateway's; a no-op one until it is set
 }
 
 func newSessionManager(codec *cookieCodec, cs cookieSettings, lifetime time.Duration, providers map[string]*provider, store *redisStore, cacheSize int) *sessionManager {
@@ -45,6 +47,7 @@ func newSessionManager(codec *cookieCodec, cs cookieSettings, lifetime time.Dura
 		cache:     newSessionCache[*sessionEntry](cacheSize),
 		store:     store,
 		prints:    map[*provider][2]string{},
+		log:       eventLog{zap.NewNop()},
 	}
 	for _, p := range providers {
 		m.prints[p] = [2]string{bindingPrint(providerIssuer(p)), bindingPrint(p.cfg.ClientID)}
@@ -52,11 +55,25 @@ func newSessionManager(codec *cookieCodec, cs cookieSettings, lifetime time.Dura
 	return m
 }
 
+// scan reads r's session cookie for the hot path (scanSessionCookie),
+// under the names of r's cookies (cookieSettings.forRequest).
+func (m *sessionManager) scan(r *http.Request) sessionCookie {
+	sc, _ := readCookies(r, m.cookie.forRequest(r), false)
+	return sc
+}
+
+// read reads r's session cookie strictly, and names the session cookies
+// present (readCookies).
+func (m *sessionManager) read(r *http.Request) (sessionCookie, []string) {
+	return readCookies(r, m.cookie.forRequest(r), true)
+}
+
 // sessionFor returns the session that the request's cookie sc stands for,
 // when it was made with one of providers. A cookie that is unusable (no
 // chunk 0, tampered, past the session lifetime) is cleared on w; one of
 // another provider of this gateway is left alone, for the site it belongs
-// to, and is no session here.
+// to, and is no session here. A session read under the name before the
+// __Host- prefix comes back marked to be rewritten (oldKey).
 func (m *sessionManager) sessionFor(w http.ResponseWriter, r *http.Request, sc *sessionCookie, providers []*provider) (*sessionEntry, error) {
 	if sc.n == 0 {
 		if sc.seen {
@@ -65,7 +82,13 @@ func (m *sessionManager) sessionFor(w http.ResponseWriter, r *http.Request, sc *
 		}
 		return nil, errNoSession
 	}
-	e, err := m.lookup(r, sc)
+	var e *sessionEntry
+	var err error
+	if sc.dup {
+		e, err = m.lookupAmong(r, sc, providers)
+	} else {
+		e, err = m.lookupOne(r, sc)
+	}
 	if err != nil {
 		if errors.Is(err, errForeignSession) {
 			return nil, errNoSession
@@ -78,6 +101,9 @@ func (m *sessionManager) sessionFor(w http.ResponseWriter, r *http.Request, sc *
 	if !slices.Contains(providers, e.provider) {
 		return nil, errNoSession
 	}
+	if sc.legacy {
+		e = e.seenThrough(true)
+	}
 	sc.checkedAt = timeNow()
 	if sc.checkedAt.After(time.Unix(e.sess.Created, 0).Add(m.lifetime)) {
 		m.clearCookies(w, r)
@@ -86,27 +112,70 @@ func (m *sessionManager) sessionFor(w http.ResponseWriter, r *http.Request, sc *
 	return e, nil
 }
 
-// lookup finds the session a cookie stands for: decoded from the cookie,
-// or, with a session store, read from the store by the id in the cookie
-// (trusting a local copy for storeCacheTTL). Known cookie values come from
-// the cache; any other is read again as net/http would before decoding.
+// lookup finds the session a cookie stands for (lookupOne; lookupAmong
+// when the cookie came more than once).
 func (m *sessionManager) lookup(r *http.Request, sc *sessionCookie) (*sessionEntry, error) {
+	if sc.dup {
+		return m.lookupAmong(r, sc, nil)
+	}
+	return m.lookupOne(r, sc)
+}
+
+// lookupAmong is lookup for a session cookie that came more than once
+// with different values: a sibling subdomain may have planted one
+// (Domain, a longer Path) to shadow ours. Each candidate is looked up on
+// its own, never joined with another's chunks; the first that opens and
+// is bound to this site (a provider of it, with its issuer and client)
+// is the session, and sc becomes that candidate. One warning is logged.
+func (m *sessionManager) lookupAmong(r *http.Request, sc *sessionCookie, providers []*provider) (*sessionEntry, error) {
+	cands := sessionCandidates(r, sc)
+	err := errBadSession
+	for i := range cands {
+		e, cerr := m.lookupOne(r, &cands[i])
+		switch {
+		case cerr == nil && (providers == nil || slices.Contains(providers, e.provider)):
+			m.log.write(r, zap.WarnLevel, "session cookie duplicated", zap.String("cookie", sc.name), zap.Int("candidates", len(cands)),
+				zap.String("reason", "several different session cookies of one name (one planted by another subdomain?)"),
+				zap.String("result", "using the one made for this site"))
+			sc.parts, sc.n = cands[i].parts, cands[i].n
+			return e, nil
+		case errors.Is(cerr, errStoreDown):
+			err = cerr // unknown: neither served nor cleared
+		case (cerr == nil || errors.Is(cerr, errForeignSession)) && !errors.Is(err, errStoreDown):
+			err = errForeignSession // another site's: leave it alone
+		}
+	}
+	m.log.write(r, zap.WarnLevel, "session cookie duplicated", zap.String("cookie", sc.name), zap.Int("candidates", len(cands)),
+		zap.String("reason", "several different session cookies of one name (one planted by another subdomain?)"),
+		zap.String("result", "none is a session of this site"))
+	return nil, err
+}
+
+// lookupOne finds the session a cookie stands for: decoded from the
+// cookie, or, with a session store, read from the store by the id in the
+// cookie (trusting a local copy for storeCacheTTL). Known cookie values
+// come from the cache; any other is read again as net/http would before
+// decoding. A cookie under the legacy name bypasses the cache: only its
+// own name's MAC vouches for it.
+func (m *sessionManager) lookupOne(r *http.Request, sc *sessionCookie) (*sessionEntry, error) {
 	if m.store == nil {
-		if e, ok := m.cache.get(kindCookie, sc.pieces()...); ok {
+		if e, ok := m.cachedCookie(sc); ok {
 			return e, nil
 		}
 		return m.decodeCookie(m.asNetHTTPReadsIt(r, sc))
 	}
-	refEntry, ok := m.cache.get(kindCookie, sc.pieces()...)
+	refEntry, ok := m.cachedCookie(sc)
 	if !ok {
 		strict := m.asNetHTTPReadsIt(r, sc)
 		var ref storeRef
-		oldKey, err := m.codec.decode(m.cookie.Name, strict.value(), &ref)
+		oldKey, err := m.codec.decode(m.codecName(strict), strict.value(), &ref)
 		if err != nil || ref.Version != sessionVersion || ref.ID == "" {
 			return nil, errBadSession
 		}
 		refEntry = &sessionEntry{ref: &ref, oldKey: oldKey}
-		m.cache.put(kindCookie, refEntry, strict.pieces()...)
+		if !strict.legacy {
+			m.cache.put(kindCookie, refEntry, strict.pieces()...)
+		}
 	}
 	id := refEntry.ref.ID
 	if e, ok := m.cache.get(kindStored, id); ok && timeNow().Sub(e.fetched) < storeCacheTTL {
@@ -125,6 +194,22 @@ func (m *sessionManager) lookup(r *http.Request, sc *sessionCookie) (*sessionEnt
 	return e.seenThrough(refEntry.oldKey), nil
 }
 
+// cachedCookie is the cache's entry for sc's value. The cache is keyed by
+// values alone: a value made under the prefixed name, taken from its
+// cookie and planted under the legacy name, must not be a hit there.
+func (m *sessionManager) cachedCookie(sc *sessionCookie) (*sessionEntry, bool) {
+	if sc.legacy {
+		return nil, false
+	}
+	return m.cache.get(kindCookie, sc.pieces()...)
+}
+
+// codecName is the name sc's value is bound to: the name it was read
+// under (a __Host- cookie's value is sealed for the prefixed name).
+func (m *sessionManager) codecName(sc *sessionCookie) string {
+	return orDefault(sc.name, m.cookie.Name)
+}
+
 // asNetHTTPReadsIt returns sc as net/http would read it: when a scanned
 // value is not all cookie-octets, the cookie is read again, skipping such
 // values.
@@ -132,14 +217,14 @@ func (m *sessionManager) asNetHTTPReadsIt(r *http.Request, sc *sessionCookie) *s
 	if sc.valid() {
 		return sc
 	}
-	strict, _ := readSessionCookie(r, m.cookie.Name, true)
+	strict, _ := m.read(r)
 	return &strict
 }
 
 // presentCookies names the session cookies r carries, for clearing or
 // replacing them.
 func (m *sessionManager) presentCookies(r *http.Request) []string {
-	_, present := readSessionCookie(r, m.cookie.Name, true)
+	_, present := m.read(r)
 	return present
 }
 
@@ -154,7 +239,7 @@ func (m *sessionManager) decodeCookie(sc *sessionCookie) (*sessionEntry, error) 
 		return nil, errNoSession
 	}
 	var s Session
-	oldKey, err := m.codec.decode(m.cookie.Name, sc.value(), &s)
+	oldKey, err := m.codec.decode(m.codecName(sc), sc.value(), &s)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +247,9 @@ func (m *sessionManager) decodeCookie(sc *sessionCookie) (*sessionEntry, error) 
 	if err != nil {
 		return nil, err
 	}
-	m.cache.put(kindCookie, e, sc.pieces()...)
+	if !sc.legacy {
+		m.cache.put(kindCookie, e, sc.pieces()...)
+	}
 	return e, nil
 }
 
@@ -175,8 +262,9 @@ func (m *sessionManager) decodeCookie(sc *sessionCookie) (*sessionEntry, error) 
 // cookie again: 40 % of the gateway's CPU. It must be called before s is
 // shared, as it writes s; a session it cannot seal is encoded by each
 // writeCookie as before. With a session store the cookie carries only the
-// session's id and nothing is sealed.
-func (m *sessionManager) seal(s *Session) {
+// session's id and nothing is sealed. It is sealed for the cookie name of
+// r (the request that refreshed it), which its waiters share.
+func (m *sessionManager) seal(s *Session, r *http.Request) {
 	if m.store != nil {
 		return
 	}
@@ -184,11 +272,12 @@ func (m *sessionManager) seal(s *Session) {
 	if err != nil {
 		return
 	}
-	value, err := m.codec.encode(m.cookie.Name, s)
+	name := m.cookie.forRequest(r).Name
+	value, err := m.codec.encode(name, s)
 	if err != nil {
 		return
 	}
-	s.sealed = &sealedSession{owner: s, entry: e, value: value}
+	s.sealed = &sealedSession{owner: s, entry: e, value: value, name: name}
 	m.cache.putOwn(kindCookie, e, value)
 }
 
@@ -308,7 +397,8 @@ func (m *sessionManager) writeSession(w http.ResponseWriter, r *http.Request, s 
 // writeCookie writes the cookie for s: the session itself, or its id, and
 // deletes the request's session cookies that it does not replace.
 func (m *sessionManager) writeCookie(w http.ResponseWriter, r *http.Request, s *Session) error {
-	value, err := m.cookieValue(s)
+	cs := m.cookie.forRequest(r)
+	value, err := m.cookieValue(s, cs.Name)
 	if err != nil {
 		return fmt.Errorf("encoding session: %w", err)
 	}
@@ -318,19 +408,19 @@ func (m *sessionManager) writeCookie(w http.ResponseWriter, r *http.Request, s *
 		return fmt.Errorf("%w: the session cookies would be %d bytes, more than the %d this server accepts in request headers; raise the server's max_header_size or use session_store", errSessionTooLarge, len(value), limit)
 	}
 	maxAge := int(m.remaining(s) / time.Second)
-	return writeChunked(w, m.cookie, value, maxAge, isHTTPS(r), m.presentCookies(r))
+	return writeChunked(w, cs, value, maxAge, isHTTPS(r), m.presentCookies(r))
 }
 
-// cookieValue is the encoded cookie of s: the session itself (sealed
-// once, or encoded now), or with a session store its id.
-func (m *sessionManager) cookieValue(s *Session) (string, error) {
+// cookieValue is the encoded cookie of s for the cookie name: the session
+// itself (sealed once, or encoded now), or with a session store its id.
+func (m *sessionManager) cookieValue(s *Session, name string) (string, error) {
 	if m.store != nil {
-		return m.codec.encode(m.cookie.Name, &storeRef{Version: sessionVersion, ID: s.ID, Provider: s.Provider})
+		return m.codec.encode(name, &storeRef{Version: sessionVersion, ID: s.ID, Provider: s.Provider})
 	}
-	if sl := s.sealedFor(); sl != nil {
+	if sl := s.sealedFor(); sl != nil && sl.name == name {
 		return sl.value, nil
 	}
-	return m.codec.encode(m.cookie.Name, s)
+	return m.codec.encode(name, s)
 }
 
 // cookieHeaderLimit is how many bytes of session cookies the serving
@@ -361,8 +451,6 @@ func (m *sessionManager) forget(ctx context.Context, sc *sessionCookie, s *Sessi
 	m.cache.forget(kindStored, s.ID)
 	return m.store.delete(ctx, s.ID)
 }
-
-func isHTTPS(r *http.Request) bool { return r.TLS != nil }
 
 // accessTokenToKeep is what a session keeps of an access token: the token
 // when a site passes it on, when userinfo is re-read with it

@@ -167,7 +167,7 @@ func TestSessionManager(t *testing.T) {
 func TestSealedSession(t *testing.T) {
 	m := sessionTestManager(t)
 	s := newSessionTestSession("corp", timeNow())
-	m.seal(s)
+	m.seal(s, httptest.NewRequest(http.MethodGet, "http://app.test/", nil))
 	if s.sealedFor() == nil {
 		t.Fatal("not sealed")
 	}
@@ -203,7 +203,7 @@ func TestSealedSession(t *testing.T) {
 	if cp.sealedFor() != nil {
 		t.Error("a copy of a sealed session took its seal")
 	}
-	if v, err := m.cookieValue(&cp); err != nil || v == values[0] {
+	if v, err := m.cookieValue(&cp, m.cookie.Name); err != nil || v == values[0] {
 		t.Errorf("the copy wrote the original's cookie (%v)", err)
 	}
 }

@@ -100,6 +100,7 @@ type sealedSession struct {
 	owner *Session
 	entry *sessionEntry
 	value string
+	name  string // the cookie name value is sealed for
 }
 
 // sealedFor returns s's sealed cookie, or nil.

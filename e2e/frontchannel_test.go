@@ -1,17 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"testing"
-	texttemplate "text/template"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/authgate/caddy-authgate/internal/testidp"
 )
@@ -70,22 +65,9 @@ func TestBrowserFrontchannelLogout(t *testing.T) {
 	backend := &http.Server{Handler: http.HandlerFunc(ssoBackend), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = backend.Serve(ln) }()
 	t.Cleanup(func() { _ = backend.Close() })
-	t.Setenv("AUTHGATE_E2E_KEY", randomHex(t, 32))
-	t.Setenv("AUTHGATE_E2E_SECRET", secret)
-	var cf bytes.Buffer
-	if err := texttemplate.Must(texttemplate.New("Caddyfile").Parse(frontchannelCaddyfile)).Execute(&cf, map[string]any{
+	startCaddyfile(t, secret, frontchannelCaddyfile, map[string]any{
 		"Issuer": idp.Issuer(), "Site": site, "Backend": ln.Addr().String(),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(cf.Bytes(), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatalf("adapting the Caddyfile: %v", err)
-	}
-	if err := caddy.Load(cfgJSON, true); err != nil {
-		t.Fatalf("starting Caddy: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	})
 
 	b.open(site + "/")
 	b.expectLoginForm(idp.Issuer(), "opening the site")

@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-
 	"github.com/authgate/caddy-authgate/internal/emulators"
 )
 
@@ -72,14 +69,7 @@ func TestBrowserGitHub(t *testing.T) {
 	t.Setenv("AUTHGATE_KEY", randomHex(t, 32))
 	t.Setenv("GITHUB_CLIENT_ID", "gh-e2e")
 	t.Setenv("GITHUB_CLIENT_SECRET", secret)
-	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(conf), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatalf("adapting the Caddyfile: %v\n%s", err, conf)
-	}
-	if err := caddy.Load(cfgJSON, true); err != nil {
-		t.Fatalf("starting Caddy: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	loadCaddyfile(t, conf)
 
 	// GitHub's consent page, then the app.
 	b.open(site + "/dashboard")

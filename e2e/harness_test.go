@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,8 +13,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	texttemplate "text/template"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
@@ -321,4 +325,34 @@ func freePorts(t *testing.T, n int) []int {
 		ln.Close()
 	}
 	return ports
+}
+
+// startCaddyfile runs Caddy on the Caddyfile that tmpl makes of data (tmpl
+// may also be a plain Caddyfile), with a fresh session key and the client
+// secret in the environment the e2e Caddyfiles read, until the test ends.
+func startCaddyfile(t *testing.T, secret, tmpl string, data map[string]any) {
+	t.Helper()
+	t.Setenv("AUTHGATE_E2E_KEY", randomHex(t, 32))
+	t.Setenv("AUTHGATE_E2E_SECRET", secret)
+	var cf bytes.Buffer
+	if err := texttemplate.Must(texttemplate.New("Caddyfile").Parse(tmpl)).Execute(&cf, data); err != nil {
+		t.Fatal(err)
+	}
+	loadCaddyfile(t, cf.String())
+}
+
+// loadCaddyfile adapts and runs a Caddyfile until the test ends.
+func loadCaddyfile(t *testing.T, conf string) {
+	t.Helper()
+	cfgJSON, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(conf), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatalf("adapting the Caddyfile: %v\n%s", err, conf)
+	}
+	for _, w := range warnings {
+		t.Logf("caddyfile warning: %s", w.String())
+	}
+	if err := caddy.Load(cfgJSON, true); err != nil {
+		t.Fatalf("starting Caddy: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
 }

@@ -5,7 +5,6 @@ package e2e
 // user's, each met by a real Chromium.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -13,11 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	texttemplate "text/template"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
@@ -99,22 +95,9 @@ func startGate(t *testing.T, opts testidp.Options, sites ...gateSite) *gate {
 	go func() { _ = backend.Serve(ln) }()
 	t.Cleanup(func() { _ = backend.Close() })
 
-	t.Setenv("AUTHGATE_E2E_KEY", randomHex(t, 32))
-	t.Setenv("AUTHGATE_E2E_SECRET", secret)
-	var cf bytes.Buffer
-	if err := texttemplate.Must(texttemplate.New("Caddyfile").Parse(gateCaddyfile)).Execute(&cf, map[string]any{
+	startCaddyfile(t, secret, gateCaddyfile, map[string]any{
 		"Issuer": idp.Issuer(), "Sites": sites, "Backend": ln.Addr().String(),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(cf.Bytes(), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatalf("adapting the Caddyfile: %v\n%s", err, cf.String())
-	}
-	if err := caddy.Load(cfgJSON, true); err != nil {
-		t.Fatalf("starting Caddy: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	})
 	return g
 }
 

@@ -1,18 +1,14 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"html/template"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
-	texttemplate "text/template"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/chromedp/chromedp"
 
 	"github.com/authgate/caddy-authgate/internal/testidp"
@@ -96,22 +92,9 @@ func TestBrowserLogoutCrossSite(t *testing.T) {
 	go func() { _ = evilSrv.Serve(evilLn) }()
 	t.Cleanup(func() { _ = evilSrv.Close() })
 
-	t.Setenv("AUTHGATE_E2E_KEY", randomHex(t, 32))
-	t.Setenv("AUTHGATE_E2E_SECRET", secret)
-	var cf bytes.Buffer
-	if err := texttemplate.Must(texttemplate.New("Caddyfile").Parse(crossSiteLogoutCaddyfile)).Execute(&cf, map[string]any{
+	startCaddyfile(t, secret, crossSiteLogoutCaddyfile, map[string]any{
 		"Issuer": idp.Issuer(), "Site": site, "Backend": ln.Addr().String(),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(cf.Bytes(), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatalf("adapting the Caddyfile: %v", err)
-	}
-	if err := caddy.Load(cfgJSON, true); err != nil {
-		t.Fatalf("starting Caddy: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	})
 
 	b.open(site + "/")
 	b.expectLoginForm(idp.Issuer(), "opening the site")

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,11 +12,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	texttemplate "text/template"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile" // the Caddyfile adapter
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
@@ -167,25 +163,9 @@ func TestBrowserSubdomainSSO(t *testing.T) {
 	go func() { _ = backend.Serve(ln) }()
 	t.Cleanup(func() { _ = backend.Close() })
 
-	t.Setenv("AUTHGATE_E2E_KEY", randomHex(t, 32))
-	t.Setenv("AUTHGATE_E2E_SECRET", secret)
-	var cf bytes.Buffer
-	if err := texttemplate.Must(texttemplate.New("Caddyfile").Parse(ssoCaddyfile)).Execute(&cf, map[string]any{
+	startCaddyfile(t, secret, ssoCaddyfile, map[string]any{
 		"Port": port, "Issuer": idp.Issuer(), "Backend": ln.Addr().String(),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	cfgJSON, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(cf.Bytes(), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatalf("adapting the Caddyfile: %v\n%s", err, cf.String())
-	}
-	for _, w := range warnings {
-		t.Logf("caddyfile warning: %s", w.String())
-	}
-	if err := caddy.Load(cfgJSON, true); err != nil {
-		t.Fatalf("starting Caddy: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	})
 
 	// Without a session, a browser navigation at a site goes to the auth
 	// host, and an API call gets 401.

@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"fmt"
-	"net"
-	"net/http"
 	"net/url"
 	"testing"
-	"time"
 
 	"github.com/authgate/caddy-authgate/internal/testidp"
 )
@@ -42,7 +39,7 @@ func TestBrowserFrontchannelLogout(t *testing.T) {
 	port := freePorts(t, 1)[0]
 	site := fmt.Sprintf("http://127.0.0.1:%d", port)
 	secret := randomHex(t, 16)
-	idp, err := testidp.New(testidp.Options{
+	idp := startTestIDP(t, testidp.Options{
 		Users: testidp.DemoUsers(), ShowHints: true,
 		Clients: []testidp.Client{{
 			ID: "fc-app", Secret: secret, RedirectURIs: []string{site + "/oauth2/callback"},
@@ -51,22 +48,9 @@ func TestBrowserFrontchannelLogout(t *testing.T) {
 			FrontchannelLogoutSessionRequired: true,
 		}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := idp.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend := &http.Server{Handler: http.HandlerFunc(ssoBackend), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = backend.Serve(ln) }()
-	t.Cleanup(func() { _ = backend.Close() })
+	backendAddr := startSSOBackend(t)
 	startCaddyfile(t, secret, frontchannelCaddyfile, map[string]any{
-		"Issuer": idp.Issuer(), "Site": site, "Backend": ln.Addr().String(),
+		"Issuer": idp.Issuer(), "Site": site, "Backend": backendAddr,
 	})
 
 	b.open(site + "/")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	texttemplate "text/template"
 	"time"
 
+	"github.com/authgate/caddy-authgate/internal/testidp"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/chromedp/cdproto/network"
@@ -355,4 +357,32 @@ func loadCaddyfile(t *testing.T, conf string) {
 		t.Fatalf("starting Caddy: %v", err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
+}
+
+// startTestIDP runs the test provider with opts until the test ends.
+func startTestIDP(t *testing.T, opts testidp.Options) *testidp.Server {
+	t.Helper()
+	idp, err := testidp.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Close)
+	return idp
+}
+
+// startSSOBackend runs the e2e backend (ssoBackend) on a loopback port
+// until the test ends and returns its address.
+func startSSOBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := &http.Server{Handler: http.HandlerFunc(ssoBackend), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = backend.Serve(ln) }()
+	t.Cleanup(func() { _ = backend.Close() })
+	return ln.Addr().String()
 }

@@ -7,12 +7,9 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/fetch"
@@ -77,26 +74,13 @@ func startGate(t *testing.T, opts testidp.Options, sites ...gateSite) *gate {
 	secret := randomHex(t, 16)
 	opts.Users, opts.ShowHints = testidp.DemoUsers(), true
 	opts.Clients = []testidp.Client{{ID: "e2e-app", Secret: secret, RedirectURIs: callbacks}}
-	idp, err := testidp.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := idp.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
+	idp := startTestIDP(t, opts)
 	g.idp = idp
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend := &http.Server{Handler: http.HandlerFunc(ssoBackend), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = backend.Serve(ln) }()
-	t.Cleanup(func() { _ = backend.Close() })
+	backendAddr := startSSOBackend(t)
 
 	startCaddyfile(t, secret, gateCaddyfile, map[string]any{
-		"Issuer": idp.Issuer(), "Sites": sites, "Backend": ln.Addr().String(),
+		"Issuer": idp.Issuer(), "Sites": sites, "Backend": backendAddr,
 	})
 	return g
 }

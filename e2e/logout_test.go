@@ -60,27 +60,14 @@ func TestBrowserLogoutCrossSite(t *testing.T) {
 	site := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	evil := fmt.Sprintf("http://evil.example.test:%d", ports[1])
 	secret := randomHex(t, 16)
-	idp, err := testidp.New(testidp.Options{
+	idp := startTestIDP(t, testidp.Options{
 		Users: testidp.DemoUsers(), ShowHints: true,
 		Clients: []testidp.Client{{
 			ID: "xs-app", Secret: secret, RedirectURIs: []string{site + "/oauth2/callback"},
 			PostLogoutRedirectURIs: []string{site + "/after"},
 		}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := idp.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend := &http.Server{Handler: http.HandlerFunc(ssoBackend), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = backend.Serve(ln) }()
-	t.Cleanup(func() { _ = backend.Close() })
+	backendAddr := startSSOBackend(t)
 	evilLn, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", ports[1]))
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +80,7 @@ func TestBrowserLogoutCrossSite(t *testing.T) {
 	t.Cleanup(func() { _ = evilSrv.Close() })
 
 	startCaddyfile(t, secret, crossSiteLogoutCaddyfile, map[string]any{
-		"Issuer": idp.Issuer(), "Site": site, "Backend": ln.Addr().String(),
+		"Issuer": idp.Issuer(), "Site": site, "Backend": backendAddr,
 	})
 
 	b.open(site + "/")

@@ -138,7 +138,7 @@ func TestBrowserSubdomainSSO(t *testing.T) {
 	siteA, siteB, authSite := origin("a"), origin("b"), origin("auth")
 
 	secret := randomHex(t, 16)
-	idp, err := testidp.New(testidp.Options{
+	idp := startTestIDP(t, testidp.Options{
 		Users:     testidp.DemoUsers(),
 		ShowHints: true,
 		Clients: []testidp.Client{{
@@ -147,24 +147,11 @@ func TestBrowserSubdomainSSO(t *testing.T) {
 			PostLogoutRedirectURIs: []string{siteA + "/", siteB + "/", authSite + "/"},
 		}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := idp.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend := &http.Server{Handler: http.HandlerFunc(ssoBackend), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = backend.Serve(ln) }()
-	t.Cleanup(func() { _ = backend.Close() })
+	backendAddr := startSSOBackend(t)
 
 	startCaddyfile(t, secret, ssoCaddyfile, map[string]any{
-		"Port": port, "Issuer": idp.Issuer(), "Backend": ln.Addr().String(),
+		"Port": port, "Issuer": idp.Issuer(), "Backend": backendAddr,
 	})
 
 	// Without a session, a browser navigation at a site goes to the auth

@@ -917,3 +917,14 @@ func TestPreviousVersionReadsNewCookies(t *testing.T) {
 		}
 	}
 }
+
+// scanSessionCookie and readSessionCookie are the sessionManager's scan
+// and read for a cookie name alone, without __Host- names.
+func scanSessionCookie(r *http.Request, base string) sessionCookie {
+	sc, _ := readSessionCookie(r, base, false)
+	return sc
+}
+
+func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCookie, present []string) {
+	return readCookies(r, cookieSettings{Name: base}, strict)
+}

@@ -120,22 +120,6 @@ func (sc *sessionCookie) valid() bool {
 	return true
 }
 
-// scanSessionCookie finds the session cookie in r's Cookie headers, for
-// the hot path: values are taken in place and not checked, byte by byte,
-// to be cookie-octets. That is sound only for looking them up among
-// values that were checked and decoded before (the session cache), which
-// an unchecked value can only equal if it is valid; anything else must go
-// through readSessionCookie strictly, as net/http would read it.
-func scanSessionCookie(r *http.Request, base string) sessionCookie {
-	sc, _ := readSessionCookie(r, base, false)
-	return sc
-}
-
-// readSessionCookie reads the session cookie named base (readCookies).
-func readSessionCookie(r *http.Request, base string, strict bool) (sc sessionCookie, present []string) {
-	return readCookies(r, cookieSettings{Name: base}, strict)
-}
-
 // readCookies scans the Cookie headers itself rather than through
 // r.Cookies(), which parses and validates every cookie of the site on
 // every request: only authgate's own cookies are looked at, and values are

@@ -55,8 +55,12 @@ func newSessionManager(codec *cookieCodec, cs cookieSettings, lifetime time.Dura
 	return m
 }
 
-// scan reads r's session cookie for the hot path (scanSessionCookie),
-// under the names of r's cookies (cookieSettings.forRequest).
+// scan reads r's session cookie for the hot path, under the names of r's
+// cookies (cookieSettings.forRequest): values are taken in place and not
+// checked, byte by byte, to be cookie-octets. That is sound only for
+// looking them up among values that were checked and decoded before (the
+// session cache), which an unchecked value can only equal if it is valid;
+// anything else must go through read, strictly, as net/http would read it.
 func (m *sessionManager) scan(r *http.Request) sessionCookie {
 	sc, _ := readCookies(r, m.cookie.forRequest(r), false)
 	return sc
